@@ -1,0 +1,137 @@
+"""Convolutional layer, computed two ways that give the same numbers.
+
+Config keys: name, type: CONVOLUTIONAL, num_channels, kernel_size, stride, padding,
+conv_method (1 or 2), init_wt, epsilon, momentum, l2_decay.
+
+Weights w_ (num_channels, in_channels * k * k): row f is filter f laid out as (C, k, k).
+Biases b_ (1, num_channels), one per output map. With N the batch, C/K the input/output
+channels, k the kernel size, p the padding and s the stride, a layer maps
+(N, C, H, W) -> (N, K, H', W'), H' = (H + 2p - k) // s + 1.
+
+The layer *cross-correlates* its inputs with its filters (as every deep learning library
+does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x + j - p].
+
+- Method 1: the dot product of each filter with each input patch. The patches are the
+  rows of a matrix (`convolutions.im2col`), so the whole layer is one matrix product.
+- Method 2: a cross-correlation with w is a true convolution with w flipped in both
+  spatial axes, so the forward pass is `convolve(inputs, flipped weights, padding=p)`, and
+  the backward pass is two more convolutions (see ComputeDown). `convolve` works at
+  stride 1; for stride s the layer takes every s-th output, and on the way down puts the
+  derivatives back on that stride-1 grid with zeros between them.
+"""
+
+import numpy as np
+
+import convolutions
+from layer import ConfigError, Layer, _setting
+
+
+class ConvLayer(Layer):
+
+    def __init__(self, proto):
+        super().__init__(proto)
+        self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)
+        self.stride_ = _setting(proto, "stride", int, default=1, minimum=1)
+        self.padding_ = _setting(proto, "padding", int, default=0, minimum=0)
+        self.conv_method_ = _setting(proto, "conv_method", int, default=1)
+        if self.conv_method_ not in (1, 2):
+            raise ConfigError(f"layer '{self.name_}': key 'conv_method' must be 1 or 2, got {self.conv_method_}")
+        if self.padding_ >= self.kernel_size_:
+            raise ConfigError(f"layer '{self.name_}': key 'padding' must be smaller than kernel_size "
+                              f"({self.kernel_size_}), got {self.padding_}")
+
+    def Initialize(self, size_y, size_x, channels, rng=None):
+        """Make the filters for a size_y x size_x x channels input; return the output size."""
+        rng = np.random.default_rng() if rng is None else rng
+        k, s, p = self.kernel_size_, self.stride_, self.padding_
+        if size_y + 2 * p < k or size_x + 2 * p < k:
+            raise ConfigError(f"layer '{self.name_}': kernel_size {k} is larger than its padded input "
+                              f"{size_y + 2 * p}x{size_x + 2 * p}")
+        if self.conv_method_ == 2 and min(size_y, size_x) + p < k:
+            # The weight derivative of method 2 convolves with the stride-1 output map,
+            # and convolve needs its padding p below that map's size.
+            raise ConfigError(f"layer '{self.name_}': conv_method 2 needs input size + padding >= "
+                              f"kernel_size, got {min(size_y, size_x)} + {p} < {k}")
+        self.input_size_y_, self.input_size_x_, self.num_input_channels_ = size_y, size_x, channels
+        self.output_size_y_ = (size_y + 2 * p - k) // s + 1
+        self.output_size_x_ = (size_x + 2 * p - k) // s + 1
+        self._init_params(channels * k * k, rng)
+        out = (self.output_size_y_, self.output_size_x_, self.num_channels_)
+        self._describe((size_y, size_x, channels), out,
+                       f"  {k}x{k} stride {s} pad {p} method {self.conv_method_}")
+        return out
+
+    def _input_maps(self, inputs):
+        """inputs (batch, C*H*W) or (batch, C, H, W) -> (batch, C, H, W)."""
+        return inputs.reshape(inputs.shape[0], self.num_input_channels_,
+                              self.input_size_y_, self.input_size_x_)
+
+    def ComputeUp(self, inputs):
+        """Forward pass: cross-correlate with the filters (method 1), or convolve with the
+        flipped filters (method 2); add the biases; apply the activation.
+
+        inputs:  (batch, C, H, W), or (batch, C*H*W)
+        returns: (batch, K, H', W'), H' = (H + 2p - k) // s + 1
+        """
+        inputs = self._input_maps(inputs)
+        batch_size = inputs.shape[0]
+        K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
+        if self.conv_method_ == 1:
+            patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (N*H'*W', C*k*k)
+            outputs = (patches @ self.w_.T).reshape(
+                batch_size, self.output_size_y_, self.output_size_x_, K).transpose(0, 3, 1, 2)
+        else:
+            w_flip = self.w_.reshape(K, C, k, k)[:, :, ::-1, ::-1]
+            # BEGIN SOLUTION
+            # (N, 1, C, H, W) (*) (1, K, C, k, k) -> (N, K, C, H1, W1); add up the input channels.
+            outputs = convolutions.convolve(inputs[:, np.newaxis], w_flip[np.newaxis],
+                                            padding=self.padding_).sum(axis=2)
+            # END SOLUTION
+            if self.stride_ > 1:
+                outputs = outputs[:, :, ::self.stride_, ::self.stride_]
+        outputs = outputs + self.b_.reshape(1, K, 1, 1)
+        return self.ApplyActivation(np.ascontiguousarray(outputs))
+
+    def ComputeDown(self, dC_by_doutputs, outputs, inputs):
+        """Backward pass.
+
+        dC_by_doutputs, outputs: (batch, K, H', W'); inputs: as given to ComputeUp.
+        returns: (dC_by_dinputs (batch, C, H, W), or None for the input layer,
+                  dw (K, C*k*k), db (1, K)), dw and db averaged over the mini-batch.
+        """
+        input_shape = inputs.shape
+        inputs = self._input_maps(inputs)
+        batch_size = inputs.shape[0]
+        K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
+        deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
+        db = deriv.sum(axis=(0, 2, 3))
+        dC_by_dinputs = None
+        if self.conv_method_ == 1:
+            d_rows = deriv.transpose(0, 2, 3, 1).reshape(-1, K)  # one row per patch, like im2col's
+            patches = convolutions.im2col(inputs, k, s, p)
+            dw = d_rows.T @ patches
+            if not self.is_input_:
+                dC_by_dinputs = convolutions.col2im(d_rows @ self.w_, inputs.shape, k, s, p)
+        else:
+            if s > 1:
+                # Back onto the stride-1 grid: the outputs the stride skipped get derivative 0.
+                full = np.zeros((batch_size, K, self.input_size_y_ + 2 * p - k + 1,
+                                 self.input_size_x_ + 2 * p - k + 1))
+                full[:, :, ::s, ::s] = deriv
+                deriv = full
+            w = self.w_.reshape(K, C, k, k)
+            deriv_flip = deriv[:, :, ::-1, ::-1]
+            # BEGIN SOLUTION
+            if not self.is_input_:
+                # (N, K, 1, H1, W1) (*) (1, K, C, k, k), full padding -> (N, K, C, H, W); sum over K.
+                dC_by_dinputs = convolutions.convolve(deriv[:, :, np.newaxis], w[np.newaxis],
+                                                      padding=k - self.padding_ - 1).sum(axis=1)
+            # (N, 1, C, H, W) (*) (N, K, 1, H1, W1) -> (N, K, C, k, k); sum over the batch.
+            dw = convolutions.convolve(inputs[:, np.newaxis], deriv_flip[:, :, np.newaxis],
+                                       padding=self.padding_).sum(axis=0)
+            # END SOLUTION
+        dw = np.reshape(dw, self.w_.shape) / batch_size
+        db = np.reshape(db, self.b_.shape) / batch_size
+        if dC_by_dinputs is not None:
+            dC_by_dinputs = np.reshape(dC_by_dinputs, input_shape)
+        return dC_by_dinputs, dw, db

@@ -1,0 +1,1 @@
+"""The USPS digits: fetching, checking and splitting them (see usps.py)."""

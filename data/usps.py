@@ -1,0 +1,168 @@
+"""Fetch the USPS digits and prepare data/usps.npz, the file every config reads.
+
+The data are the USPS digits as published with "The Elements of Statistical Learning":
+zip.train.gz (7291 digits) and zip.test.gz (2007 digits), gzip'd text, one digit per line:
+the label, then 256 gray values in [-1, 1] (16x16, row-major, -1 is background).
+
+    python data/usps.py                      # download from the book's datasets page
+    python data/usps.py --mirror DIR         # or copy from a local mirror (also: USPS_MIRROR=DIR)
+
+Every file is checked against a content digest before it is used, and every file this
+writes appears whole or not at all (written beside its place, then renamed).
+
+usps.npz holds train (6291, 256), validation (1000, 256), test (2007, 256), pixels in [0, 1],
+and train_labels, validation_labels, test_labels, one-hot (N, 10). The 1000 validation
+digits are drawn at random from the training file with a fixed seed, so everyone has
+the same split.
+"""
+
+import argparse
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
+FILES = {
+    # name: (rows, content sha256 as defined in content_digest)
+    "zip.train.gz": (7291, "bb8c5577af2800d9a092a9516d927235e3eb00a05bf99fe8b76b432f12f748ae"),
+    "zip.test.gz": (2007, "ea677dd5aa43643ea8a81f2fd0f1e24ea2a8bfdd4613a16fc075ae9cf2b4760b"),
+}
+NUM_VALIDATION = 1000
+SPLIT_SEED = 321
+DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "usps.npz")
+
+
+class DataError(RuntimeError):
+    """The data could not be fetched or did not check out; the message says which file."""
+
+
+def content_digest(labels, pixels):
+    """sha256 of the data, independent of number formatting and compression."""
+    blob = labels.astype(np.uint8).tobytes() + np.round(pixels * 1000).astype("<i2").tobytes()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def read_digits(path):
+    """Read one USPS .gz file: returns (labels (N,) int, pixels (N, 256) in [-1, 1])."""
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, ndmin=2)
+    except (OSError, EOFError, ValueError) as e:
+        raise DataError(f"{path}: not a readable USPS file ({e})") from None
+    if table.shape[1] != 257:
+        raise DataError(f"{path}: expected 257 numbers per line (label + 16x16 pixels), got {table.shape[1]}")
+    return table[:, 0].astype(np.int64), table[:, 1:]
+
+
+def verify(path, name):
+    """Read `path` as the USPS file `name` and check its rows and content digest."""
+    rows, digest = FILES[name]
+    labels, pixels = read_digits(path)
+    if len(labels) != rows:
+        raise DataError(f"{path}: {len(labels)} digits, expected {rows} for {name}")
+    if content_digest(labels, pixels) != digest:
+        raise DataError(f"{path}: content digest does not match the published {name}; file rejected")
+    return labels, pixels
+
+
+def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
+    """Place a verified copy of `name` at `dest`, from `mirror` (a directory) or `base_url`."""
+    tmp = tempfile.NamedTemporaryFile(dir=os.path.dirname(dest) or ".", prefix=name + ".", suffix=".part",
+                                      delete=False)
+    try:
+        with tmp:
+            if mirror:
+                source = os.path.join(mirror, name)
+                try:
+                    with open(source, "rb") as f:
+                        shutil.copyfileobj(f, tmp)
+                except OSError as e:
+                    raise DataError(f"cannot read {source} from the mirror ({e.strerror})") from None
+            else:
+                source = base_url.rstrip("/") + "/" + name
+                try:
+                    with urllib.request.urlopen(source, timeout=60) as response:
+                        shutil.copyfileobj(response, tmp)
+                except (urllib.error.URLError, OSError) as e:
+                    raise DataError(f"cannot download {source} ({getattr(e, 'reason', e)}); "
+                                    "use --mirror DIR or USPS_MIRROR=DIR for a local copy") from None
+        verify(tmp.name, name)
+        os.replace(tmp.name, dest)
+    finally:
+        if os.path.exists(tmp.name):
+            os.remove(tmp.name)
+    print(f"usps: {name} from {source}: verified")
+
+
+def one_hot(labels):
+    """(N,) labels 0..9 -> (N, 10) rows with a single 1."""
+    return np.eye(10)[labels]
+
+
+def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL):
+    """Fetch and verify both files (kept beside npz_path), then write npz_path. Returns npz_path."""
+    mirror = mirror if mirror is not None else os.environ.get("USPS_MIRROR") or None
+    folder = os.path.dirname(os.path.abspath(npz_path))
+    os.makedirs(folder, exist_ok=True)
+    data = {}
+    for name in FILES:
+        local = os.path.join(folder, name)
+        try:
+            labels, pixels = verify(local, name)
+        except DataError:
+            # Missing or damaged: fetch it again.
+            _fetch_one(name, local, mirror, base_url)
+            labels, pixels = verify(local, name)
+        data[name] = (labels, (pixels + 1) / 2)  # [-1, 1] -> [0, 1], background 0
+
+    labels, pixels = data["zip.train.gz"]
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
+    val, train = order[:NUM_VALIDATION], np.sort(order[NUM_VALIDATION:])
+    val = np.sort(val)
+    test_labels, test_pixels = data["zip.test.gz"]
+    arrays = dict(train=pixels[train], train_labels=one_hot(labels[train]),
+                  validation=pixels[val], validation_labels=one_hot(labels[val]),
+                  test=test_pixels, test_labels=one_hot(test_labels))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    tmp = npz_path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(buffer.getvalue())
+    os.replace(tmp, npz_path)
+    print(f"usps: wrote {npz_path} (train {len(train)}, validation {len(val)}, test {len(test_labels)})")
+    return npz_path
+
+
+def ensure(npz_path=DEFAULT_NPZ, mirror=None):
+    """Make sure npz_path exists, preparing it on first use."""
+    if not os.path.exists(npz_path):
+        print(f"usps: {npz_path} not found; preparing it")
+        prepare(npz_path, mirror)
+    return npz_path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Fetch USPS and write the kit's usps.npz.")
+    parser.add_argument("--mirror", help="directory holding zip.train.gz and zip.test.gz "
+                        "(default: $USPS_MIRROR, else download)")
+    parser.add_argument("--url", default=BASE_URL, help="where to download from (default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_NPZ, help="the npz to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        prepare(args.out, args.mirror, args.url)
+    except DataError as e:
+        print(f"usps: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Evaluate a trained model on the training, validation and test sets:
+python evaluate.py configs/<model>.yaml
+
+Loads the config's checkpoint_file (the best model by validation accuracy) and prints
+    CE      : Train x Val y Test z
+    Accuracy: Train x Val y Test z
+"""
+
+import argparse
+import sys
+
+from data.usps import DataError
+from layer import ConfigError
+from net import NeuralNet, load_config
+
+
+def evaluate(net):
+    """{'train': (CE, accuracy), 'validation': ..., 'test': ...} for a net with its data loaded."""
+    return {name: net.Validate(getattr(net, name + "_")) for name in ("train", "validation", "test")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Evaluate a trained model from its checkpoint.")
+    parser.add_argument("config", help="the config the model was trained with")
+    parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of the config's")
+    args = parser.parse_args(argv)
+    try:
+        net = NeuralNet(load_config(args.config))
+        net.Load(args.checkpoint)
+        net.LoadData(test=True)
+        results = evaluate(net)
+    except (ConfigError, DataError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    (tr_ce, tr_acc), (va_ce, va_acc), (te_ce, te_acc) = results.values()
+    print(f"CE      : Train {tr_ce:.4f} Val {va_ce:.4f} Test {te_ce:.4f}")
+    print(f"Accuracy: Train {tr_acc:.4f} Val {va_acc:.4f} Test {te_acc:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""What every layer of the kit shares: its settings, its activation, and its learning rule.
+
+A network is a list of layers. Each layer is a module with a forward pass (`ComputeUp`,
+inputs -> outputs) and a backward pass (`ComputeDown`, derivatives w.r.t. its outputs ->
+derivatives w.r.t. its inputs and its parameters). Nothing else crosses between layers.
+
+Activations: hidden layers apply ReLU; the last layer applies softmax. The network's
+`ComputeDeriv` returns the derivative of the cross entropy w.r.t. the *input* of that
+softmax (predictions - targets), so the output layer passes its derivative through
+unchanged (see `ComputeActivationDeriv`).
+"""
+
+import numpy as np
+
+
+class ConfigError(ValueError):
+    """A config that cannot describe a network; the message names the key and the layer."""
+
+
+def _setting(proto, key, kind, default=None, minimum=None):
+    """Read one setting of a layer from its config entry, with a clear error when it is bad."""
+    name = proto.get("name", "?")
+    if key not in proto:
+        if default is None:
+            raise ConfigError(f"layer '{name}': missing key '{key}'")
+        return default
+    value = proto[key]
+    if kind is float and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) as a string.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if kind is int and isinstance(value, bool) or kind is float and isinstance(value, bool):
+        raise ConfigError(f"layer '{name}': key '{key}' must be a number, got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise ConfigError(f"layer '{name}': key '{key}' must be an integer, got {value!r}")
+    if kind is float and not isinstance(value, (int, float)):
+        raise ConfigError(f"layer '{name}': key '{key}' must be a number, got {value!r}")
+    value = kind(value)
+    if not np.isfinite(value):
+        raise ConfigError(f"layer '{name}': key '{key}' must be finite, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"layer '{name}': key '{key}' must be >= {minimum}, got {value!r}")
+    return value
+
+
+class Layer:
+    """Base class: name, position in the net, activation, and (for layers with weights)
+    the parameters `w_`, `b_` and their momentum-SGD update.
+
+    Attributes the student's code uses: `w_`, `b_`, `num_channels_`, `is_input_`,
+    `is_output_`. Subclasses set `has_params_` and implement `Initialize`, `ComputeUp`
+    and `ComputeDown`.
+    """
+
+    has_params_ = True
+
+    def __init__(self, proto):
+        self.name_ = str(proto["name"])
+        self.type_ = str(proto["type"])
+        self.is_input_ = False
+        self.is_output_ = False
+        self.w_ = None
+        self.b_ = None
+        if self.has_params_:
+            self.num_channels_ = _setting(proto, "num_channels", int, minimum=1)
+            self.init_wt_ = _setting(proto, "init_wt", float, minimum=0.0)
+            self.epsilon_ = _setting(proto, "epsilon", float, minimum=0.0)
+            self.momentum_ = _setting(proto, "momentum", float, default=0.0, minimum=0.0)
+            self.l2_decay_ = _setting(proto, "l2_decay", float, default=0.0, minimum=0.0)
+
+    # --- place in the network -------------------------------------------------------------
+    def SetAsInput(self):
+        """The first layer: nothing below it needs derivatives w.r.t. its inputs."""
+        self.is_input_ = True
+
+    def SetAsOutput(self):
+        """The last layer: softmax instead of ReLU."""
+        self.is_output_ = True
+
+    def _describe(self, in_shape, out_shape, extra=""):
+        """The one-line shape summary every Initialize prints."""
+        (iy, ix, ic), (oy, ox, oc) = in_shape, out_shape
+        print(f"{self.name_:<10} {self.type_:<14} {iy}x{ix}x{ic} -> {oy}x{ox}x{oc}{extra}")
+
+    def _init_params(self, fan_in, rng):
+        """Weights init_wt * N(0, 1) of shape (num_channels, fan_in); biases 0; velocities 0."""
+        self.w_ = self.init_wt_ * rng.standard_normal((self.num_channels_, fan_in))
+        self.b_ = np.zeros((1, self.num_channels_))
+        self.dw_history_ = np.zeros_like(self.w_)
+        self.db_history_ = np.zeros_like(self.b_)
+
+    # --- activation -----------------------------------------------------------------------
+    def ApplyActivation(self, outputs):
+        """ReLU for hidden layers; softmax over the units of each example for the output layer.
+
+        outputs: (batch, ...) pre-activations; returns the same shape.
+        """
+        if not self.is_output_:
+            return np.maximum(outputs, 0)
+        flat = outputs.reshape(outputs.shape[0], -1)
+        # Subtracting the row maximum changes nothing mathematically and avoids overflow.
+        e = np.exp(flat - flat.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).reshape(outputs.shape)
+
+    def ComputeActivationDeriv(self, dC_by_doutputs, outputs):
+        """Derivatives w.r.t. the layer's pre-activations, from those w.r.t. its outputs.
+
+        ReLU passes a derivative where the unit was on. For the output layer the network
+        already gives derivatives w.r.t. the softmax input (predictions - targets), so they
+        pass unchanged.
+        """
+        if self.is_output_:
+            return dC_by_doutputs
+        return dC_by_doutputs * (outputs > 0)
+
+    # --- learning -------------------------------------------------------------------------
+    def Update(self, dw, db):
+        """One step of SGD with momentum and L2 weight decay (biases are not decayed).
+
+        dw: like w_, db: like b_ -- derivatives averaged over the mini-batch.
+        """
+        if not self.has_params_:
+            return
+        dw = dw + self.l2_decay_ * self.w_
+        self.dw_history_ = self.momentum_ * self.dw_history_ - self.epsilon_ * dw
+        self.db_history_ = self.momentum_ * self.db_history_ - self.epsilon_ * db
+        self.w_ = self.w_ + self.dw_history_
+        self.b_ = self.b_ + self.db_history_
+
+    def GetParameters(self):
+        """{'<name>_w': w, '<name>_b': b}, or {} for a layer without parameters."""
+        if not self.has_params_:
+            return {}
+        return {f"{self.name_}_w": self.w_, f"{self.name_}_b": self.b_}
+
+    def SetParameters(self, params):
+        """Load this layer's entries of a dict like the one GetParameters returns."""
+        if not self.has_params_:
+            return
+        for key, current in ((f"{self.name_}_w", self.w_), (f"{self.name_}_b", self.b_)):
+            if key not in params:
+                raise ConfigError(f"layer '{self.name_}': parameter '{key}' missing from the checkpoint")
+            value = np.asarray(params[key], dtype=np.float64)
+            if value.shape != current.shape:
+                raise ConfigError(f"layer '{self.name_}': parameter '{key}' has shape {value.shape} "
+                                  f"in the checkpoint, the config gives {current.shape}")
+        self.w_ = np.array(params[f"{self.name_}_w"], dtype=np.float64)
+        self.b_ = np.array(params[f"{self.name_}_b"], dtype=np.float64)
