@@ -16,7 +16,6 @@ Build with ``python setup.py build_ext --inplace``.
 """
 
 import numpy as np
-from cython.parallel cimport prange
 
 ctypedef fused real:
     float
@@ -47,33 +46,58 @@ def _as_int(value, what):
 # convolve
 # ----------------------------------------------------------------------------------------
 
-cdef void _convolve_kernel(const real[:, :, ::1] x, const real[:, :, ::1] w,
-                           const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
-                           real[:, :, ::1] out, Py_ssize_t padding) noexcept nogil:
-    """out[o] = x[x_index[o]] (*) w[w_index[o]], zero padded by `padding` on every side."""
-    cdef Py_ssize_t n_out = out.shape[0], out_y = out.shape[1], out_x = out.shape[2]
-    cdef Py_ssize_t in_y = x.shape[1], in_x = x.shape[2]
-    cdef Py_ssize_t k_y = w.shape[1], k_x = w.shape[2]
-    cdef Py_ssize_t o, y, i, j, col, iy, x_lo, x_hi, shift
-    cdef real wv
-    for o in prange(n_out, schedule="static"):
-        for y in range(out_y):
-            for col in range(out_x):
-                out[o, y, col] = 0
+cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t k_y,
+                         Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid correlation).
+
+    Four outputs of a row are computed together: four independent sums keep the
+    multiply-add units busy, and each output still adds its terms in (i, j) order.
+    """
+    cdef Py_ssize_t y, c, i, j
+    cdef real a0, a1, a2, a3, wv
+    cdef const real* row
+    cdef const real* w_row
+    for y in range(out_y):
+        c = 0
+        while c + 4 <= out_x:
+            a0 = 0
+            a1 = 0
+            a2 = 0
+            a3 = 0
             for i in range(k_y):
-                # Output row y sees padded input row y + i, i.e. real row y + i - padding,
-                # multiplied by the flipped kernel row k_y - 1 - i.
-                iy = y + i - padding
-                if iy < 0 or iy >= in_y:
-                    continue
+                row = x + (y + i) * in_x + c
+                w_row = w + i * k_x
                 for j in range(k_x):
-                    wv = w[w_index[o], k_y - 1 - i, k_x - 1 - j]
-                    shift = j - padding
-                    # Keep 0 <= col + shift < in_x: the padding zeros add nothing.
-                    x_lo = -shift if shift < 0 else 0
-                    x_hi = in_x - shift if in_x - shift < out_x else out_x
-                    for col in range(x_lo, x_hi):
-                        out[o, y, col] = out[o, y, col] + wv * x[x_index[o], iy, col + shift]
+                    wv = w_row[j]
+                    a0 = a0 + wv * row[j]
+                    a1 = a1 + wv * row[j + 1]
+                    a2 = a2 + wv * row[j + 2]
+                    a3 = a3 + wv * row[j + 3]
+            out[y * out_x + c] = a0
+            out[y * out_x + c + 1] = a1
+            out[y * out_x + c + 2] = a2
+            out[y * out_x + c + 3] = a3
+            c = c + 4
+        while c < out_x:
+            a0 = 0
+            for i in range(k_y):
+                row = x + (y + i) * in_x + c
+                w_row = w + i * k_x
+                for j in range(k_x):
+                    a0 = a0 + w_row[j] * row[j]
+            out[y * out_x + c] = a0
+            c = c + 1
+
+
+def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
+                   const Py_ssize_t[::1] w_index, real[:, :, ::1] out):
+    """out[o] = valid correlation of x[x_index[o]] with w[w_index[o]], for every o."""
+    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2]
+    cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
+    with nogil:
+        for o in range(out.shape[0]):
+            _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
+                           &out[o, 0, 0], out_y, out_x)
 
 
 def convolve(inputs, weights, padding=0):
@@ -108,23 +132,25 @@ def convolve(inputs, weights, padding=0):
     of dimensions, leading axes that cannot broadcast, a padding out of range, or a
     kernel larger than the padded input. The message names the shapes.
     """
-    x = _as_real_array(inputs, "convolve: inputs")
-    w = _as_real_array(weights, "convolve: weights")
-    shapes = f"inputs {x.shape} {x.dtype}, weights {w.shape} {w.dtype}"
-    if x.dtype != w.dtype:
-        raise ValueError(f"convolve: inputs and weights must have the same dtype ({shapes})")
-    if x.ndim < 3 or x.ndim != w.ndim:
+    if not isinstance(inputs, np.ndarray) or not isinstance(weights, np.ndarray):
+        raise ValueError(f"convolve: inputs and weights must be numpy arrays, got "
+                         f"{type(inputs).__name__} and {type(weights).__name__}")
+    shapes = f"inputs {inputs.shape} {inputs.dtype}, weights {weights.shape} {weights.dtype}"
+    if inputs.dtype not in _DTYPES or weights.dtype != inputs.dtype:
+        raise ValueError(f"convolve: inputs and weights must both be float32 or both float64 ({shapes})")
+    nd = inputs.ndim
+    if nd < 3 or weights.ndim != nd:
         raise ValueError("convolve: inputs and weights must have the same number of dimensions, "
                          f"at least 3 ({shapes})")
     pad = _as_int(padding, f"convolve: padding ({shapes})")
-    nd = x.ndim
     lead = []
-    for axis, (a, b) in enumerate(zip(x.shape[:nd - 2], w.shape[:nd - 2])):
+    for axis in range(nd - 2):
+        a, b = inputs.shape[axis], weights.shape[axis]
         if a != b and a != 1 and b != 1:
             raise ValueError(f"convolve: leading axis {axis} cannot broadcast ({shapes})")
         lead.append(max(a, b))
-    in_y, in_x = x.shape[nd - 2], x.shape[nd - 1]
-    k_y, k_x = w.shape[nd - 2], w.shape[nd - 1]
+    in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
+    k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
     if min(in_y, in_x, k_y, k_x) < 1:
         raise ValueError(f"convolve: empty image or kernel ({shapes})")
     if not 0 <= pad < min(k_y, k_x):
@@ -134,37 +160,23 @@ def convolve(inputs, weights, padding=0):
         raise ValueError(f"convolve: kernel larger than the padded input, padding {pad} ({shapes})")
 
     lead = tuple(lead)
-    n_out = 1
-    for n in lead:
-        n_out *= n
-    # Which image and which kernel each output map reads: broadcasting done once, on indices.
-    x_index = np.broadcast_to(np.arange(x.size // (in_y * in_x), dtype=np.intp).reshape(x.shape[:nd - 2]), lead)
-    w_index = np.broadcast_to(np.arange(w.size // (k_y * k_x), dtype=np.intp).reshape(w.shape[:nd - 2]), lead)
-    out = np.empty(lead + (out_y, out_x), dtype=x.dtype)
+    out = np.empty(lead + (out_y, out_x), dtype=inputs.dtype)
+    n_out = out.size // (out_y * out_x)
     if n_out == 0:
         return out
-    x3 = x.reshape(x.size // (in_y * in_x), in_y, in_x)
-    w3 = w.reshape(w.size // (k_y * k_x), k_y, k_x)
-    x_idx = np.ascontiguousarray(x_index.reshape(n_out))
-    w_idx = np.ascontiguousarray(w_index.reshape(n_out))
-    out3 = out.reshape(n_out, out_y, out_x)
-    if x.dtype == np.float64:
-        _convolve_double(x3, w3, x_idx, w_idx, out3, pad)
-    else:
-        _convolve_float(x3, w3, x_idx, w_idx, out3, pad)
+    # Which image and which kernel each output map reads: broadcasting done once, on indices.
+    n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
+    x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)
+    w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(weights.shape[:nd - 2]), lead)
+    # Convolution = correlation with the flipped kernel, over the zero-padded image; doing
+    # the flip and the padding once here keeps the inner loop free of index tests.
+    x = inputs.reshape(n_x, in_y, in_x)
+    if pad:
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    w = np.ascontiguousarray(weights.reshape(n_w, k_y, k_x)[:, ::-1, ::-1])
+    _correlate_all(np.ascontiguousarray(x), w, np.ascontiguousarray(x_index.reshape(n_out)),
+                   np.ascontiguousarray(w_index.reshape(n_out)), out.reshape(n_out, out_y, out_x))
     return out
-
-
-def _convolve_double(const double[:, :, ::1] x, const double[:, :, ::1] w, const Py_ssize_t[::1] xi,
-                     const Py_ssize_t[::1] wi, double[:, :, ::1] out, Py_ssize_t padding):
-    with nogil:
-        _convolve_kernel(x, w, xi, wi, out, padding)
-
-
-def _convolve_float(const float[:, :, ::1] x, const float[:, :, ::1] w, const Py_ssize_t[::1] xi,
-                    const Py_ssize_t[::1] wi, float[:, :, ::1] out, Py_ssize_t padding):
-    with nogil:
-        _convolve_kernel(x, w, xi, wi, out, padding)
 
 
 # ----------------------------------------------------------------------------------------
@@ -180,46 +192,37 @@ def _check_window(shape, kernel_size, stride, padding, name, max_padding):
         raise ValueError(f"{name}: inputs must have 4 dimensions (N, C, H, W), got shape {shape}")
     if k < 1 or s < 1:
         raise ValueError(f"{name}: kernel_size and stride must be >= 1, got {k} and {s} (inputs {shape})")
-    if not 0 <= p <= max_padding(k):
-        raise ValueError(f"{name}: padding {p} out of range for kernel_size {k} (inputs {shape})")
-    out_y = (shape[2] + 2 * p - k) // s + 1
-    out_x = (shape[3] + 2 * p - k) // s + 1
+    if not 0 <= p <= max_padding:
+        raise ValueError(f"{name}: padding {p} out of range 0..{max_padding} for kernel_size {k} "
+                         f"(inputs {shape})")
     if shape[2] + 2 * p < k or shape[3] + 2 * p < k:
         raise ValueError(f"{name}: kernel_size {k} larger than the padded input (inputs {shape}, padding {p})")
-    return k, s, p, out_y, out_x
+    return k, s, p, (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
 
 
-cdef void _im2col_kernel(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k,
-                         Py_ssize_t s, Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1], in_y = x.shape[2], in_x = x.shape[3]
-    cdef Py_ssize_t n, c, oy, ox, i, j, iy, ix, row, col
-    for n in prange(n_img, schedule="static"):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                row = (n * out_y + oy) * out_x + ox
-                col = 0
-                for c in range(n_ch):
-                    for i in range(k):
-                        iy = oy * s + i - p
-                        for j in range(k):
-                            ix = ox * s + j - p
-                            if 0 <= iy < in_y and 0 <= ix < in_x:
-                                cols[row, col] = x[n, c, iy, ix]
+def _patches(real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s, bint scatter):
+    """Between a padded image batch x and its patch matrix cols (im2col's layout):
+    copy patches out of x (scatter false) or add them back into x (scatter true)."""
+    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1], pad_y = x.shape[2], pad_x = x.shape[3]
+    cdef Py_ssize_t out_y = (pad_y - k) // s + 1, out_x = (pad_x - k) // s + 1
+    cdef Py_ssize_t n, c, oy, ox, i, j
+    cdef real* col
+    cdef real* src
+    with nogil:
+        for n in range(n_img):
+            for oy in range(out_y):
+                for ox in range(out_x):
+                    col = &cols[(n * out_y + oy) * out_x + ox, 0]
+                    for c in range(n_ch):
+                        for i in range(k):
+                            src = &x[n, c, oy * s + i, ox * s]
+                            if scatter:
+                                for j in range(k):
+                                    src[j] = src[j] + col[j]
                             else:
-                                cols[row, col] = 0
-                            col = col + 1
-
-
-def _im2col_double(const double[:, :, :, ::1] x, double[:, ::1] cols, Py_ssize_t k, Py_ssize_t s,
-                   Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x):
-    with nogil:
-        _im2col_kernel(x, cols, k, s, p, out_y, out_x)
-
-
-def _im2col_float(const float[:, :, :, ::1] x, float[:, ::1] cols, Py_ssize_t k, Py_ssize_t s,
-                  Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x):
-    with nogil:
-        _im2col_kernel(x, cols, k, s, p, out_y, out_x)
+                                for j in range(k):
+                                    col[j] = src[j]
+                            col = col + k
 
 
 def im2col(inputs, kernel_size, stride=1, padding=0):
@@ -227,53 +230,19 @@ def im2col(inputs, kernel_size, stride=1, padding=0):
 
     inputs: (N, C, H, W), float32 or float64.
     returns: (N * out_y * out_x, C * k * k), rows ordered (n, oy, ox) and columns (c, i, j),
-    with out = (H + 2 * padding - k) // stride + 1. Padding positions hold 0.
+    with out = (H + 2 * padding - k) // stride + 1 and 0 <= padding < k. Padding holds 0.
     Row r dotted with a filter laid out as (C, k, k) is that filter's cross-correlation
     output at position r: conv method 1 is one matrix product with this matrix.
     """
     x = _as_real_array(inputs, "im2col: inputs")
     k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "im2col",
-                                          lambda k: k - 1)
+                                          _as_int(kernel_size, "im2col: kernel_size") - 1)
     cols = np.empty((x.shape[0] * out_y * out_x, x.shape[1] * k * k), dtype=x.dtype)
     if cols.size:
-        (_im2col_double if x.dtype == np.float64 else _im2col_float)(x, cols, k, s, p, out_y, out_x)
+        if p:
+            x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        _patches(x, cols, k, s, False)
     return cols
-
-
-cdef void _col2im_kernel(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k,
-                         Py_ssize_t s, Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1], in_y = x.shape[2], in_x = x.shape[3]
-    cdef Py_ssize_t n, c, oy, ox, i, j, iy, ix, row, col
-    # One image per thread: overlapping patches of an image add into the same pixels.
-    for n in prange(n_img, schedule="static"):
-        for c in range(n_ch):
-            for iy in range(in_y):
-                for ix in range(in_x):
-                    x[n, c, iy, ix] = 0
-        for oy in range(out_y):
-            for ox in range(out_x):
-                row = (n * out_y + oy) * out_x + ox
-                col = 0
-                for c in range(n_ch):
-                    for i in range(k):
-                        iy = oy * s + i - p
-                        for j in range(k):
-                            ix = ox * s + j - p
-                            if 0 <= iy < in_y and 0 <= ix < in_x:
-                                x[n, c, iy, ix] = x[n, c, iy, ix] + cols[row, col]
-                            col = col + 1
-
-
-def _col2im_double(const double[:, ::1] cols, double[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s,
-                   Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x):
-    with nogil:
-        _col2im_kernel(cols, x, k, s, p, out_y, out_x)
-
-
-def _col2im_float(const float[:, ::1] cols, float[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s,
-                  Py_ssize_t p, Py_ssize_t out_y, Py_ssize_t out_x):
-    with nogil:
-        _col2im_kernel(cols, x, k, s, p, out_y, out_x)
 
 
 def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
@@ -284,71 +253,64 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     (derivatives w.r.t. the inputs, given derivatives w.r.t. the patches).
     """
     c = _as_real_array(cols, "col2im: cols")
-    shape = tuple(_as_int(n, "col2im: input_shape entries") for n in input_shape)
+    try:
+        shape = tuple(_as_int(n, "col2im: input_shape entries") for n in input_shape)
+    except TypeError:
+        raise ValueError(f"col2im: input_shape must be a tuple of 4 integers, got {input_shape!r}") from None
     k, s, p, out_y, out_x = _check_window(shape, kernel_size, stride, padding, "col2im",
-                                          lambda k: k - 1)
+                                          _as_int(kernel_size, "col2im: kernel_size") - 1)
     if min(shape) < 0:
         raise ValueError(f"col2im: negative size in input_shape {shape}")
     expected = (shape[0] * out_y * out_x, shape[1] * k * k)
     if c.shape != expected:
         raise ValueError(f"col2im: cols has shape {c.shape}, expected {expected} for input_shape "
                          f"{shape}, kernel_size {k}, stride {s}, padding {p}")
-    x = np.zeros(shape, dtype=c.dtype)
+    n, ch, h, w = shape
+    padded = np.zeros((n, ch, h + 2 * p, w + 2 * p), dtype=c.dtype)
     if c.size:
-        (_col2im_double if c.dtype == np.float64 else _col2im_float)(c, x, k, s, p, out_y, out_x)
-    return x
+        _patches(padded, c, k, s, True)
+    # What landed on the padding belongs to no input.
+    return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
 
 
 # ----------------------------------------------------------------------------------------
 # max pooling
 # ----------------------------------------------------------------------------------------
 
-cdef void _maxpool_kernel(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :, ::1] argmax,
-                          Py_ssize_t k, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
+def _maxpool_maps(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :, ::1] argmax,
+                  Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
     cdef Py_ssize_t n_maps = x.shape[0], in_y = x.shape[1], in_x = x.shape[2]
     cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
     cdef Py_ssize_t m, oy, ox, iy, ix, y0, x0, y1, x1, best
+    cdef const real* img
     cdef real v, best_v
-    for m in prange(n_maps, schedule="static"):
-        for oy in range(out_y):
-            # Clip the window to the real pixels: padding never wins the max.
-            y0 = oy * s - p
-            y1 = y0 + k
-            if y0 < 0:
-                y0 = 0
-            if y1 > in_y:
-                y1 = in_y
-            for ox in range(out_x):
-                x0 = ox * s - p
-                x1 = x0 + k
-                if x0 < 0:
-                    x0 = 0
-                if x1 > in_x:
-                    x1 = in_x
-                best = y0 * in_x + x0
-                best_v = x[m, y0, x0]
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        v = x[m, iy, ix]
-                        # Strictly greater: ties keep the first maximum in row-major order.
-                        # (v != v) makes a NaN win, as in PyTorch, so a diverged run shows.
-                        if v > best_v or v != v:
-                            best_v = v
-                            best = iy * in_x + ix
-                out[m, oy, ox] = best_v
-                argmax[m, oy, ox] = best
-
-
-def _maxpool_double(const double[:, :, ::1] x, double[:, :, ::1] out, Py_ssize_t[:, :, ::1] am,
-                    Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
     with nogil:
-        _maxpool_kernel(x, out, am, k, s, p)
-
-
-def _maxpool_float(const float[:, :, ::1] x, float[:, :, ::1] out, Py_ssize_t[:, :, ::1] am,
-                   Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
-    with nogil:
-        _maxpool_kernel(x, out, am, k, s, p)
+        for m in range(n_maps):
+            img = &x[m, 0, 0]
+            for oy in range(out_y):
+                # Clip the window to the real pixels: padding never wins the max.
+                y0 = max(oy * s - p, 0)
+                y1 = min(oy * s - p + k, in_y)
+                for ox in range(out_x):
+                    if p:
+                        x0 = max(ox * s - p, 0)
+                        x1 = min(ox * s - p + k, in_x)
+                    else:
+                        # No padding: every window lies inside, nothing to clip.
+                        x0 = ox * s
+                        x1 = x0 + k
+                    best = y0 * in_x + x0
+                    best_v = img[best]
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            v = img[iy * in_x + ix]
+                            # Strictly greater: ties keep the first maximum in row-major
+                            # order. v != v lets a NaN win, as in PyTorch, so divergence shows.
+                            if v > best_v or v != v:
+                                best_v = v
+                                best = iy * in_x + ix
+                    out[m, oy, ox] = best_v
+                    argmax[m, oy, ox] = best
 
 
 def maxpool_forward(inputs, kernel_size, stride, padding=0):
@@ -362,38 +324,23 @@ def maxpool_forward(inputs, kernel_size, stride, padding=0):
     """
     x = _as_real_array(inputs, "maxpool_forward: inputs")
     k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "maxpool_forward",
-                                          lambda k: k // 2)
+                                          _as_int(kernel_size, "maxpool_forward: kernel_size") // 2)
     n, c, in_y, in_x = x.shape
     out = np.empty((n, c, out_y, out_x), dtype=x.dtype)
     argmax = np.empty((n, c, out_y, out_x), dtype=np.intp)
     if out.size:
-        (_maxpool_double if x.dtype == np.float64 else _maxpool_float)(
-            x.reshape(n * c, in_y, in_x), out.reshape(n * c, out_y, out_x),
-            argmax.reshape(n * c, out_y, out_x), k, s, p)
+        _maxpool_maps(x.reshape(n * c, in_y, in_x), out.reshape(n * c, out_y, out_x),
+                      argmax.reshape(n * c, out_y, out_x), k, s, p)
     return out, argmax
 
 
-cdef void _maxpool_back_kernel(const real[:, :, ::1] d_out, const Py_ssize_t[:, :, ::1] argmax,
-                               real[:, ::1] d_in) noexcept nogil:
-    cdef Py_ssize_t n_maps = d_out.shape[0], out_y = d_out.shape[1], out_x = d_out.shape[2]
-    cdef Py_ssize_t m, oy, ox, i
-    for m in prange(n_maps, schedule="static"):
-        for i in range(d_in.shape[1]):
-            d_in[m, i] = 0
-        for oy in range(out_y):
-            for ox in range(out_x):
+def _unpool_maps(const real[:, ::1] d_out, const Py_ssize_t[:, ::1] argmax, real[:, ::1] d_in):
+    cdef Py_ssize_t m, i
+    with nogil:
+        for m in range(d_out.shape[0]):
+            for i in range(d_out.shape[1]):
                 # Overlapping windows may share a maximum: their derivatives add.
-                d_in[m, argmax[m, oy, ox]] = d_in[m, argmax[m, oy, ox]] + d_out[m, oy, ox]
-
-
-def _maxpool_back_double(const double[:, :, ::1] d, const Py_ssize_t[:, :, ::1] am, double[:, ::1] out):
-    with nogil:
-        _maxpool_back_kernel(d, am, out)
-
-
-def _maxpool_back_float(const float[:, :, ::1] d, const Py_ssize_t[:, :, ::1] am, float[:, ::1] out):
-    with nogil:
-        _maxpool_back_kernel(d, am, out)
+                d_in[m, argmax[m, i]] = d_in[m, argmax[m, i]] + d_out[m, i]
 
 
 def maxpool_backward(d_outputs, argmax, input_shape):
@@ -404,7 +351,10 @@ def maxpool_backward(d_outputs, argmax, input_shape):
     returns:   (N, C, H, W) derivatives w.r.t. the inputs, of d_outputs' dtype.
     """
     d = _as_real_array(d_outputs, "maxpool_backward: d_outputs")
-    shape = tuple(_as_int(n, "maxpool_backward: input_shape entries") for n in input_shape)
+    try:
+        shape = tuple(_as_int(n, "maxpool_backward: input_shape entries") for n in input_shape)
+    except TypeError:
+        raise ValueError(f"maxpool_backward: input_shape must be 4 integers, got {input_shape!r}") from None
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.intp:
         raise ValueError("maxpool_backward: argmax must be the intp array from maxpool_forward")
     if d.ndim != 4 or argmax.shape != d.shape or len(shape) != 4 or shape[:2] != d.shape[:2] or min(shape) < 0:
@@ -414,9 +364,7 @@ def maxpool_backward(d_outputs, argmax, input_shape):
     n, c, in_y, in_x = shape
     if am.size and (am.min() < 0 or am.max() >= in_y * in_x):
         raise ValueError(f"maxpool_backward: argmax holds indices outside the {in_y}x{in_x} inputs")
-    d_in = np.empty(shape, dtype=d.dtype)
-    if d_in.size:
-        (_maxpool_back_double if d.dtype == np.float64 else _maxpool_back_float)(
-            d.reshape(n * c, d.shape[2], d.shape[3]), am.reshape(n * c, d.shape[2], d.shape[3]),
-            d_in.reshape(n * c, in_y * in_x))
+    d_in = np.zeros(shape, dtype=d.dtype)
+    if d.size:
+        _unpool_maps(d.reshape(n * c, -1), am.reshape(n * c, -1), d_in.reshape(n * c, in_y * in_x))
     return d_in

@@ -305,14 +305,16 @@ class ActivationDisplay:
 
         self.net_, self.log_, self.plt_ = net, log, plt
         self.headless_ = matplotlib.get_backend().lower() in {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
-        stats = net.performance_stats_
-        self.png_ = os.path.splitext(stats)[0] + "_display.png"
+        base = os.path.splitext(net.performance_stats_)[0]
+        self.png_ = (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
         self.figure_ = None
 
     @staticmethod
     def _tile(activation):
-        """(C, H, W) maps -> one mosaic image; a vector -> a near-square image."""
+        """(C, H, W) maps -> one mosaic image; a vector -> a near-square image; an image stays."""
         a = np.asarray(activation, dtype=float)
+        if a.ndim == 2:
+            return a
         if a.ndim == 1:
             side = int(np.ceil(np.sqrt(a.size)))
             return np.pad(a, (0, side * side - a.size), constant_values=np.nan).reshape(side, side)
@@ -350,7 +352,7 @@ class ActivationDisplay:
         self.axes_[-1].set_xticks(range(10))
         self.axes_[-1].set_title(f"output: {int(np.argmax(probs))}", fontsize=9)
         if self.headless_:
-            self.figure_.savefig(self.png_, dpi=72)
+            write_atomically(self.png_, lambda f: self.figure_.savefig(f, format="png", dpi=72))
             if not getattr(self, "said_", False):
                 print(f"display: no screen here; the activations figure is written to {self.png_}",
                       file=self.log_, flush=True)
