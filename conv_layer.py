@@ -1,7 +1,7 @@
 """Convolutional layer, computed two ways that give the same numbers.
 
 Config keys: name, type: CONVOLUTIONAL, num_channels, kernel_size, stride, padding,
-conv_method (1 or 2), init_wt, epsilon, momentum, l2_decay.
+convolve_method (method1 or method2), init_wt, epsilon, momentum, l2_decay.
 
 Weights w_ (num_channels, in_channels * k * k): row f is filter f laid out as (C, k, k).
 Biases b_ (1, num_channels), one per output map. With N the batch, C/K the input/output
@@ -33,9 +33,11 @@ class ConvLayer(Layer):
         self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)
         self.stride_ = _setting(proto, "stride", int, default=1, minimum=1)
         self.padding_ = _setting(proto, "padding", int, default=0, minimum=0)
-        self.conv_method_ = _setting(proto, "conv_method", int, default=1)
-        if self.conv_method_ not in (1, 2):
-            raise ConfigError(f"layer '{self.name_}': key 'conv_method' must be 1 or 2, got {self.conv_method_}")
+        method = proto.get("convolve_method", "method1")
+        if method not in ("method1", "method2"):
+            raise ConfigError(f"layer '{self.name_}': key 'convolve_method' must be method1 or method2, "
+                              f"got {method!r}")
+        self.conv_method_ = 1 if method == "method1" else 2
         if self.padding_ >= self.kernel_size_:
             raise ConfigError(f"layer '{self.name_}': key 'padding' must be smaller than kernel_size "
                               f"({self.kernel_size_}), got {self.padding_}")
@@ -50,7 +52,7 @@ class ConvLayer(Layer):
         if self.conv_method_ == 2 and min(size_y, size_x) + p < k:
             # The weight derivative of method 2 convolves with the stride-1 output map,
             # and convolve needs its padding p below that map's size.
-            raise ConfigError(f"layer '{self.name_}': conv_method 2 needs input size + padding >= "
+            raise ConfigError(f"layer '{self.name_}': convolve_method method2 needs input size + padding >= "
                               f"kernel_size, got {min(size_y, size_x)} + {p} < {k}")
         self.input_size_y_, self.input_size_x_, self.num_input_channels_ = size_y, size_x, channels
         self.output_size_y_ = (size_y + 2 * p - k) // s + 1

@@ -50,43 +50,49 @@ cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize
                          Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
     """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid correlation).
 
-    Four outputs of a row are computed together: four independent sums keep the
-    multiply-add units busy, and each output still adds its terms in (i, j) order.
+    Outputs are computed four at a time, in row-major order: four independent sums keep the
+    multiply-add units busy (one sum alone waits on each addition), and each output still
+    adds its terms in (i, j) order, so the result does not depend on the grouping.
     """
-    cdef Py_ssize_t y, c, i, j
+    cdef Py_ssize_t n_out = out_y * out_x, q = 0, i, j
+    cdef Py_ssize_t b0, b1, b2, b3
     cdef real a0, a1, a2, a3, wv
     cdef const real* row
     cdef const real* w_row
-    for y in range(out_y):
-        c = 0
-        while c + 4 <= out_x:
-            a0 = 0
-            a1 = 0
-            a2 = 0
-            a3 = 0
-            for i in range(k_y):
-                row = x + (y + i) * in_x + c
-                w_row = w + i * k_x
-                for j in range(k_x):
-                    wv = w_row[j]
-                    a0 = a0 + wv * row[j]
-                    a1 = a1 + wv * row[j + 1]
-                    a2 = a2 + wv * row[j + 2]
-                    a3 = a3 + wv * row[j + 3]
-            out[y * out_x + c] = a0
-            out[y * out_x + c + 1] = a1
-            out[y * out_x + c + 2] = a2
-            out[y * out_x + c + 3] = a3
-            c = c + 4
-        while c < out_x:
-            a0 = 0
-            for i in range(k_y):
-                row = x + (y + i) * in_x + c
-                w_row = w + i * k_x
-                for j in range(k_x):
-                    a0 = a0 + w_row[j] * row[j]
-            out[y * out_x + c] = a0
-            c = c + 1
+    while q + 4 <= n_out:
+        # Where each of the four outputs' windows starts in x.
+        b0 = (q // out_x) * in_x + q % out_x
+        b1 = ((q + 1) // out_x) * in_x + (q + 1) % out_x
+        b2 = ((q + 2) // out_x) * in_x + (q + 2) % out_x
+        b3 = ((q + 3) // out_x) * in_x + (q + 3) % out_x
+        a0 = 0
+        a1 = 0
+        a2 = 0
+        a3 = 0
+        for i in range(k_y):
+            row = x + i * in_x
+            w_row = w + i * k_x
+            for j in range(k_x):
+                wv = w_row[j]
+                a0 = a0 + wv * row[b0 + j]
+                a1 = a1 + wv * row[b1 + j]
+                a2 = a2 + wv * row[b2 + j]
+                a3 = a3 + wv * row[b3 + j]
+        out[q] = a0
+        out[q + 1] = a1
+        out[q + 2] = a2
+        out[q + 3] = a3
+        q = q + 4
+    while q < n_out:
+        b0 = (q // out_x) * in_x + q % out_x
+        a0 = 0
+        for i in range(k_y):
+            row = x + i * in_x + b0
+            w_row = w + i * k_x
+            for j in range(k_x):
+                a0 = a0 + w_row[j] * row[j]
+        out[q] = a0
+        q = q + 1
 
 
 def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
@@ -148,7 +154,7 @@ def convolve(inputs, weights, padding=0):
         a, b = inputs.shape[axis], weights.shape[axis]
         if a != b and a != 1 and b != 1:
             raise ValueError(f"convolve: leading axis {axis} cannot broadcast ({shapes})")
-        lead.append(max(a, b))
+        lead.append(b if a == 1 else a)
     in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
     k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
     if min(in_y, in_x, k_y, k_x) < 1:
@@ -200,14 +206,13 @@ def _check_window(shape, kernel_size, stride, padding, name, max_padding):
     return k, s, p, (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
 
 
-def _patches(real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s, bint scatter):
-    """Between a padded image batch x and its patch matrix cols (im2col's layout):
-    copy patches out of x (scatter false) or add them back into x (scatter true)."""
-    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1], pad_y = x.shape[2], pad_x = x.shape[3]
-    cdef Py_ssize_t out_y = (pad_y - k) // s + 1, out_x = (pad_x - k) // s + 1
+def _gather_patches(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s):
+    """Copy every k x k patch (all channels) of the padded images x into a row of cols."""
+    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
+    cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
     cdef Py_ssize_t n, c, oy, ox, i, j
     cdef real* col
-    cdef real* src
+    cdef const real* src
     with nogil:
         for n in range(n_img):
             for oy in range(out_y):
@@ -216,12 +221,28 @@ def _patches(real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s
                     for c in range(n_ch):
                         for i in range(k):
                             src = &x[n, c, oy * s + i, ox * s]
-                            if scatter:
-                                for j in range(k):
-                                    src[j] = src[j] + col[j]
-                            else:
-                                for j in range(k):
-                                    col[j] = src[j]
+                            for j in range(k):
+                                col[j] = src[j]
+                            col = col + k
+
+
+def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s):
+    """Add every row of cols back onto the patch of the padded images x it came from."""
+    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
+    cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
+    cdef Py_ssize_t n, c, oy, ox, i, j
+    cdef const real* col
+    cdef real* dst
+    with nogil:
+        for n in range(n_img):
+            for oy in range(out_y):
+                for ox in range(out_x):
+                    col = &cols[(n * out_y + oy) * out_x + ox, 0]
+                    for c in range(n_ch):
+                        for i in range(k):
+                            dst = &x[n, c, oy * s + i, ox * s]
+                            for j in range(k):
+                                dst[j] = dst[j] + col[j]
                             col = col + k
 
 
@@ -241,7 +262,7 @@ def im2col(inputs, kernel_size, stride=1, padding=0):
     if cols.size:
         if p:
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-        _patches(x, cols, k, s, False)
+        _gather_patches(x, cols, k, s)
     return cols
 
 
@@ -268,7 +289,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     n, ch, h, w = shape
     padded = np.zeros((n, ch, h + 2 * p, w + 2 * p), dtype=c.dtype)
     if c.size:
-        _patches(padded, c, k, s, True)
+        _scatter_patches(c, padded, k, s)
     # What landed on the padding belongs to no input.
     return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
 

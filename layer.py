@@ -123,11 +123,15 @@ class Layer:
         """
         if not self.has_params_:
             return
+        # In place: the same arithmetic as w += momentum * v - epsilon * (dw + l2_decay * w),
+        # without new (num_channels, fan_in) arrays on every step.
         dw = dw + self.l2_decay_ * self.w_
-        self.dw_history_ = self.momentum_ * self.dw_history_ - self.epsilon_ * dw
-        self.db_history_ = self.momentum_ * self.db_history_ - self.epsilon_ * db
-        self.w_ = self.w_ + self.dw_history_
-        self.b_ = self.b_ + self.db_history_
+        self.dw_history_ *= self.momentum_
+        self.dw_history_ -= self.epsilon_ * dw
+        self.db_history_ *= self.momentum_
+        self.db_history_ -= self.epsilon_ * db
+        self.w_ += self.dw_history_
+        self.b_ += self.db_history_
 
     def GetParameters(self):
         """{'<name>_w': w, '<name>_b': b}, or {} for a layer without parameters."""

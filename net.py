@@ -218,9 +218,10 @@ class NeuralNet:
         return cross_entropy / data.shape[0], correct / data.shape[0]
 
     # --- training -------------------------------------------------------------------------
-    def Train(self, max_epochs=None, display=None, log=sys.stdout):
+    def Train(self, max_epochs=None, display=None, log=None):
         """Train with mini-batch momentum SGD; save stats every epoch and the checkpoint on
         every improvement of validation accuracy. Returns the best validation accuracy."""
+        log = sys.stdout if log is None else log
         max_epochs = self.max_epochs_ if max_epochs is None else max_epochs
         display = self.display_ if display is None else display
         for key in ("checkpoint_file", "performance_stats"):
@@ -280,6 +281,8 @@ class NeuralNet:
     def Load(self, path=None):
         """Read the parameters saved by Save."""
         path = path or self.checkpoint_file_
+        if path is None:
+            raise ConfigError(f"{self.source_}: key 'checkpoint_file' is needed to load a model")
         try:
             with np.load(path) as f:
                 params = dict(f)

@@ -1,0 +1,132 @@
+"""Shared fixtures: the repository on sys.path, the USPS data (prepared once per session
+from the local mirror into a temporary directory), small slices of it, and configs
+written into tmp_path with absolute paths (tests never write into data/ or runs/).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+# Before numpy is imported: the tests multiply small matrices, where OpenBLAS's threads
+# cost more than they give on 2 cores. Results do not depend on the thread count.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# No screen in CI: matplotlib must draw to files.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+CONFIG_DIR = REPO_ROOT / "configs"
+SLICE_SIZES = {"train": 600, "validation": 200, "test": 200}
+SUBSET_SIZES = {"train": 1500, "validation": 500, "test": 200}
+KEYS = ("train", "validation", "test")
+
+
+def mirror_dir():
+    """The USPS mirror: $USPS_MIRROR (relative paths taken from the repo root), else
+    <repo>/../shared/data/usps."""
+    env = os.environ.get("USPS_MIRROR")
+    if env:
+        path = Path(env)
+        return (path if path.is_absolute() else REPO_ROOT / path).resolve(), True
+    return (REPO_ROOT.parent / "shared" / "data" / "usps").resolve(), False
+
+
+@pytest.fixture(scope="session")
+def usps_mirror():
+    path, explicit = mirror_dir()
+    present = all((path / name).is_file() for name in ("zip.train.gz", "zip.test.gz"))
+    if not present:
+        if explicit:
+            pytest.fail(f"USPS_MIRROR={os.environ['USPS_MIRROR']} does not hold zip.train.gz and zip.test.gz")
+        pytest.skip(f"no USPS mirror at {path} (set USPS_MIRROR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def usps_npz(tmp_path_factory, usps_mirror):
+    """The full prepared data file, made once by data.usps.prepare from the mirror."""
+    from data import usps
+
+    path = tmp_path_factory.mktemp("usps_full") / "usps.npz"
+    returned = usps.prepare(npz_path=str(path), mirror=str(usps_mirror))
+    assert Path(returned) == path
+    return path
+
+
+@pytest.fixture(scope="session")
+def usps_arrays(usps_npz):
+    with np.load(usps_npz) as f:
+        return {key: f[key] for key in f.files}
+
+
+def _write_slice(arrays, path, sizes):
+    sliced = {}
+    for key in KEYS:
+        sliced[key] = arrays[key][:sizes[key]]
+        sliced[key + "_labels"] = arrays[key + "_labels"][:sizes[key]]
+    np.savez(path, **sliced)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, usps_arrays):
+    """600 train / 200 validation / 200 test digits of the real data, for script tests."""
+    return _write_slice(usps_arrays, tmp_path_factory.mktemp("usps_small") / "small.npz", SLICE_SIZES)
+
+
+@pytest.fixture(scope="session")
+def subset_npz(tmp_path_factory, usps_arrays):
+    """1500 train / 500 validation / 200 test digits, for short real trainings."""
+    return _write_slice(usps_arrays, tmp_path_factory.mktemp("usps_subset") / "subset.npz", SUBSET_SIZES)
+
+
+def load_shipped_config(name):
+    with open(CONFIG_DIR / name) as f:
+        return yaml.safe_load(f)
+
+
+def write_config(tmp_path, name, data_path, **overrides):
+    """Copy shipped config `name` into tmp_path with absolute data/checkpoint/stats paths
+    (all in tmp_path), display off unless overridden; return the new file's path."""
+    config = load_shipped_config(name)
+    stem = Path(name).stem
+    config.update(data_path=str(data_path),
+                  checkpoint_file=str(tmp_path / "runs" / f"{stem}.npz"),
+                  performance_stats=str(tmp_path / "runs" / f"{stem}_stats.npy"),
+                  display=False)
+    config.update(overrides)
+    path = tmp_path / f"{stem}.yaml"
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(shipped name, data_path, **overrides) -> path of a config in tmp_path."""
+    def make(name, data_path, **overrides):
+        return write_config(tmp_path, name, data_path, **overrides)
+    return make
+
+
+def numeric_gradient(f, array, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every entry of `array` (changed in place)."""
+    grad = np.zeros(array.shape)
+    flat = array.reshape(-1)
+    assert np.shares_memory(flat, array)
+    g = grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        plus = f()
+        flat[i] = saved - eps
+        minus = f()
+        flat[i] = saved
+        g[i] = (plus - minus) / (2 * eps)
+    return grad

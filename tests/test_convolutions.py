@@ -1,0 +1,580 @@
+"""The compiled kernels against independent references: scipy.signal.convolve2d for
+convolve, plain numpy loops written here for im2col, col2im and max pooling."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convolutions
+from conftest import REPO_ROOT
+
+HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=True)
+
+
+# ----------------------------------------------------------------------------------------
+# references
+# ----------------------------------------------------------------------------------------
+
+def convolve_reference(x, w, padding):
+    """scipy's true 2-D convolution of every broadcast (image, kernel) pair, in float64."""
+    lead = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+    xb = np.broadcast_to(x, lead + x.shape[-2:]).astype(np.float64)
+    wb = np.broadcast_to(w, lead + w.shape[-2:]).astype(np.float64)
+    out_y = x.shape[-2] + 2 * padding - w.shape[-2] + 1
+    out_x = x.shape[-1] + 2 * padding - w.shape[-1] + 1
+    out = np.empty(lead + (out_y, out_x))
+    for idx in np.ndindex(*lead):
+        out[idx] = scipy.signal.convolve2d(np.pad(xb[idx], padding), wb[idx], mode="valid")
+    return out
+
+
+def im2col_reference(x, k, s, p):
+    n_img, _, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    rows = []
+    for n in range(n_img):
+        for oy in range(out_y):
+            for ox in range(out_x):
+                rows.append(xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1))
+    return np.array(rows, dtype=x.dtype).reshape(n_img * out_y * out_x, -1)
+
+
+def col2im_reference(cols, shape, k, s, p):
+    n_img, n_ch, h, w = shape
+    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    xp = np.zeros((n_img, n_ch, h + 2 * p, w + 2 * p))
+    row = 0
+    for n in range(n_img):
+        for oy in range(out_y):
+            for ox in range(out_x):
+                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[row].reshape(n_ch, k, k)
+                row += 1
+    return xp[:, :, p:p + h, p:p + w]
+
+
+def maxpool_reference(x, k, s, p):
+    """(outputs, argmax) with -inf padding, argmax = first maximum in row-major order."""
+    n_img, n_ch, h, w = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
+    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = np.empty((n_img, n_ch, out_y, out_x))
+    argmax = np.empty((n_img, n_ch, out_y, out_x), dtype=np.int64)
+    for n in range(n_img):
+        for c in range(n_ch):
+            for oy in range(out_y):
+                for ox in range(out_x):
+                    window = xp[n, c, oy * s:oy * s + k, ox * s:ox * s + k]
+                    i, j = np.unravel_index(np.argmax(window), window.shape)  # first max
+                    out[n, c, oy, ox] = window[i, j]
+                    argmax[n, c, oy, ox] = (oy * s + i - p) * w + (ox * s + j - p)
+    return out, argmax
+
+
+def maxpool_backward_reference(d_out, argmax, shape):
+    n_img, n_ch, h, w = shape
+    d_in = np.zeros((n_img, n_ch, h * w))
+    for n in range(n_img):
+        for c in range(n_ch):
+            np.add.at(d_in[n, c], argmax[n, c].reshape(-1), d_out[n, c].reshape(-1))
+    return d_in.reshape(shape)
+
+
+def tolerance(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------
+# convolve
+# ----------------------------------------------------------------------------------------
+
+@st.composite
+def convolve_cases(draw):
+    n_lead = draw(st.integers(1, 3))
+    x_lead, w_lead = [], []
+    for _ in range(n_lead):
+        size = draw(st.integers(1, 3))
+        which = draw(st.sampled_from(["both", "x", "w"]))  # who keeps the axis; the other has 1
+        x_lead.append(size if which in ("both", "x") else 1)
+        w_lead.append(size if which in ("both", "w") else 1)
+    k_y, k_x = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    padding = draw(st.integers(0, min(k_y, k_x) - 1))
+    in_y = draw(st.integers(max(1, k_y - 2 * padding), k_y + 6))
+    in_x = draw(st.integers(max(1, k_x - 2 * padding), k_x + 6))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, tuple(x_lead) + (in_y, in_x)).astype(dtype)
+    w = rng.uniform(-1, 1, tuple(w_lead) + (k_y, k_x)).astype(dtype)
+    return x, w, padding
+
+
+@HYPOTHESIS
+@given(convolve_cases())
+def test_convolve_matches_scipy_with_broadcasting_and_padding(case):
+    x, w, padding = case
+    out = convolutions.convolve(x, w, padding=padding)
+    expected = convolve_reference(x, w, padding)
+    assert out.dtype == x.dtype
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, **tolerance(x.dtype))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_convolve_padding_0_and_k_minus_1_are_scipy_valid_and_full(k):
+    rng = np.random.default_rng(k)
+    x, w = rng.standard_normal((1, 9, 8)), rng.standard_normal((1, k, k))
+    np.testing.assert_allclose(convolutions.convolve(x, w, 0)[0],
+                               scipy.signal.convolve2d(x[0], w[0], mode="valid"), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(convolutions.convolve(x, w, k - 1)[0],
+                               scipy.signal.convolve2d(x[0], w[0], mode="full"), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_convolve_padding_half_kernel_is_scipy_same_for_odd_kernels(k):
+    rng = np.random.default_rng(10 + k)
+    x, w = rng.standard_normal((2, 7, 10)), rng.standard_normal((1, k, k))
+    out = convolutions.convolve(x, w, k // 2)
+    for i in range(2):
+        np.testing.assert_allclose(out[i], scipy.signal.convolve2d(x[i], w[0], mode="same"),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_convolve_is_a_true_convolution_not_a_correlation():
+    # An impulse convolved with an asymmetric kernel reproduces the kernel unflipped.
+    x = np.zeros((1, 5, 5))
+    x[0, 2, 2] = 1.0
+    w = np.arange(9, dtype=float).reshape(1, 3, 3)
+    np.testing.assert_array_equal(convolutions.convolve(x, w, 1)[0, 1:4, 1:4], w[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_convolve_images_broadcast_against_a_kernel_per_image(dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 11, 9)).astype(dtype)
+    w = rng.standard_normal((2, 1, 3, 3)).astype(dtype)
+    out = convolutions.convolve(x, w)
+    assert out.shape == (2, 4, 9, 7) and out.dtype == dtype
+    np.testing.assert_allclose(out, convolve_reference(x, w, 0), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_convolve_batch_of_multichannel_images_with_bank_of_filters(padding):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 1, 2, 8, 8))
+    w = rng.standard_normal((1, 4, 2, 3, 3))
+    out = convolutions.convolve(x, w, padding=padding)
+    assert out.shape == (3, 4, 2, 6 + 2 * padding, 6 + 2 * padding)
+    np.testing.assert_allclose(out, convolve_reference(x, w, padding), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_convolve_larger_images_with_5x5_filter_bank_match_scipy(dtype):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 1, 4, 20, 19)).astype(dtype)
+    w = rng.standard_normal((1, 5, 4, 5, 5)).astype(dtype)
+    out = convolutions.convolve(x, w, padding=2)
+    assert out.shape == (3, 5, 4, 20, 19) and out.dtype == dtype
+    np.testing.assert_allclose(out, convolve_reference(x, w, 2), **tolerance(dtype))
+
+
+def test_convolve_docstring_example_shape_with_padding_2():
+    x = np.ones((4, 1, 3, 20, 20), dtype=np.float32)
+    w = np.ones((1, 5, 3, 5, 5), dtype=np.float32)
+    out = convolutions.convolve(x, w, padding=2)
+    assert out.shape == (4, 5, 3, 20, 20)
+    assert out.dtype == np.float32
+    assert out[0, 0, 0, 10, 10] == 25 and out[0, 0, 0, 0, 0] == 9  # interior and corner
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_convolve_accepts_non_contiguous_views(dtype):
+    rng = np.random.default_rng(3)
+    base_x = rng.standard_normal((2, 3, 9, 7)).astype(dtype)
+    base_w = rng.standard_normal((2, 3, 3, 3)).astype(dtype)
+    cases = [
+        (base_x, base_w[:, :, ::-1, ::-1], 1),                      # flipped kernels
+        (base_x[:, np.newaxis], base_w[:, :, ::-1, ::-1][np.newaxis], 2),  # new axes on views
+        (base_x.transpose(0, 1, 3, 2), base_w, 0),                 # transposed images
+        (base_x[:, :, ::2, :], base_w.transpose(0, 1, 3, 2), 1),   # strided + transposed
+    ]
+    for x, w, padding in cases:
+        assert not (x.flags.owndata and w.flags.owndata)
+        assert not (x.flags.c_contiguous and w.flags.c_contiguous)
+        out = convolutions.convolve(x, w, padding=padding)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, convolve_reference(np.array(x), np.array(w), padding),
+                                   **tolerance(dtype))
+
+
+def test_convolve_does_not_modify_its_arguments():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 6, 6)), rng.standard_normal((2, 3, 3))
+    x0, w0 = x.copy(), w.copy()
+    convolutions.convolve(x, w, padding=2)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+
+
+def test_convolve_broadcasts_a_zero_length_leading_axis_like_numpy():
+    # numpy broadcasting of (0, 1, 2) with (1, 3, 2) gives (0, 3, 2): an empty batch.
+    x = np.zeros((0, 1, 2, 5, 5))
+    w = np.zeros((1, 3, 2, 3, 3))
+    out = convolutions.convolve(x, w, padding=1)
+    assert out.shape == (0, 3, 2, 5, 5)
+
+
+def _f64(*shape):
+    return np.ones(shape)
+
+
+BAD_CONVOLVE_ARGUMENTS = {
+    "mixed dtypes": (_f64(1, 5, 5), np.ones((1, 3, 3), np.float32), 0),
+    "int dtype": (np.ones((1, 5, 5), np.int64), np.ones((1, 3, 3), np.int64), 0),
+    "float16 dtype": (np.ones((1, 5, 5), np.float16), np.ones((1, 3, 3), np.float16), 0),
+    "inputs 2-d": (_f64(5, 5), _f64(3, 3), 0),
+    "different ndim": (_f64(2, 1, 5, 5), _f64(1, 3, 3), 0),
+    "leading axes cannot broadcast": (_f64(2, 4, 5, 5), _f64(3, 1, 3, 3), 0),
+    "negative padding": (_f64(1, 5, 5), _f64(1, 3, 3), -1),
+    "padding equals kernel": (_f64(1, 5, 5), _f64(1, 3, 3), 3),
+    "padding above smaller kernel side": (_f64(1, 5, 5), _f64(1, 3, 2), 2),
+    "padding 1.5": (_f64(1, 5, 5), _f64(1, 3, 3), 1.5),
+    "padding True": (_f64(1, 5, 5), _f64(1, 3, 3), True),
+    "padding string": (_f64(1, 5, 5), _f64(1, 3, 3), "1"),
+    "kernel larger than padded input": (_f64(1, 4, 4), _f64(1, 7, 7), 1),
+    "kernel taller than input": (_f64(1, 2, 9), _f64(1, 3, 1), 0),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONVOLVE_ARGUMENTS))
+def test_convolve_bad_arguments_raise_value_error_naming_the_shapes(name):
+    x, w, padding = BAD_CONVOLVE_ARGUMENTS[name]
+    with pytest.raises(ValueError) as info:
+        convolutions.convolve(x, w, padding=padding)
+    assert str(x.shape) in str(info.value) or str(w.shape) in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("which", ["inputs", "weights"])
+def test_convolve_refuses_python_lists(which):
+    x, w = [np.ones((1, 5, 5)), np.ones((1, 3, 3))]
+    args = {"inputs": (x.tolist(), w), "weights": (x, w.tolist())}[which]
+    with pytest.raises(ValueError, match="list"):
+        convolutions.convolve(*args)
+
+
+def test_convolve_validation_does_not_rely_on_assert_under_python_O():
+    code = ("import numpy as np, convolutions\n"
+            "try:\n"
+            "    convolutions.convolve(np.ones((1, 5, 5)), np.ones((1, 3, 3)), padding=3)\n"
+            "except ValueError as e:\n"
+            "    print('ValueError:', e)\n"
+            "else:\n"
+            "    print('no error')\n")
+    result = subprocess.run([sys.executable, "-O", "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ValueError:"), result.stdout
+    assert "(1, 5, 5)" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------
+# im2col / col2im
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_im2col_matches_loop_reference_for_every_padding(k, stride, dtype):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    for padding in range(k):
+        cols = convolutions.im2col(x, k, stride, padding)
+        assert cols.dtype == dtype
+        np.testing.assert_array_equal(cols, im2col_reference(x, k, stride, padding))
+
+
+def test_im2col_rows_dotted_with_filters_give_cross_correlation():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 6, 6))
+    f = rng.standard_normal((2, 3, 3))
+    out = (convolutions.im2col(x, 3, 1, 0) @ f.reshape(-1)).reshape(4, 4)
+    expected = sum(scipy.signal.correlate2d(x[0, c], f[c], mode="valid") for c in range(2))
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_im2col_accepts_non_contiguous_inputs():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 6, 3, 5)).transpose(0, 2, 3, 1)  # (2, 3, 5, 6), not contiguous
+    np.testing.assert_array_equal(convolutions.im2col(x, 3, 2, 1), im2col_reference(np.array(x), 3, 2, 1))
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_im2col_accepts_read_only_inputs(padding):
+    x = np.random.default_rng(11).standard_normal((2, 2, 5, 5))
+    x.flags.writeable = False  # e.g. np.load(..., mmap_mode="r") or np.frombuffer
+    np.testing.assert_array_equal(convolutions.im2col(x, 3, 1, padding), im2col_reference(x, 3, 1, padding))
+
+
+def test_col2im_accepts_read_only_cols():
+    cols = np.random.default_rng(12).standard_normal((2 * 9, 2 * 9))
+    cols.flags.writeable = False
+    np.testing.assert_allclose(convolutions.col2im(cols, (2, 2, 5, 5), 3, 1, 0),
+                               col2im_reference(cols, (2, 2, 5, 5), 3, 1, 0), rtol=1e-12, atol=1e-12)
+
+
+def test_convolve_and_maxpool_accept_read_only_inputs():
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((2, 6, 6)), rng.standard_normal((2, 3, 3))
+    x.flags.writeable = False
+    w.flags.writeable = False
+    np.testing.assert_allclose(convolutions.convolve(x, w, 0), convolve_reference(x, w, 0), rtol=1e-10, atol=1e-12)
+    out, _ = convolutions.maxpool_forward(x[np.newaxis], 2, 2, 0)
+    np.testing.assert_array_equal(out, maxpool_reference(x[np.newaxis], 2, 2, 0)[0])
+
+
+@st.composite
+def window_cases(draw):
+    k = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k - 1))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(max(1, k - 2 * padding), 8)), draw(st.integers(max(1, k - 2 * padding), 8)))
+    return shape, k, stride, padding, draw(st.integers(0, 2**32 - 1))
+
+
+@HYPOTHESIS
+@given(window_cases())
+def test_col2im_is_the_adjoint_of_im2col(case):
+    shape, k, stride, padding, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    cols = convolutions.im2col(x, k, stride, padding)
+    y = rng.standard_normal(cols.shape)
+    back = convolutions.col2im(y, shape, k, stride, padding)
+    assert back.shape == shape
+    np.testing.assert_allclose(np.sum(cols * y), np.sum(x * back), rtol=1e-10, atol=1e-10)
+
+
+@HYPOTHESIS
+@given(window_cases())
+def test_col2im_matches_loop_reference(case):
+    shape, k, stride, padding, seed = case
+    rng = np.random.default_rng(seed)
+    n_rows = convolutions.im2col(np.zeros(shape), k, stride, padding).shape[0]
+    cols = rng.standard_normal((n_rows, shape[1] * k * k))
+    np.testing.assert_allclose(convolutions.col2im(cols, shape, k, stride, padding),
+                               col2im_reference(cols, shape, k, stride, padding), rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_float32_keeps_dtype_and_matches_reference():
+    rng = np.random.default_rng(7)
+    shape = (2, 2, 7, 7)
+    cols = rng.standard_normal((2 * 4 * 4, 2 * 9)).astype(np.float32)  # k 3, stride 2, padding 1
+    out = convolutions.col2im(cols, shape, 3, 2, 1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, col2im_reference(cols.astype(float), shape, 3, 2, 1), rtol=1e-5, atol=1e-5)
+
+
+BAD_IM2COL_ARGUMENTS = {
+    "3-d inputs": (np.ones((2, 5, 5)), 3, 1, 0),
+    "int dtype": (np.ones((1, 1, 5, 5), np.int32), 3, 1, 0),
+    "list": (np.ones((1, 1, 5, 5)).tolist(), 3, 1, 0),
+    "padding equals kernel": (np.ones((1, 1, 5, 5)), 3, 1, 3),
+    "negative padding": (np.ones((1, 1, 5, 5)), 3, 1, -1),
+    "stride 0": (np.ones((1, 1, 5, 5)), 3, 0, 0),
+    "kernel 0": (np.ones((1, 1, 5, 5)), 0, 1, 0),
+    "float kernel": (np.ones((1, 1, 5, 5)), 3.0, 1, 0),
+    "bool stride": (np.ones((1, 1, 5, 5)), 3, True, 0),
+    "kernel larger than padded input": (np.ones((1, 1, 5, 5)), 8, 1, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IM2COL_ARGUMENTS))
+def test_im2col_bad_arguments_raise_value_error(name):
+    x, k, stride, padding = BAD_IM2COL_ARGUMENTS[name]
+    with pytest.raises(ValueError):
+        convolutions.im2col(x, k, stride, padding)
+
+
+BAD_COL2IM_ARGUMENTS = {
+    "cols of the wrong shape": (np.ones((9, 10)), (1, 1, 5, 5), 3, 1, 0),
+    "input_shape with 3 entries": (np.ones((9, 9)), (1, 5, 5), 3, 1, 0),
+    "negative input size": (np.ones((9, 9)), (1, -1, 5, 5), 3, 1, 0),
+    "float entry in input_shape": (np.ones((9, 9)), (1, 1, 5.0, 5), 3, 1, 0),
+    "padding equals kernel": (np.ones((9, 9)), (1, 1, 5, 5), 3, 1, 3),
+    "int cols": (np.ones((9, 9), np.int64), (1, 1, 5, 5), 3, 1, 0),
+    "stride 0": (np.ones((9, 9)), (1, 1, 5, 5), 3, 0, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_COL2IM_ARGUMENTS))
+def test_col2im_bad_arguments_raise_value_error(name):
+    cols, shape, k, stride, padding = BAD_COL2IM_ARGUMENTS[name]
+    with pytest.raises(ValueError):
+        convolutions.col2im(cols, shape, k, stride, padding)
+
+
+# ----------------------------------------------------------------------------------------
+# max pooling
+# ----------------------------------------------------------------------------------------
+
+@st.composite
+def pool_cases(draw):
+    k = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k // 2))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(max(1, k - 2 * padding), 9)), draw(st.integers(max(1, k - 2 * padding), 9)))
+    # Small integers: plenty of exact ties.
+    values = draw(st.sampled_from(["distinct", "ties", "negative"]))
+    return shape, k, stride, padding, values, draw(st.integers(0, 2**32 - 1))
+
+
+def _pool_inputs(shape, values, seed):
+    rng = np.random.default_rng(seed)
+    if values == "distinct":
+        return rng.standard_normal(shape)
+    if values == "ties":
+        return rng.integers(0, 3, shape).astype(float)
+    return -rng.uniform(1, 2, shape)
+
+
+@HYPOTHESIS
+@given(pool_cases())
+def test_maxpool_forward_matches_loop_reference_with_first_maximum_on_ties(case):
+    shape, k, stride, padding, values, seed = case
+    x = _pool_inputs(shape, values, seed)
+    out, argmax = convolutions.maxpool_forward(x, k, stride, padding)
+    ref_out, ref_argmax = maxpool_reference(x, k, stride, padding)
+    assert argmax.dtype == np.intp
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+
+
+@HYPOTHESIS
+@given(pool_cases())
+def test_maxpool_backward_matches_loop_reference_and_preserves_the_sum(case):
+    shape, k, stride, padding, values, seed = case
+    x = _pool_inputs(shape, values, seed)
+    out, argmax = convolutions.maxpool_forward(x, k, stride, padding)
+    d_out = np.random.default_rng(seed + 1).standard_normal(out.shape)
+    d_in = convolutions.maxpool_backward(d_out, argmax, shape)
+    _, ref_argmax = maxpool_reference(x, k, stride, padding)
+    np.testing.assert_allclose(d_in, maxpool_backward_reference(d_out, ref_argmax, shape), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d_in.sum(axis=(2, 3)), d_out.sum(axis=(2, 3)), rtol=1e-10, atol=1e-10)
+
+
+def test_maxpool_padding_never_wins_with_all_negative_inputs():
+    x = -np.arange(1, 17, dtype=float).reshape(1, 1, 4, 4)  # -1 ... -16
+    out, argmax = convolutions.maxpool_forward(x, 3, 2, 1)
+    # Windows over padded rows/cols -1..1, 1..3: their best real pixels.
+    np.testing.assert_array_equal(out[0, 0], [[-1.0, -2.0], [-5.0, -6.0]])
+    np.testing.assert_array_equal(argmax[0, 0], [[0, 1], [4, 5]])
+    assert (out < 0).all()
+
+
+def test_maxpool_ties_send_argmax_to_first_maximum_in_row_major_order():
+    x = np.array([[0.0, 3.0, 1.0, 1.0],
+                  [3.0, 2.0, 1.0, 1.0],
+                  [5.0, 5.0, 0.0, 7.0],
+                  [5.0, 5.0, 7.0, 7.0]]).reshape(1, 1, 4, 4)
+    out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    np.testing.assert_array_equal(out[0, 0], [[3.0, 1.0], [5.0, 7.0]])
+    # (0,1) beats (1,0); (0,2) is first of four 1s; (2,0) first of four 5s; (2,3) before (3,2).
+    np.testing.assert_array_equal(argmax[0, 0], [[1, 2], [8, 11]])
+
+
+def test_maxpool_constant_input_sends_each_derivative_to_one_input():
+    x = np.zeros((2, 3, 6, 6))
+    out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    d_in = convolutions.maxpool_backward(np.ones(out.shape), argmax, x.shape)
+    # One winner per window (its top-left pixel), derivative 1 each, not 4.
+    assert d_in.sum() == out.size
+    np.testing.assert_array_equal(d_in[:, :, ::2, ::2], 1.0)
+    assert np.count_nonzero(d_in) == out.size
+
+
+def test_maxpool_overlapping_windows_add_their_derivatives():
+    # k 3, stride 2: the 5x5 image's centre pixel lies in all four windows and wins them all.
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 10.0
+    out, argmax = convolutions.maxpool_forward(x, 3, 2, 0)
+    assert out.shape == (1, 1, 2, 2) and (out == 10).all()
+    d_out = np.array([1.0, 2.0, 4.0, 8.0]).reshape(1, 1, 2, 2)
+    d_in = convolutions.maxpool_backward(d_out, argmax, x.shape)
+    assert d_in[0, 0, 2, 2] == 15.0
+    assert np.count_nonzero(d_in) == 1
+
+
+def test_maxpool_float32_forward_and_backward():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    out, argmax = convolutions.maxpool_forward(x, 3, 2, 1)
+    ref_out, ref_argmax = maxpool_reference(x, 3, 2, 1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, ref_out.astype(np.float32))
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    d_out = rng.standard_normal(out.shape).astype(np.float32)
+    d_in = convolutions.maxpool_backward(d_out, argmax, x.shape)
+    assert d_in.dtype == np.float32
+    np.testing.assert_allclose(d_in, maxpool_backward_reference(d_out.astype(float), ref_argmax, x.shape),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_maxpool_accepts_non_contiguous_inputs():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 6, 6, 3)).transpose(0, 3, 1, 2)
+    out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    ref_out, ref_argmax = maxpool_reference(np.array(x), 2, 2, 0)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+
+
+BAD_MAXPOOL_FORWARD_ARGUMENTS = {
+    "padding above k // 2": (np.ones((1, 1, 6, 6)), 3, 2, 2),
+    "negative padding": (np.ones((1, 1, 6, 6)), 2, 2, -1),
+    "3-d inputs": (np.ones((1, 6, 6)), 2, 2, 0),
+    "stride 0": (np.ones((1, 1, 6, 6)), 2, 0, 0),
+    "int dtype": (np.ones((1, 1, 6, 6), np.int64), 2, 2, 0),
+    "kernel larger than input": (np.ones((1, 1, 3, 3)), 5, 1, 0),
+    "float kernel": (np.ones((1, 1, 6, 6)), 2.5, 2, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MAXPOOL_FORWARD_ARGUMENTS))
+def test_maxpool_forward_bad_arguments_raise_value_error(name):
+    x, k, stride, padding = BAD_MAXPOOL_FORWARD_ARGUMENTS[name]
+    with pytest.raises(ValueError):
+        convolutions.maxpool_forward(x, k, stride, padding)
+
+
+def _backward_case(change):
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4))
+    out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    args = {"d": np.ones(out.shape), "argmax": argmax, "shape": x.shape}
+    change(args)
+    return args
+
+
+BAD_MAXPOOL_BACKWARD_ARGUMENTS = {
+    "argmax as int32": lambda a: a.update(argmax=a["argmax"].astype(np.int32)),
+    "argmax as list": lambda a: a.update(argmax=a["argmax"].tolist()),
+    "argmax of another shape": lambda a: a.update(argmax=a["argmax"][:, :, :1]),
+    "index outside the inputs": lambda a: a.update(argmax=a["argmax"] + 16),
+    "negative index": lambda a: a.update(argmax=a["argmax"] - 100),
+    "input_shape with other channels": lambda a: a.update(shape=(1, 3, 4, 4)),
+    "input_shape with 3 entries": lambda a: a.update(shape=(1, 2, 16)),
+    "int derivatives": lambda a: a.update(d=np.ones(a["d"].shape, np.int64)),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MAXPOOL_BACKWARD_ARGUMENTS))
+def test_maxpool_backward_bad_arguments_raise_value_error(name):
+    args = _backward_case(BAD_MAXPOOL_BACKWARD_ARGUMENTS[name])
+    with pytest.raises(ValueError):
+        convolutions.maxpool_backward(args["d"], args["argmax"], args["shape"])
