@@ -28,6 +28,8 @@ from layer import ConfigError, Layer, _setting
 
 class ConvLayer(Layer):
 
+    extra_keys_ = ("kernel_size", "stride", "padding", "convolve_method")
+
     def __init__(self, proto):
         super().__init__(proto)
         self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)

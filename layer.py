@@ -10,6 +10,8 @@ softmax (predictions - targets), so the output layer passes its derivative throu
 unchanged (see `ComputeActivationDeriv`).
 """
 
+import difflib
+
 import numpy as np
 
 
@@ -17,7 +19,17 @@ class ConfigError(ValueError):
     """A config that cannot describe a network; the message names the key and the layer."""
 
 
-def _setting(proto, key, kind, default=None, minimum=None):
+def check_keys(mapping, known, where):
+    """Refuse keys that are not in `known`, suggesting the closest one: a typo such as
+    'epsilion' must not be silently ignored."""
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _setting(proto, key, kind, default=None, minimum=None, below=None):
     """Read one setting of a layer from its config entry, with a clear error when it is bad."""
     name = proto.get("name", "?")
     if key not in proto:
@@ -42,6 +54,8 @@ def _setting(proto, key, kind, default=None, minimum=None):
         raise ConfigError(f"layer '{name}': key '{key}' must be finite, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"layer '{name}': key '{key}' must be >= {minimum}, got {value!r}")
+    if below is not None and value >= below:
+        raise ConfigError(f"layer '{name}': key '{key}' must be below {below}, got {value!r}")
     return value
 
 
@@ -55,9 +69,14 @@ class Layer:
     """
 
     has_params_ = True
+    extra_keys_ = ()  # config keys of a subclass, beyond those every layer has
 
     def __init__(self, proto):
         self.name_ = str(proto["name"])
+        known = ("name", "type") + self.extra_keys_
+        if self.has_params_:
+            known += ("num_channels", "init_wt", "epsilon", "momentum", "l2_decay")
+        check_keys(proto, known, f"layer '{self.name_}'")
         self.type_ = str(proto["type"])
         self.is_input_ = False
         self.is_output_ = False
@@ -67,7 +86,7 @@ class Layer:
             self.num_channels_ = _setting(proto, "num_channels", int, minimum=1)
             self.init_wt_ = _setting(proto, "init_wt", float, minimum=0.0)
             self.epsilon_ = _setting(proto, "epsilon", float, minimum=0.0)
-            self.momentum_ = _setting(proto, "momentum", float, default=0.0, minimum=0.0)
+            self.momentum_ = _setting(proto, "momentum", float, default=0.0, minimum=0.0, below=1.0)
             self.l2_decay_ = _setting(proto, "l2_decay", float, default=0.0, minimum=0.0)
 
     # --- place in the network -------------------------------------------------------------

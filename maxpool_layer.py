@@ -19,12 +19,15 @@ from layer import ConfigError, Layer, _setting
 class MaxPoolLayer(Layer):
 
     has_params_ = False
+    extra_keys_ = ("kernel_size", "stride", "padding", "num_channels")
 
     def __init__(self, proto):
         super().__init__(proto)
         self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)
         self.stride_ = _setting(proto, "stride", int, default=self.kernel_size_, minimum=1)
         self.padding_ = _setting(proto, "padding", int, default=0, minimum=0)
+        # Optional: pooling keeps the channels, so a stated count must match the input's.
+        self.declared_channels_ = _setting(proto, "num_channels", int, default=0, minimum=1) or None
         if self.padding_ > self.kernel_size_ // 2:
             raise ConfigError(f"layer '{self.name_}': key 'padding' must be at most kernel_size // 2 "
                               f"({self.kernel_size_ // 2}), got {self.padding_}")
@@ -35,6 +38,9 @@ class MaxPoolLayer(Layer):
         if size_y + 2 * p < k or size_x + 2 * p < k:
             raise ConfigError(f"layer '{self.name_}': kernel_size {k} is larger than its padded input "
                               f"{size_y + 2 * p}x{size_x + 2 * p}")
+        if self.declared_channels_ not in (None, channels):
+            raise ConfigError(f"layer '{self.name_}': key 'num_channels' is {self.declared_channels_}, but "
+                              f"pooling keeps its input's {channels} channels")
         self.input_size_y_, self.input_size_x_, self.num_channels_ = size_y, size_x, channels
         out = ((size_y + 2 * p - k) // s + 1, (size_x + 2 * p - k) // s + 1, channels)
         self._describe((size_y, size_x, channels), out, f"  {k}x{k} stride {s} pad {p}")

@@ -14,17 +14,19 @@ Layer types: FC (fc_layer.py), CONVOLUTIONAL (conv_layer.py), MAXPOOL (maxpool_l
 Relative paths are taken from the directory you run the scripts in (the kit's folder).
 """
 
+import json
 import os
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 import yaml
 
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
-from layer import ConfigError
+from layer import ConfigError, check_keys
 from maxpool_layer import MaxPoolLayer
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer}
@@ -54,6 +56,10 @@ def load_config(path):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        if isinstance(e, yaml.constructor.ConstructorError):
+            # safe_load builds plain data only: tags like !!python/object are refused.
+            raise ConfigError(f"{path}: the YAML{where} asks to build a Python object "
+                              f"({getattr(e, 'problem', '')}); configs hold plain values only") from None
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys (max_epochs, network, ...)")
@@ -61,15 +67,22 @@ def load_config(path):
     return config
 
 
+class TrainingDiverged(RuntimeError):
+    """A NaN or infinity appeared in the loss or the parameters."""
+
+
 def write_atomically(path, write):
     """Call write(file) on a temporary file beside `path`, then rename it into place, so
-    `path` always holds a whole file: the old one or the new one, never half of one."""
+    `path` always holds a whole file: the old one or the new one, never half of one,
+    even if the process is killed or the machine loses power in between."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -89,6 +102,8 @@ class NeuralNet:
             config = load_config(config)
         self.config_ = config
         self.source_ = config.get("_path", "config")
+        check_keys({k: v for k, v in config.items() if k != "_path"}, list(SETTINGS) + ["network"],
+                   self.source_)
         for key, (kind, default) in SETTINGS.items():
             setattr(self, key + "_", self._setting(key, kind, default))
         for key in ("max_epochs", "batch_size", "input_image_size_y", "input_image_size_x",
@@ -125,15 +140,21 @@ class NeuralNet:
                 raise ConfigError(f"{self.source_}: network entry {i} must be a mapping of keys")
             name = proto.get("name")
             if not isinstance(name, str) or not name:
-                raise ConfigError(f"{self.source_}: network entry {i} has no 'name'")
+                raise ConfigError(f"{self.source_}: network entry {i}: missing key 'name'")
             if name in names:
                 raise ConfigError(f"{self.source_}: two layers are named '{name}'")
             names.add(name)
-            kind = proto.get("type")
+            if "type" not in proto:
+                raise ConfigError(f"{self.source_}: layer '{name}': missing key 'type' "
+                                  f"(one of {', '.join(LAYER_TYPES)})")
+            kind = proto["type"]
             if kind not in LAYER_TYPES:
-                raise ConfigError(f"{self.source_}: layer '{name}' has unknown type {kind!r} "
-                                  f"(known: {', '.join(LAYER_TYPES)})")
-            layers.append(LAYER_TYPES[kind](proto))
+                raise ConfigError(f"{self.source_}: layer '{name}': key 'type' is {kind!r}, "
+                                  f"not one of {', '.join(LAYER_TYPES)}")
+            try:
+                layers.append(LAYER_TYPES[kind](proto))
+            except ConfigError as e:
+                raise ConfigError(f"{self.source_}: {e}") from None
         layers[0].SetAsInput()
         layers[-1].SetAsOutput()
         if not isinstance(layers[-1], FCLayer) or layers[-1].num_channels_ != 10:
@@ -141,8 +162,24 @@ class NeuralNet:
                               "layer with num_channels 10, one unit per digit")
         size = (self.input_image_size_y_, self.input_image_size_x_, self.input_num_channels_)
         for layer in layers:
-            size = layer.Initialize(*size, rng=rng)
+            if hasattr(layer, "kernel_size_"):
+                self._check_window_fits(layer, size)
+            try:
+                size = layer.Initialize(*size, rng=rng)
+            except ConfigError as e:
+                raise ConfigError(f"{self.source_}: {e}") from None
         return layers
+
+    def _check_window_fits(self, layer, size):
+        """A window layer's output size (in + 2p - k) / s + 1 must be whole and at least 1:
+        otherwise the last input rows would be silently ignored."""
+        k, s, p = layer.kernel_size_, layer.stride_, layer.padding_
+        for axis, n in zip("yx", size[:2]):
+            span = n + 2 * p - k
+            if span < 0 or span % s:
+                raise ConfigError(f"{self.source_}: layer '{layer.name_}': key 'kernel_size'/'stride'/'padding': "
+                                  f"output size ({n} + 2*{p} - {k}) / {s} + 1 along {axis} is "
+                                  f"{span / s + 1:g}, not a whole number >= 1")
 
     # --- passes ---------------------------------------------------------------------------
     def Fprop(self, inputs):
@@ -189,22 +226,37 @@ class NeuralNet:
         path = self.data_path_
         if not os.path.exists(path):
             if os.path.basename(path) != "usps.npz":
-                raise ConfigError(f"{self.source_}: data_path {path} does not exist")
+                raise ConfigError(f"{self.source_}: key 'data_path': {path} does not exist "
+                                  f"(python data/usps.py --out {path} makes the USPS file)")
             usps.ensure(path)
         names = ["train", "validation"] + (["test"] if test else [])
         try:
-            with np.load(path) as f:
+            with np.load(path, allow_pickle=False) as f:
+                missing = [key for name in names for key in (name, name + "_labels") if key not in f.files]
+                if missing:
+                    raise ConfigError(f"{self.source_}: key 'data_path': {path} lacks the arrays "
+                                      f"{', '.join(missing)} (python data/usps.py --out {path} rewrites it)")
                 sets = {name: (f[name], f[name + "_labels"]) for name in names}
-        except (OSError, KeyError, ValueError) as e:
-            raise ConfigError(f"{self.source_}: data_path {path} is not a usable data file ({e})") from None
+        except ConfigError:
+            raise
+        except Exception as e:  # not a zip, truncated, pickled: any of numpy's many errors
+            raise ConfigError(f"{self.source_}: key 'data_path': {path} is not a readable .npz data file "
+                              f"({type(e).__name__}: {e})") from None
         size = self.input_image_size_y_ * self.input_image_size_x_ * self.input_num_channels_
         for name, (x, t) in sets.items():
-            if x.ndim != 2 or x.shape[1] != size or t.shape != (x.shape[0], 10):
-                raise ConfigError(f"{self.source_}: {name} in {path} has shape {x.shape}, the config's "
-                                  f"input is {size} pixels per image")
-        self.train_ = sets["train"]
-        self.validation_ = sets["validation"]
-        self.test_ = sets.get("test")
+            if x.ndim != 2 or x.shape[1] != size:
+                raise ConfigError(f"{self.source_}: key 'input_image_size_y'/'input_image_size_x'/"
+                                  f"'input_num_channels': '{name}' in {path} has images of shape "
+                                  f"{x.shape[1:]}, the config says {size} pixels per image")
+            one_hot = t.ndim == 2 and t.shape[1] == 10 and np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=1) == 1)
+            if t.shape[0] != x.shape[0] or not one_hot:
+                raise ConfigError(f"{self.source_}: key 'data_path': '{name}_labels' in {path} must be one-hot "
+                                  f"rows of 10, one per image; got shape {t.shape} for {x.shape[0]} images")
+            if not np.all(np.isfinite(x)):
+                raise ConfigError(f"{self.source_}: key 'data_path': '{name}' in {path} holds NaN or infinity")
+        self.train_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["train"])
+        self.validation_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["validation"])
+        self.test_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["test"]) if test else None
 
     def Validate(self, dataset):
         """dataset: (data (N, pixels), one-hot labels (N, 10)) -> (mean cross entropy, accuracy)."""
@@ -218,9 +270,18 @@ class NeuralNet:
         return cross_entropy / data.shape[0], correct / data.shape[0]
 
     # --- training -------------------------------------------------------------------------
-    def Train(self, max_epochs=None, display=None, log=None):
+    def LastStatePath(self):
+        """Where Train keeps what --resume needs: beside the checkpoint, '<name>_last.npz'."""
+        return os.path.splitext(self.checkpoint_file_)[0] + "_last.npz"
+
+    def Train(self, max_epochs=None, display=None, log=None, resume=False):
         """Train with mini-batch momentum SGD; save stats every epoch and the checkpoint on
-        every improvement of validation accuracy. Returns the best validation accuracy."""
+        every improvement of validation accuracy. Returns the best validation accuracy.
+
+        Every epoch also saves the last state (parameters, momentum, statistics, random
+        generators), so that resume=True continues an interrupted run exactly as if it had
+        not stopped. A NaN or infinity raises TrainingDiverged within the step it appears.
+        """
         log = sys.stdout if log is None else log
         max_epochs = self.max_epochs_ if max_epochs is None else max_epochs
         display = self.display_ if display is None else display
@@ -229,43 +290,112 @@ class NeuralNet:
                 raise ConfigError(f"{self.source_}: key '{key}' is needed to train")
         if not hasattr(self, "train_"):
             self.LoadData()
+        self.stats_, self.best_acc_, self.best_epoch_, self.epoch_ = [], -1.0, 0, 0
+        if resume:
+            self._load_last_state()
+            print(f"Resuming after epoch {self.epoch_} (best validation accuracy so far "
+                  f"{self.best_acc_:.4f}, epoch {self.best_epoch_})", file=log, flush=True)
         train_x, train_t = self.train_
         num_train = train_x.shape[0]
         num_steps = -(-num_train // self.batch_size_)  # every image, every epoch
         viewer = ActivationDisplay(self, log) if display else None
         interactive = log.isatty() if hasattr(log, "isatty") else False
-        stats, best_acc, best_epoch = [], -1.0, 0
-        for epoch in range(1, max_epochs + 1):
-            start_time = time.perf_counter()
-            order = self.shuffle_rng_.permutation(num_train)
-            ce_sum, correct = 0.0, 0
-            for step in range(num_steps):
-                batch = order[step * self.batch_size_:(step + 1) * self.batch_size_]
-                x, t = train_x[batch], train_t[batch]
-                states = self.Fprop(x)
-                ce, c = self.ComputeLoss(states[-1], t)
-                ce_sum += ce
-                correct += c
-                self.Update(self.Bprop(self.ComputeDeriv(states[-1], t), states))
-                if interactive:
-                    print(f"\rEpoch {epoch} step {step + 1}/{num_steps}  CE {ce / len(batch):.4f}",
-                          end="", file=log, flush=True)
-                if viewer and (step + 1) % self.display_after_ == 0:
-                    viewer.show(x, states)
-            val_ce, val_acc = self.Validate(self.validation_)
-            row = [ce_sum / num_train, correct / num_train, val_ce, val_acc]
-            stats.append(row)
-            elapsed = time.perf_counter() - start_time
-            print(("\r" if interactive else "") +
-                  f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
-                  f"Val CE {row[2]:.4f} Acc {row[3]:.4f}", file=log, flush=True)
-            write_atomically(self.performance_stats_, lambda f: np.save(f, np.array(stats)))
-            if val_acc > best_acc:
-                best_acc, best_epoch = val_acc, epoch
-                self.Save()
-        print(f"Best validation accuracy {best_acc:.4f} (epoch {best_epoch}); model saved in "
+        # Overflow is caught below, by name of epoch, step and layer: numpy's own warnings
+        # would only add lines.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(self.epoch_ + 1, max_epochs + 1):
+                start_time = time.perf_counter()
+                order = self.shuffle_rng_.permutation(num_train)
+                ce_sum, correct = 0.0, 0
+                for step in range(num_steps):
+                    batch = order[step * self.batch_size_:(step + 1) * self.batch_size_]
+                    x, t = train_x[batch], train_t[batch]
+                    states = self.Fprop(x)
+                    ce, c = self.ComputeLoss(states[-1], t)
+                    if not np.isfinite(ce):
+                        self._diverged(epoch, step, states=states)
+                    ce_sum += ce
+                    correct += c
+                    self.Update(self.Bprop(self.ComputeDeriv(states[-1], t), states))
+                    self._check_parameters(epoch, step)
+                    if interactive:
+                        print(f"\rEpoch {epoch} step {step + 1}/{num_steps}  CE {ce / len(batch):.4f}",
+                              end="", file=log, flush=True)
+                    if viewer and (step + 1) % self.display_after_ == 0:
+                        viewer.show(x, states)
+                val_ce, val_acc = self.Validate(self.validation_)
+                row = [ce_sum / num_train, correct / num_train, val_ce, val_acc]
+                self.stats_.append(row)
+                elapsed = time.perf_counter() - start_time
+                print(("\r" if interactive else "") +
+                      f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
+                      f"Val CE {row[2]:.4f} Acc {row[3]:.4f}", file=log, flush=True)
+                stats = np.array(self.stats_)
+                write_atomically(self.performance_stats_, lambda f: np.save(f, stats))
+                if val_acc > self.best_acc_:
+                    self.best_acc_, self.best_epoch_ = val_acc, epoch
+                    self.Save()
+                self.epoch_ = epoch
+                self._save_last_state()
+        print(f"Best validation accuracy {self.best_acc_:.4f} (epoch {self.best_epoch_}); model saved in "
               f"{self.checkpoint_file_}", file=log, flush=True)
-        return best_acc
+        return self.best_acc_
+
+    def _diverged(self, epoch, step, states=None, layer=None):
+        if layer is None:
+            # The first layer whose outputs are not finite is where it went wrong.
+            bad = [lyr for lyr, out in zip(self.layer_, states[1:]) if not np.all(np.isfinite(out))]
+            layer = bad[0] if bad else self.layer_[-1]
+        raise TrainingDiverged(
+            f"{self.source_}: training diverged at epoch {epoch}, step {step + 1}: NaN or infinity in layer "
+            f"'{layer.name_}'; try a smaller 'epsilon' (best checkpoint so far, if any, is unchanged: "
+            f"{self.checkpoint_file_})")
+
+    def _check_parameters(self, epoch, step):
+        for layer in self.layer_:
+            if layer.has_params_ and not (np.all(np.isfinite(layer.w_)) and np.all(np.isfinite(layer.b_))):
+                self._diverged(epoch, step, layer=layer)
+
+    def _save_last_state(self):
+        arrays = dict(self.GetParameters())
+        for layer in self.layer_:
+            if layer.has_params_:
+                arrays[f"{layer.name_}_w_velocity"] = layer.dw_history_
+                arrays[f"{layer.name_}_b_velocity"] = layer.db_history_
+        arrays["stats"] = np.array(self.stats_, dtype=np.float64).reshape(-1, 4)
+        arrays["progress"] = np.array([self.epoch_, self.best_epoch_, self.seed_], dtype=np.int64)
+        arrays["best_acc"] = np.array(self.best_acc_)
+        arrays["rng_states"] = np.array(json.dumps([self.shuffle_rng_.bit_generator.state,
+                                                    self.display_rng_.bit_generator.state]))
+        write_atomically(self.LastStatePath(), lambda f: np.savez(f, **arrays))
+
+    def _load_last_state(self):
+        path = self.LastStatePath()
+        if not os.path.exists(path):
+            raise ConfigError(f"{self.source_}: nothing to resume: {path} not found "
+                              f"(it is written after each epoch; run without --resume to start)")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                state = dict(f)
+            epoch, best_epoch, seed = (int(v) for v in state["progress"])
+            rng_states = json.loads(str(state["rng_states"]))
+        except Exception as e:  # truncated or foreign file
+            raise ConfigError(f"{self.source_}: cannot resume from {path}: not a last-state file "
+                              f"({type(e).__name__}: {e})") from None
+        if seed != self.seed_:
+            raise ConfigError(f"{self.source_}: {path} was trained with --seed {seed}, not {self.seed_}")
+        for layer in self.layer_:
+            layer.SetParameters(state)
+            if layer.has_params_:
+                for attr, key in (("dw_history_", "_w_velocity"), ("db_history_", "_b_velocity")):
+                    velocity = state.get(layer.name_ + key)
+                    if velocity is None or velocity.shape != getattr(layer, attr).shape:
+                        raise ConfigError(f"{self.source_}: {path} does not match layer '{layer.name_}'")
+                    setattr(layer, attr, np.array(velocity, dtype=np.float64))
+        self.shuffle_rng_.bit_generator.state = rng_states[0]
+        self.display_rng_.bit_generator.state = rng_states[1]
+        self.stats_ = [list(row) for row in state["stats"]]
+        self.epoch_, self.best_epoch_, self.best_acc_ = epoch, best_epoch, float(state["best_acc"])
 
     def GetParameters(self):
         params = {}
@@ -283,16 +413,23 @@ class NeuralNet:
         path = path or self.checkpoint_file_
         if path is None:
             raise ConfigError(f"{self.source_}: key 'checkpoint_file' is needed to load a model")
-        try:
-            with np.load(path) as f:
-                params = dict(f)
-        except FileNotFoundError:
+        if not os.path.exists(path):
             raise ConfigError(f"{self.source_}: checkpoint {path} not found; train the model first "
-                              f"(python train.py {self.source_})") from None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{self.source_}: checkpoint {path} is not readable ({e})") from None
+                              f"(python train.py {self.source_})")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                params = dict(f)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+            raise ConfigError(f"{self.source_}: checkpoint {path} is damaged or not a checkpoint "
+                              f"({type(e).__name__}: {e}); train again (python train.py {self.source_})") from None
+        except Exception as e:  # zlib and other decoding errors of a truncated file
+            raise ConfigError(f"{self.source_}: checkpoint {path} is damaged ({type(e).__name__}: {e}); "
+                              f"train again (python train.py {self.source_})") from None
         for layer in self.layer_:
-            layer.SetParameters(params)
+            try:
+                layer.SetParameters(params)
+            except ConfigError as e:
+                raise ConfigError(f"{self.source_}: checkpoint {path}: {e}") from None
 
 
 class ActivationDisplay:

@@ -2,7 +2,10 @@
 
 Prints one line per epoch (time, training and validation cross entropy and accuracy),
 saves the statistics to the config's performance_stats after every epoch and the model
-to its checkpoint_file whenever validation accuracy improves.
+to its checkpoint_file whenever validation accuracy improves. Every epoch it also saves
+the run's last state beside the checkpoint, so an interrupted run can go on with --resume.
+
+Exit status: 0 done, 1 training diverged, 2 bad input (config, data), 130 interrupted.
 """
 
 import argparse
@@ -10,7 +13,7 @@ import sys
 
 from data.usps import DataError
 from layer import ConfigError
-from net import NeuralNet, load_config
+from net import NeuralNet, TrainingDiverged, load_config
 
 
 def main(argv=None):
@@ -20,20 +23,38 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s); "
                         "the same seed gives the same run")
     parser.add_argument("--no-display", action="store_true", help="do not show the activations figure")
+    parser.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an "
+                        "interrupted run (same config and seed): the result is the same as an uninterrupted run")
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    net = None
     try:
         net = NeuralNet(load_config(args.config), seed=args.seed)
         net.LoadData()
-        net.Train(max_epochs=args.epochs, display=False if args.no_display else None)
+        net.Train(max_epochs=args.epochs, display=False if args.no_display else None, resume=args.resume)
     except (ConfigError, DataError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("\ntrain.py: interrupted; the last saved checkpoint and stats are intact", file=sys.stderr)
+        # In a terminal the progress line has no newline yet.
+        print(("\n" if sys.stdout.isatty() else "") + f"train.py: {interruption_summary(net, args)}",
+              file=sys.stderr)
         return 130
     return 0
+
+
+def interruption_summary(net, args):
+    """One line on what an interrupted run leaves behind (every file in it is whole)."""
+    done = getattr(net, "epoch_", 0) if net is not None else 0
+    if not done:
+        return "interrupted before the first epoch ended; nothing was saved"
+    return (f"interrupted after epoch {done}: stats in {net.performance_stats_}, best checkpoint "
+            f"(epoch {net.best_epoch_}, validation accuracy {net.best_acc_:.4f}) in {net.checkpoint_file_}; "
+            f"go on with: python train.py {args.config} --resume" + (f" --seed {args.seed}" if args.seed else ""))
 
 
 if __name__ == "__main__":

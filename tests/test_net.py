@@ -57,7 +57,7 @@ def test_unknown_layer_type_is_a_config_error_naming_the_layer(tmp_path):
     ([dict(LOGREG, num_channels=5)], "num_channels 10"),
     ([{"name": "p", "type": "MAXPOOL", "kernel_size": 2}], "must be an FC"),
     ([], "network"),
-    ([dict(LOGREG, name=None)], "no 'name'"),
+    ([dict(LOGREG, name=None)], "missing key 'name'"),
     (["output"], "mapping"),
 ])
 def test_malformed_networks_are_config_errors(tmp_path, network, words):
@@ -358,7 +358,7 @@ def test_load_data_rejects_a_missing_file_and_arrays_of_the_wrong_size(tmp_path)
         NeuralNet(small_config(tmp_path, bad)).LoadData()
     incomplete = tmp_path / "incomplete.npz"
     np.savez(incomplete, train=np.zeros((5, 256)))
-    with pytest.raises(ConfigError, match="usable"):
+    with pytest.raises(ConfigError, match="lacks the arrays train_labels"):
         NeuralNet(small_config(tmp_path, incomplete)).LoadData()
 
 
