@@ -241,7 +241,7 @@ class NeuralNet:
             raise
         except Exception as e:  # not a zip, truncated, pickled: any of numpy's many errors
             raise ConfigError(f"{self.source_}: key 'data_path': {path} is not a readable .npz data file "
-                              f"({type(e).__name__}: {e})") from None
+                              f"({type(e).__name__})") from None
         size = self.input_image_size_y_ * self.input_image_size_x_ * self.input_num_channels_
         for name, (x, t) in sets.items():
             if x.ndim != 2 or x.shape[1] != size:
@@ -327,9 +327,7 @@ class NeuralNet:
                 row = [ce_sum / num_train, correct / num_train, val_ce, val_acc]
                 self.stats_.append(row)
                 elapsed = time.perf_counter() - start_time
-                print(("\r" if interactive else "") +
-                      f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
-                      f"Val CE {row[2]:.4f} Acc {row[3]:.4f}", file=log, flush=True)
+                # Save first, then report: an epoch line on screen means that epoch is on disk.
                 stats = np.array(self.stats_)
                 write_atomically(self.performance_stats_, lambda f: np.save(f, stats))
                 if val_acc > self.best_acc_:
@@ -337,6 +335,9 @@ class NeuralNet:
                     self.Save()
                 self.epoch_ = epoch
                 self._save_last_state()
+                print(("\r" if interactive else "") +
+                      f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
+                      f"Val CE {row[2]:.4f} Acc {row[3]:.4f}", file=log, flush=True)
         print(f"Best validation accuracy {self.best_acc_:.4f} (epoch {self.best_epoch_}); model saved in "
               f"{self.checkpoint_file_}", file=log, flush=True)
         return self.best_acc_
