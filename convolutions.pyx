@@ -36,9 +36,12 @@ def _as_real_array(array, what, dtype=None):
 
 
 def _as_int(value, what):
-    """Return `value` as a Python int, or raise ValueError (bools and floats are refused)."""
+    """Return `value` as a Python int, or raise ValueError (bools, floats and integers too
+    large for the kernels' index type are refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not -2**31 < int(value) < 2**31:
+        raise ValueError(f"{what} is out of range, got {value!r}")
     return int(value)
 
 

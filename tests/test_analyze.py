@@ -1,0 +1,181 @@
+"""tools/analyze.py: units, connections and weights per layer, against the lecture's LeNet
+table, a brute-force count of dependencies, and the parameters of built networks."""
+
+import csv
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import CONFIG_DIR, REPO_ROOT
+from conv_layer import ConvLayer
+from fc_layer import FCLayer
+from maxpool_layer import MaxPoolLayer
+from net import NeuralNet
+from tools import analyze
+
+# The lecture's table, as the issue gives it.
+LENET_TABLE = """\
+| layer | units | connections | weights |
+| --- | --- | --- | --- |
+| C1 | 4704 | 117,600 | 150 |
+| S2 | 1176 | 4704 | 0 |
+| C3 | 1600 | 240,000 | 2400 |
+| S4 | 400 | 1600 | 0 |
+| F5 | 120 | 48,000 | 48,000 |
+| F6 | 84 | 10,080 | 10,080 |
+| output | 10 | 840 | 840 |"""
+
+
+def _table_lines(out):
+    return [line for line in out.splitlines() if line.startswith("|")]
+
+
+def test_lenet_config_reproduces_the_lectures_table_exactly(capsys):
+    args = [str(CONFIG_DIR / "lenet.yaml"), "--columns", "layer,units,connections,weights", "--no-total"]
+    assert analyze.main(args) == 0
+    assert _table_lines(capsys.readouterr().out) == LENET_TABLE.splitlines()
+
+
+def test_lenet_config_is_32x32x1_with_the_lectures_layer_types():
+    with open(CONFIG_DIR / "lenet.yaml") as f:
+        config = yaml.safe_load(f)
+    assert (config["input_image_size_y"], config["input_image_size_x"], config["input_num_channels"]) == (32, 32, 1)
+    assert [(layer["name"], layer["type"]) for layer in config["network"]] == [
+        ("C1", "CONVOLUTIONAL"), ("S2", "MAXPOOL"), ("C3", "CONVOLUTIONAL"), ("S4", "MAXPOOL"),
+        ("F5", "FC"), ("F6", "FC"), ("output", "FC")]
+
+
+def _brute_force_connections(layer, in_shape):
+    """Count (input unit, output unit) pairs where changing the input changes the output."""
+    y, x, c = in_shape
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(0.0, 1.0, (1, c, y, x))
+    if layer.has_params_:
+        # Positive weights and a large bias: every pre-activation is positive, so the ReLU
+        # passes every change and no sum of changes can cancel.
+        layer.w_ = rng.uniform(0.5, 1.5, layer.w_.shape)
+        layer.b_ = np.full(layer.b_.shape, 100.0)
+    base = layer.ComputeUp(inputs)
+    count = 0
+    for i in range(inputs.size):
+        changed = inputs.copy()
+        changed.reshape(-1)[i] += 1000.0  # large: also becomes the max of every window it is in
+        count += np.count_nonzero(layer.ComputeUp(changed) != base)
+    return count
+
+
+def _built(layer, in_shape):
+    out = layer.Initialize(*in_shape, rng=np.random.default_rng(1))
+    return analyze.count_layer(layer, in_shape, tuple(out))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_y=st.integers(1, 7), n_x=st.integers(1, 7), c=st.integers(1, 2), filters=st.integers(1, 2),
+       k=st.integers(1, 4), s=st.integers(1, 3), data=st.data())
+def test_conv_connections_match_a_brute_force_count_with_any_padding(n_y, n_x, c, filters, k, s, data):
+    p = data.draw(st.integers(0, k - 1))
+    if min(n_y, n_x) + 2 * p < k:
+        return
+    layer = ConvLayer({"name": "conv", "type": "CONVOLUTIONAL", "num_channels": filters, "kernel_size": k,
+                       "stride": s, "padding": p, "convolve_method": "method1", "init_wt": 0.1, "epsilon": 0.1})
+    counted = _built(layer, (n_y, n_x, c))
+    assert counted.connections == _brute_force_connections(layer, (n_y, n_x, c))
+    assert counted.weights == filters * c * k * k and counted.biases == filters
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_y=st.integers(1, 7), n_x=st.integers(1, 7), c=st.integers(1, 2), k=st.integers(1, 4),
+       s=st.integers(1, 3), data=st.data())
+def test_maxpool_connections_match_a_brute_force_count_with_any_padding(n_y, n_x, c, k, s, data):
+    p = data.draw(st.integers(0, k // 2))
+    if min(n_y, n_x) + 2 * p < k:
+        return
+    layer = MaxPoolLayer({"name": "pool", "type": "MAXPOOL", "kernel_size": k, "stride": s, "padding": p})
+    counted = _built(layer, (n_y, n_x, c))
+    assert counted.connections == _brute_force_connections(layer, (n_y, n_x, c))
+    assert counted.weights == 0 and counted.parameters == 0
+
+
+def test_fc_connections_match_a_brute_force_count():
+    layer = FCLayer({"name": "fc", "type": "FC", "num_channels": 3, "init_wt": 0.1, "epsilon": 0.1})
+    counted = _built(layer, (2, 3, 2))
+    assert counted.connections == _brute_force_connections(layer, (2, 3, 2)) == 3 * 12
+    assert counted.size == "1x1" and counted.units == 3
+
+
+@pytest.mark.parametrize("name", ["convnet2.yaml", "convnet3.yaml", "lenet.yaml", "net_2layer.yaml"])
+def test_sizes_and_parameters_are_those_of_the_built_network(name, capsys):
+    net = NeuralNet(str(CONFIG_DIR / name))
+    size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    states = net.Fprop(np.zeros((1, size)))
+    capsys.readouterr()
+    _, counts = analyze.analyze(str(CONFIG_DIR / name))
+    assert [c.name for c in counts] == [layer.name_ for layer in net.layer_]
+    for count, state in zip(counts, states[1:]):
+        assert count.units == state.size
+        shape = state.shape[1:] if state.ndim == 4 else (state.shape[1], 1, 1)
+        assert (count.channels, count.size_y, count.size_x) == shape
+    totals = analyze.totals(counts)
+    assert totals["parameters"] == sum(p.size for p in net.GetParameters().values())
+    assert totals["weights"] == sum(p.size for k, p in net.GetParameters().items() if k.endswith("_w"))
+
+
+def test_default_table_has_every_column_and_a_total_row_and_explains_each_layer(capsys):
+    assert analyze.main([str(CONFIG_DIR / "convnet2.yaml"), "--explain"]) == 0
+    out = capsys.readouterr().out
+    lines = _table_lines(out)
+    assert lines[0] == "| " + " | ".join(analyze.COLUMNS.values()) + " |"
+    _, counts = analyze.analyze(str(CONFIG_DIR / "convnet2.yaml"))
+    assert len(lines) == 2 + len(counts) + 1 and lines[-1].startswith("| total |")
+    for count in counts:
+        assert f"- {count.name}: " in out and f"= {analyze.fmt(count.connections)} connections" in out
+
+
+def test_csv_output_has_plain_numbers_that_add_up(capsys):
+    assert analyze.main([str(CONFIG_DIR / "convnet2.yaml"), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    *layers, total = rows
+    assert total["layer"] == "total"
+    for column in ("units", "connections", "weights", "weights + biases"):
+        assert int(total[column]) == sum(int(row[column]) for row in layers)
+
+
+def test_thousands_separators_start_at_ten_thousand():
+    assert [analyze.fmt(n) for n in (0, 9999, 10000, 1234567)] == ["0", "9999", "10,000", "1,234,567"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["missing.yaml"], "cannot read config"),
+    ([str(CONFIG_DIR / "logreg.yaml"), "--columns", "layer,bogus"], "unknown column 'bogus'"),
+    ([str(CONFIG_DIR / "logreg.yaml"), "--format", "xml"], "invalid choice"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, words, capsys):
+    try:
+        code = analyze.main(args)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_a_config_with_an_unknown_layer_type_names_the_layer_without_a_traceback(tmp_path):
+    path = tmp_path / "weird.yaml"
+    path.write_text(yaml.safe_dump({"network": [{"name": "drop", "type": "DROPOUT"}]}))
+    result = subprocess.run([sys.executable, "tools/analyze.py", str(path)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "drop" in result.stderr
+
+
+def test_help_exits_0():
+    result = subprocess.run([sys.executable, "tools/analyze.py", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "connections" in result.stdout

@@ -1,0 +1,210 @@
+"""tools/handout.py: the student kit, its blanks, what it leaves out, and that the reference
+regions pasted back make it whole again. Everything is written to tmp."""
+
+import ast
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIG_DIR, REPO_ROOT
+from tools import handout
+from tools.regions import ALL_PIECES, marked_regions
+
+STUDENT_FILES = ("fc_layer.py", "conv_layer.py")
+FAST_CONFIGS = ("logreg.yaml", "convnet_gradcheck.yaml", "convnet_gradcheck_deep.yaml")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """(student kit folder, its zip), written once."""
+    root = tmp_path_factory.mktemp("handout")
+    out = root / "a2_student"
+    assert handout.main([str(out)]) == 0
+    return out, root / "a2_student.zip"
+
+
+def _copy_with_extension(kit, tmp_path):
+    """A private copy of the student kit, with the reference kit's compiled extension."""
+    target = tmp_path / "kit"
+    shutil.copytree(kit, target)
+    for so in glob.glob(str(REPO_ROOT / "convolutions*.so")):
+        shutil.copy2(so, target)
+    return target
+
+
+def _run(args, cwd, timeout=300):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _regions_of(folder):
+    regions = {}
+    for name in STUDENT_FILES:
+        for r in marked_regions((Path(folder) / name).read_text(), name):
+            regions[r.piece] = r
+    return regions
+
+
+def test_no_line_of_any_region_survives_anywhere_in_the_student_kit_or_its_zip(generated):
+    out, zip_path = generated
+    inside, outside = set(), set()
+    for name in STUDENT_FILES:
+        source = (REPO_ROOT / name).read_text()
+        spans = {n for r in marked_regions(source, name) for n in range(r.first, r.last + 1)}
+        for number, line in enumerate(source.splitlines(), start=1):
+            (inside if number in spans else outside).add(line.strip())
+    # A region line the kit also has outside the regions (`if not self.is_input_:`) gives nothing away.
+    secret = [line for line in inside - outside if line]
+    assert len(secret) >= 10
+    texts = {p: p.read_text() for p in out.rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".pyx",
+                                                                                     ".yaml", ".toml", ".txt")}
+    with zipfile.ZipFile(zip_path) as archive:
+        texts.update({name: archive.read(name).decode() for name in archive.namelist()
+                      if name.endswith((".py", ".md", ".pyx", ".yaml", ".toml", ".txt"))})
+    for where, text in texts.items():
+        for line in secret:
+            assert line not in text, f"{where} holds {line!r}"
+
+
+def test_each_region_becomes_a_your_code_here_block_raising_not_implemented(generated):
+    out, _ = generated
+    regions = _regions_of(out)
+    assert sorted(regions) == sorted(ALL_PIECES)
+    for piece, region in regions.items():
+        code = region.text
+        assert code.splitlines()[0].startswith(f"# YOUR CODE HERE ({piece}")
+        assert "DO NOT write loops" in code
+        tree = ast.parse(code)
+        statements = [node for node in tree.body]
+        assert len(statements) == 1 and isinstance(statements[0], ast.Raise)
+        message = statements[0].exc.args[0].value
+        assert statements[0].exc.func.id == "NotImplementedError" and message.startswith(f"{piece}: ")
+    assert "padding k - p - 1" in regions["ConvLayer.ComputeDown"].text  # the handout's hint
+    assert "convolutions.convolve" in regions["ConvLayer.ComputeUp"].text
+
+
+def test_everything_but_the_regions_is_the_kit_itself(generated):
+    out, _ = generated
+    for name in STUDENT_FILES:
+        original = (REPO_ROOT / name).read_text().splitlines()
+        blanked = (out / name).read_text().splitlines()
+        spans = [(r.first, r.last) for r in marked_regions("\n".join(original), name)]
+        kept = [line for n, line in enumerate(original, 1) if not any(a <= n <= b for a, b in spans)]
+        new_spans = [(r.first, r.last) for r in marked_regions("\n".join(blanked), name)]
+        assert kept == [line for n, line in enumerate(blanked, 1) if not any(a <= n <= b for a, b in new_spans)]
+    for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "configs/logreg.yaml"):
+        assert (out / name).read_bytes() == (REPO_ROOT / name).read_bytes()
+
+
+def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(generated):
+    out, zip_path = generated
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for path in files:
+        parts = path.split("/")
+        assert not any(part.startswith(".") and part != ".gitignore" for part in parts), path
+        assert parts[0] not in ("runs", "build") and "__pycache__" not in parts, path
+        assert not path.endswith((".so", ".c", ".o", ".npz", ".npy", ".gz", ".pyc", ".zip")), path
+    assert not {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"} & files
+    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "data/usps.py", "grad_check.py",
+                   "play_with_convolutions.py", "tools/analyze.py", "tools/report.py", "tools/submit.py",
+                   "tools/regions.py", "configs/convnet2.yaml", "tests/conftest.py"):
+        assert needed in files, needed
+    with zipfile.ZipFile(zip_path) as archive:
+        assert sorted(archive.namelist()) == sorted(f"{out.name}/{f}" for f in files)
+    assert handout.STAFF_BEGIN not in (out / "README.md").read_text()
+
+
+def test_every_generated_python_source_parses(generated):
+    out, _ = generated
+    sources = list(out.rglob("*.py"))
+    assert len(sources) > 20
+    for path in sources:
+        ast.parse(path.read_text(), filename=str(path))
+
+
+def test_grad_check_in_the_student_kit_says_not_implemented_and_fails_without_a_traceback(generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    result = _run(["grad_check.py", "configs/logreg.yaml"], kit)
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("not implemented yet: FCLayer.ComputeUp") and lines[-1] == "FAILED"
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_play_with_convolutions_runs_in_the_student_kit(generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    png = tmp_path / "conv.png"
+    result = _run(["play_with_convolutions.py", "--out", png], kit)
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _paste_reference_regions(kit):
+    for name in STUDENT_FILES:
+        reference = (REPO_ROOT / name).read_text().splitlines(keepends=True)
+        student = (kit / name).read_text().splitlines(keepends=True)
+        ref_regions = marked_regions("".join(reference), name)
+        for ref, blank in reversed(list(zip(ref_regions, marked_regions("".join(student), name)))):
+            student[blank.first - 1:blank.last] = reference[ref.first - 1:ref.last]
+        (kit / name).write_text("".join(student))
+
+
+@pytest.mark.parametrize("config", [pytest.param(name, marks=() if name in FAST_CONFIGS else pytest.mark.slow)
+                                    for name in sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))])
+def test_pasting_the_reference_regions_back_makes_the_config_pass(config, generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    _paste_reference_regions(kit)
+    for name in STUDENT_FILES:
+        assert (kit / name).read_bytes() == (REPO_ROOT / name).read_bytes()
+    result = _run(["grad_check.py", f"configs/{config}"], kit)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "PASSED"
+
+
+@pytest.mark.slow
+def test_the_extension_builds_in_the_student_kit(generated, tmp_path):
+    kit = tmp_path / "kit"
+    shutil.copytree(generated[0], kit)
+    result = _run(["setup.py", "build_ext", "--inplace"], kit, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert glob.glob(str(kit / "convolutions*.so"))
+    result = _run(["play_with_convolutions.py", "--out", tmp_path / "conv.png"], kit)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_folder_that_is_not_empty_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "old.txt").write_text("keep me")
+    assert handout.main([str(tmp_path), "--no-zip"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(tmp_path) in err and "not an empty folder" in err
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+def test_a_kit_without_its_markers_is_refused_naming_the_file(tmp_path, capsys):
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    for name in STUDENT_FILES:
+        shutil.copy2(REPO_ROOT / name, kit / name)
+    source = (kit / "fc_layer.py").read_text()
+    (kit / "fc_layer.py").write_text(source.replace("# END SOLUTION", "# (end)", 1))
+    assert handout.main([str(tmp_path / "out"), "--kit", str(kit)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "fc_layer.py" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_staff_only_blocks_of_the_readme_are_removed():
+    text = f"a\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\nb\n"
+    assert handout.strip_staff_only(text) == "a\nb\n"
+
+
+def test_help_exits_0():
+    result = _run(["tools/handout.py", "--help"], REPO_ROOT, timeout=60)
+    assert result.returncode == 0 and "OUT_DIR" in result.stdout

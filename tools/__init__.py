@@ -1,0 +1,1 @@
+"""Course tools around the kit: handout, analyze, report, submit, autograde (see README)."""

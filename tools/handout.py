@@ -1,0 +1,236 @@
+"""Write the student kit: python tools/handout.py OUT_DIR [--zip PATH | --no-zip]
+
+Copies every file of the kit to OUT_DIR, with each of the four solution regions
+(`# BEGIN SOLUTION` ... `# END SOLUTION` in fc_layer.py and conv_layer.py) replaced by a
+"YOUR CODE HERE" block that says what to compute from what and raises
+NotImplementedError("<Class.Method>: ..."), and writes OUT_DIR.zip of it.
+
+Left out: build products (build/, *.so, *.c, *.o, __pycache__, *.egg-info), data and
+run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png, convolutions.png, *.zip),
+hidden folders (.git, .venv, .ci, caches), the staff's tools and their tests (STAFF_ONLY),
+and the parts of README.md between `<!-- BEGIN STAFF ONLY -->` and `<!-- END STAFF ONLY -->`.
+Before it writes the zip it checks that no line of any region survives in the kit.
+
+Exit status: 0 written, 2 bad input (OUT_DIR not empty, a kit without its four regions).
+"""
+
+import argparse
+import fnmatch
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parents[1]
+if str(KIT) not in sys.path:
+    sys.path.insert(0, str(KIT))
+
+from tools.regions import ALL_PIECES, PIECES, RegionError, marked_regions  # noqa: E402
+
+EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
+EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
+                  "*_display.png", "convolutions.png"]
+STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"}
+STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"
+
+# What each blank says: what to compute, from what, and the handout's hints. Our own words.
+BLANKS = {
+    "FCLayer.ComputeUp": (
+        "YOUR CODE HERE (FCLayer.ComputeUp). Set `output`, shape (batch, num_channels): each row",
+        "is the affine map of one row of `inputs` (batch, fan_in) by the weights self.w_",
+        "(num_channels, fan_in), plus the biases self.b_ (1, num_channels). The activation is",
+        "applied below, not here. One line of numpy will do; DO NOT write loops.",
+    ),
+    "FCLayer.ComputeDown": (
+        "YOUR CODE HERE (FCLayer.ComputeDown). `deriv` (batch, num_channels) holds the derivatives",
+        "w.r.t. this layer's pre-activations; `inputs` is (batch, fan_in). Set",
+        "  dC_by_dinputs (batch, fan_in): only when this is not the input layer (self.is_input_),",
+        "      otherwise leave it None;",
+        "  dw (num_channels, fan_in) and db (num_channels,): SUMS over the batch (the code below",
+        "      divides them by the batch size).",
+        "Matrix products and sums; DO NOT write loops.",
+    ),
+    "ConvLayer.ComputeUp": (
+        "YOUR CODE HERE (ConvLayer.ComputeUp, method 2). Set `outputs` (N, K, H1, W1) with one call",
+        "of convolutions.convolve: the input maps `inputs` (N, C, H, W) convolved with the flipped",
+        "filters `w_flip` (K, C, k, k), padding self.padding_, then added up over the C input",
+        "channels. convolve broadcasts over the axes before the last two: add new axes so that",
+        "every image meets every filter. DO NOT write loops.",
+    ),
+    "ConvLayer.ComputeDown": (
+        "YOUR CODE HERE (ConvLayer.ComputeDown, method 2), one convolutions.convolve call each,",
+        "with k = self.kernel_size_ and p = self.padding_:",
+        "  dC_by_dinputs (N, C, H, W), only when this is not the input layer: the derivatives",
+        "      `deriv` (N, K, H1, W1) convolved with the filters as they are, `w` (K, C, k, k),",
+        "      padding k - p - 1, added up over the K output channels;",
+        "  dw (K, C, k, k), a SUM over the batch: `inputs` convolved with the flipped derivatives",
+        "      `deriv_flip`, padding p.",
+        "Add axes so the right maps meet; DO NOT write loops.",
+    ),
+}
+MESSAGES = {
+    "FCLayer.ComputeUp": "FCLayer.ComputeUp: write the forward pass in fc_layer.py",
+    "FCLayer.ComputeDown": "FCLayer.ComputeDown: write the backward pass in fc_layer.py",
+    "ConvLayer.ComputeUp": "ConvLayer.ComputeUp: write method 2's forward pass in conv_layer.py",
+    "ConvLayer.ComputeDown": "ConvLayer.ComputeDown: write method 2's backward pass in conv_layer.py",
+}
+
+
+class HandoutError(ValueError):
+    """Bad input; the message names the file or folder."""
+
+
+def blank_source(source, path):
+    """`source` with every region's body replaced by its YOUR CODE HERE block; also returns
+    the regions removed. Raises HandoutError unless exactly this file's pieces are marked."""
+    try:
+        regions = marked_regions(source, path)
+    except RegionError as e:
+        raise HandoutError(str(e)) from None
+    expected = PIECES[os.path.basename(path)]
+    names = [r.piece for r in regions]
+    if sorted(names) != sorted(expected):
+        raise HandoutError(f"{path}: the BEGIN/END SOLUTION regions are in {names or 'no method'}, "
+                           f"expected one in each of {', '.join(expected)}")
+    lines = source.splitlines(keepends=True)
+    for region in reversed(regions):  # from the bottom, so earlier line numbers stay valid
+        marker = lines[region.first - 2]
+        indent = marker[:len(marker) - len(marker.lstrip())]
+        block = [f"{indent}# {text}".rstrip() + "\n" for text in BLANKS[region.piece]]
+        block.append(f"{indent}raise NotImplementedError({MESSAGES[region.piece]!r})\n")
+        lines[region.first - 1:region.last] = block
+    return "".join(lines), regions
+
+
+def strip_staff_only(text):
+    """README text without its staff-only blocks."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.strip() == STAFF_BEGIN:
+            skipping = True
+        elif line.strip() == STAFF_END:
+            skipping = False
+        elif not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def kit_files(kit, skip=()):
+    """Relative paths (posix) of the kit's files that go into the student kit."""
+    skip = {Path(p).resolve() for p in skip}
+    found = []
+    for folder, dirs, files in os.walk(kit):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in EXCLUDED_DIRS
+                         and not d.endswith(".egg-info") and (here / d).resolve() not in skip
+                         and not (here / d).is_symlink())
+        for name in sorted(files):
+            path = here / name
+            rel = path.relative_to(kit).as_posix()
+            if any(fnmatch.fnmatch(name, pattern) for pattern in EXCLUDED_FILES) or rel in STAFF_ONLY \
+                    or path.resolve() in skip or path.is_symlink():
+                continue
+            found.append(rel)
+    return found
+
+
+def solution_lines(kit):
+    """The stripped, non-blank lines of the kit's regions that occur nowhere else in its
+    student files (a line such as `if not self.is_input_:` that the kit also has outside
+    the regions gives nothing away)."""
+    inside, outside = set(), set()
+    for name in PIECES:
+        source = (kit / name).read_text()
+        regions = marked_regions(source, name)
+        spans = {n for r in regions for n in range(r.first, r.last + 1)}
+        for number, line in enumerate(source.splitlines(), start=1):
+            (inside if number in spans else outside).add(line.strip())
+    return sorted(line for line in inside - outside if line)
+
+
+def surviving_lines(out_dir, lines):
+    """[(file, line)] for each of `lines` found in a text file under out_dir."""
+    hits = []
+    for path in sorted(Path(out_dir).rglob("*")):
+        if path.is_file():
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                continue
+            hits.extend((path.relative_to(out_dir).as_posix(), line) for line in lines if line in text)
+    return hits
+
+
+def write_zip(out_dir, zip_path):
+    out_dir = Path(out_dir)
+    tmp = Path(str(zip_path) + ".part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(out_dir.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{out_dir.name}/{path.relative_to(out_dir).as_posix()}")
+    os.replace(tmp, zip_path)
+
+
+def make_handout(out_dir, zip_path=None, kit=KIT):
+    """Write the student kit to out_dir (and the zip); return (files written, regions blanked)."""
+    kit, out_dir = Path(kit).resolve(), Path(out_dir).resolve()
+    for name in PIECES:
+        if not (kit / name).is_file():
+            raise HandoutError(f"{kit}: not a kit folder ({name} is missing)")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise HandoutError(f"{out_dir}: exists and is not an empty folder; choose a new one")
+    files = kit_files(kit, skip=[out_dir] + ([zip_path] if zip_path else []))
+    blanked = []
+    sources = {}
+    for rel in files:
+        if rel in PIECES:
+            text, regions = blank_source((kit / rel).read_text(), rel)
+            sources[rel] = text
+            blanked.extend(r.piece for r in regions)
+        elif rel == "README.md":
+            sources[rel] = strip_staff_only((kit / rel).read_text())
+    missing = [p for p in ALL_PIECES if p not in blanked]
+    if missing:
+        raise HandoutError(f"{kit}: no solution region for {', '.join(missing)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rel in files:
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel in sources:
+            target.write_text(sources[rel])
+            shutil.copymode(kit / rel, target)
+        else:
+            shutil.copy2(kit / rel, target)
+    leaks = surviving_lines(out_dir, solution_lines(kit))
+    if leaks:
+        where, line = leaks[0]
+        raise HandoutError(f"{out_dir / where}: holds solution text {line!r}; nothing zipped")
+    if zip_path:
+        write_zip(out_dir, zip_path)
+    return files, blanked
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Write the student kit: the kit with its four solution regions blanked, and a zip of it.")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="a new (or empty) folder for the student kit")
+    parser.add_argument("--zip", metavar="PATH", help="where to write the zip (default: OUT_DIR.zip)")
+    parser.add_argument("--no-zip", action="store_true", help="write the folder only")
+    parser.add_argument("--kit", default=str(KIT), help="the reference kit (default: the one this tool is in)")
+    args = parser.parse_args(argv)
+    zip_path = None if args.no_zip else Path(args.zip or str(Path(args.out_dir).resolve()) + ".zip").resolve()
+    try:
+        files, blanked = make_handout(args.out_dir, zip_path, Path(args.kit))
+    except (HandoutError, OSError) as e:
+        message = str(e) if isinstance(e, HandoutError) else f"{e.filename}: {e.strerror}"
+        print(f"handout.py: error: {message}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(files)} files to {Path(args.out_dir).resolve()}"
+          + (f" and {zip_path}" if zip_path else ""))
+    print(f"blanked: {', '.join(sorted(blanked, key=ALL_PIECES.index))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

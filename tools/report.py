@@ -1,0 +1,173 @@
+"""Results of trained models as the handout's table, and their learning curves:
+python tools/report.py CONFIG... [--format markdown|latex] [--plot PNG | --no-plot]
+
+For each config, loads its checkpoint_file (the best model by validation accuracy, as
+evaluate.py does) and prints one row: average cross entropy and accuracy on the training,
+validation and test sets. A model not trained yet gets a row of dashes and, below the
+table, the command that trains it. The learning curves (training and validation cross
+entropy and accuracy per epoch, from each config's performance_stats) go to one PNG,
+runs/learning_curves.png unless --plot says otherwise.
+
+Exit status: 0, or 2 for bad input (a config, checkpoint, stats or data file that cannot be used).
+"""
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parents[1]
+if str(KIT) not in sys.path:
+    sys.path.insert(0, str(KIT))
+
+import numpy as np  # noqa: E402
+
+from data.usps import DataError  # noqa: E402
+from evaluate import evaluate  # noqa: E402
+from layer import ConfigError  # noqa: E402
+from net import NeuralNet, load_config  # noqa: E402
+from tools.cli import OneLineParser  # noqa: E402
+
+DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
+SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"))
+HEADINGS = ["model"] + [f"{short} {what}" for _, short in SPLITS for what in ("CE", "accuracy")]
+
+
+@dataclass
+class ModelReport:
+    name: str                # the config's file name without .yaml
+    config: str              # the config path as given
+    results: dict = None     # {'train': (CE, accuracy), 'validation': ..., 'test': ...}, or None
+    stats: np.ndarray = None  # (epochs, 4): train CE, train accuracy, val CE, val accuracy; or None
+    net: NeuralNet = None
+
+    @property
+    def train_command(self):
+        return f"python train.py {self.config}"
+
+
+def load_stats(path, source):
+    """The (epochs, 4) statistics train.py writes, or None if there is no such file yet."""
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        stats = np.load(path, allow_pickle=False)
+    except Exception as e:  # truncated, not .npy, pickled
+        raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file "
+                          f"({type(e).__name__}: {e})") from None
+    if stats.ndim != 2 or stats.shape[1] != 4 or not len(stats):
+        raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {stats.shape}, "
+                          "not (epochs, 4)")
+    return stats
+
+
+def collect(config_path, evaluate_model=True):
+    """The ModelReport of one config: evaluated from its checkpoint if there is one."""
+    config = load_config(config_path)
+    with contextlib.redirect_stdout(io.StringIO()):  # layers print their shapes
+        net = NeuralNet(config)
+    report = ModelReport(Path(config_path).stem, str(config_path), net=net)
+    if net.checkpoint_file_ is None:
+        raise ConfigError(f"{config_path}: key 'checkpoint_file' is needed to report on a model")
+    report.stats = load_stats(net.performance_stats_, config_path)
+    if os.path.exists(net.checkpoint_file_) and evaluate_model:
+        net.Load()
+        net.LoadData(test=True)
+        report.results = evaluate(net)
+    return report
+
+
+def _cells(report):
+    if report.results is None:
+        return ["-"] * 6
+    return [f"{value:.4f}" for name, _ in SPLITS for value in report.results[name]]
+
+
+def untrained_notes(reports):
+    return [f"{r.name}: not trained yet; train it with: {r.train_command}" for r in reports if r.results is None]
+
+
+def results_rows(reports):
+    """[headings, row per model] of the handout's table, as strings."""
+    return [list(HEADINGS)] + [[r.name] + _cells(r) for r in reports]
+
+
+def results_table(reports, form="markdown"):
+    """The handout's table: a row per model, CE and accuracy on each split."""
+    if form == "latex":
+        def tex(text):
+            return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+        lines = [r"\begin{tabular}{l" + "r" * 6 + "}", r"\hline",
+                 " & ".join(tex(h) for h in HEADINGS) + r" \\", r"\hline"]
+        lines += [" & ".join([tex(row[0])] + row[1:]) + r" \\" for row in results_rows(reports)[1:]]
+        lines += [r"\hline", r"\end{tabular}"]
+        lines += [f"% {note}" for note in untrained_notes(reports)]
+        return "\n".join(lines)
+    rows = results_rows(reports)
+    lines = ["| " + " | ".join(rows[0]) + " |", "| --- |" + " ---: |" * 6]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    notes = untrained_notes(reports)
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def plot_curves(reports, path, title=None):
+    """Training (dashed) and validation (solid) CE and accuracy per epoch, one colour per
+    model, in one PNG. Returns the models drawn (those with statistics)."""
+    drawn = [r for r in reports if r.stats is not None]
+    if not drawn:
+        return []
+    import matplotlib
+    matplotlib.use("Agg")  # a file, never a window
+    import matplotlib.pyplot as plt
+
+    figure, (ce_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, r in enumerate(drawn):
+        epochs = np.arange(1, len(r.stats) + 1)
+        colour = f"C{i % 10}"
+        for axis, column in ((ce_axis, 0), (acc_axis, 1)):
+            axis.plot(epochs, r.stats[:, column], "--", color=colour, label=f"{r.name} train")
+            axis.plot(epochs, r.stats[:, column + 2], "-", color=colour, label=f"{r.name} validation")
+    ce_axis.set_ylabel("average cross entropy")
+    acc_axis.set_ylabel("accuracy")
+    for axis in (ce_axis, acc_axis):
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    acc_axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return drawn
+
+
+def main(argv=None):
+    parser = OneLineParser(prog="report.py", description="Evaluate trained models (the handout's table) and "
+                           "plot their learning curves.")
+    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="e.g. configs/logreg.yaml")
+    parser.add_argument("--format", choices=("markdown", "latex"), default="markdown")
+    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PNG",
+                        help="where to draw the learning curves (default %(default)s)")
+    parser.add_argument("--no-plot", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+    try:
+        reports = [collect(path) for path in args.configs]
+    except (ConfigError, DataError) as e:
+        print(f"report.py: error: {e}", file=sys.stderr)
+        return 2
+    print(results_table(reports, args.format))
+    if not args.no_plot:
+        drawn = plot_curves(reports, args.plot)
+        if drawn:
+            print(f"\nlearning curves of {', '.join(r.name for r in drawn)}: {args.plot}")
+        else:
+            print("\nno learning curves: none of these models has statistics yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
