@@ -350,6 +350,9 @@ def maxpool_forward(inputs, kernel_size, stride, padding=0):
     k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "maxpool_forward",
                                           _as_int(kernel_size, "maxpool_forward: kernel_size") // 2)
     n, c, in_y, in_x = x.shape
+    if n * c > 0 and (in_y < 1 or in_x < 1):
+        # Maps without pixels: no window would hold a real pixel to win its max.
+        raise ValueError(f"maxpool_forward: inputs {x.shape} have maps without pixels")
     out = np.empty((n, c, out_y, out_x), dtype=x.dtype)
     argmax = np.empty((n, c, out_y, out_x), dtype=np.intp)
     if out.size:
