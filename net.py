@@ -142,7 +142,7 @@ class NeuralNet:
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"{self.source_}: network entry {i}: missing key 'name'")
             if name in names:
-                raise ConfigError(f"{self.source_}: two layers are named '{name}'")
+                raise ConfigError(f"{self.source_}: layer '{name}': key 'name' is used by two layers")
             names.add(name)
             if "type" not in proto:
                 raise ConfigError(f"{self.source_}: layer '{name}': missing key 'type' "

@@ -53,7 +53,7 @@ def test_unknown_layer_type_is_a_config_error_naming_the_layer(tmp_path):
 
 
 @pytest.mark.parametrize("network,words", [
-    ([dict(LOGREG), dict(LOGREG)], "two layers are named 'output'"),
+    ([dict(LOGREG), dict(LOGREG)], "layer 'output': key 'name' is used by two layers"),
     ([dict(LOGREG, num_channels=5)], "num_channels 10"),
     ([{"name": "p", "type": "MAXPOOL", "kernel_size": 2}], "must be an FC"),
     ([], "network"),

@@ -103,7 +103,7 @@ BAD_INPUTS = [
     ("no network", config_row(lambda c: drop(c, "network")), ["bad.yaml", "'network'"]),
     ("layer without name", config_row(lambda c: with_layer(c, 0, name=None)), ["bad.yaml", "'name'"]),
     ("layer without type", config_row(lambda c: with_layer(c, 0, type=None)), ["bad.yaml", "conv1", "'type'"]),
-    ("duplicate names", config_row(lambda c: with_layer(c, 2, name="conv1")), ["bad.yaml", "conv1", "two layers"]),
+    ("duplicate names", config_row(lambda c: with_layer(c, 2, name="conv1")), ["bad.yaml", "conv1", "'name'", "two layers"]),
     ("unknown type", config_row(lambda c: with_layer(c, 0, type="CONV")), ["bad.yaml", "conv1", "'type'", "CONV"]),
     ("misspelt layer key", config_row(lambda c: with_layer(c, 0, epsilion=0.1)),
      ["bad.yaml", "conv1", "'epsilion'", "did you mean 'epsilon'"]),
