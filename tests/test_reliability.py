@@ -182,6 +182,12 @@ def test_bad_inputs_in_a_subprocess_print_no_traceback(tmp_path, small_npz):
 
 # --- nothing lost ---------------------------------------------------------------------------
 
+def default_sigint():
+    """For the children that get SIGINT: a shell's background job (as CI may be) starts with
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def logreg_config(tmp_path, data, **overrides):
     config = load_shipped_config("logreg.yaml")
     config.update(data_path=str(data), checkpoint_file=str(tmp_path / "runs" / "l.npz"),
@@ -227,7 +233,7 @@ def test_sigkill_at_random_moments_never_leaves_a_half_written_file(tmp_path, sm
 def test_ctrl_c_keeps_the_stats_and_says_where_the_best_checkpoint_is(tmp_path, small_npz):
     config_path = logreg_config(tmp_path, small_npz)
     process = subprocess.Popen([sys.executable, "train.py", config_path, "--no-display"], cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     for line in process.stdout:
         if line.startswith("Epoch   3"):
             break
@@ -309,7 +315,8 @@ def test_interrupted_run_leaves_no_stats_file_half_written_under_sigint_during_s
     rng = random.Random(7)
     for _ in range(5):
         process = subprocess.Popen([sys.executable, "train.py", config_path, "--no-display"], cwd=REPO_ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=default_sigint)
         process.stdout.readline()  # the first layer line: training is about to start
         time.sleep(rng.uniform(0.0, 0.4))  # epochs of this small run last milliseconds
         process.send_signal(signal.SIGINT)
