@@ -39,6 +39,7 @@ from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from layer import ConfigError
 from maxpool_layer import MaxPoolLayer
+from test_convolutions import col2im_reference as col2im_loop_reference
 
 # Examples per property (and calls in the child process): cited by the README.
 CONVOLVE_CASES = 600
@@ -395,17 +396,8 @@ def im2col_reference(x, k, s, p):
 
 
 def col2im_reference(cols, shape, k, s, p):
-    cols = np.asarray(cols, dtype=np.float64)
-    n_img, n_ch, h, w = shape
-    out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    xp = np.zeros((n_img, n_ch, h + 2 * p, w + 2 * p))
-    row = 0
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[row].reshape(n_ch, k, k)
-                row += 1
-    return xp[:, :, p:p + h, p:p + w]
+    # The loop reference of test_convolutions.py, on float64 copies of any layout.
+    return col2im_loop_reference(np.asarray(cols, dtype=np.float64), shape, k, s, p)
 
 
 def maxpool_reference(x, k, s, p):
