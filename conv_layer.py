@@ -120,7 +120,7 @@ class ConvLayer(Layer):
             if s > 1:
                 # Back onto the stride-1 grid: the outputs the stride skipped get derivative 0.
                 full = np.zeros((batch_size, K, self.input_size_y_ + 2 * p - k + 1,
-                                 self.input_size_x_ + 2 * p - k + 1))
+                                 self.input_size_x_ + 2 * p - k + 1), dtype=deriv.dtype)
                 full[:, :, ::s, ::s] = deriv
                 deriv = full
             w = self.w_.reshape(K, C, k, k)

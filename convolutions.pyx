@@ -16,6 +16,7 @@ Build with ``python setup.py build_ext --inplace``.
 """
 
 import numpy as np
+from cython.parallel import prange
 
 ctypedef fused real:
     float
@@ -53,15 +54,45 @@ cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize
                          Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
     """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid correlation).
 
-    Outputs are computed four at a time, in row-major order: four independent sums keep the
-    multiply-add units busy (one sum alone waits on each addition), and each output still
-    adds its terms in (i, j) order, so the result does not depend on the grouping.
+    Every output adds its terms in the same (i, j) order whichever loop below computes it,
+    so the result does not depend on the shape.
     """
-    cdef Py_ssize_t n_out = out_y * out_x, q = 0, i, j
+    cdef Py_ssize_t n_out = out_y * out_x, q = 0, y, c, c0, i, j
+    cdef real acc[8]
     cdef Py_ssize_t b0, b1, b2, b3
     cdef real a0, a1, a2, a3, wv
     cdef const real* row
     cdef const real* w_row
+    cdef real* o_row
+    if out_x >= 8:
+        # Wide maps: eight outputs of a row at a time, held in a local array the compiler
+        # keeps in vector registers; the innermost loop has a fixed length of 8 over
+        # contiguous memory, so it becomes a few vector multiply-adds.
+        for y in range(out_y):
+            o_row = out + y * out_x
+            for c0 in range(0, out_x - 7, 8):
+                for c in range(8):
+                    acc[c] = 0
+                for i in range(k_y):
+                    row = x + (y + i) * in_x + c0
+                    w_row = w + i * k_x
+                    for j in range(k_x):
+                        wv = w_row[j]
+                        for c in range(8):
+                            acc[c] = acc[c] + wv * row[j + c]
+                for c in range(8):
+                    o_row[c0 + c] = acc[c]
+            for c in range(out_x - out_x % 8, out_x):  # the last out_x % 8 outputs of the row
+                a0 = 0
+                for i in range(k_y):
+                    row = x + (y + i) * in_x + c
+                    w_row = w + i * k_x
+                    for j in range(k_x):
+                        a0 = a0 + w_row[j] * row[j]
+                o_row[c] = a0
+        return
+    # Narrow maps (large kernels: the weight derivative): four outputs at a time. Four
+    # independent sums keep the multiply-add units busy; one alone waits on each addition.
     while q + 4 <= n_out:
         # Where each of the four outputs' windows starts in x.
         b0 = (q // out_x) * in_x + q % out_x
@@ -103,10 +134,10 @@ def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ss
     """out[o] = valid correlation of x[x_index[o]] with w[w_index[o]], for every o."""
     cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2]
     cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
-    with nogil:
-        for o in range(out.shape[0]):
-            _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
-                           &out[o, 0, 0], out_y, out_x)
+    # The output maps are independent: split them across the cores (OpenMP, when built with it).
+    for o in prange(out.shape[0], nogil=True, schedule="static"):
+        _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
+                       &out[o, 0, 0], out_y, out_x)
 
 
 def convolve(inputs, weights, padding=0):
@@ -216,17 +247,17 @@ def _gather_patches(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k,
     cdef Py_ssize_t n, c, oy, ox, i, j
     cdef real* col
     cdef const real* src
-    with nogil:
-        for n in range(n_img):
-            for oy in range(out_y):
-                for ox in range(out_x):
-                    col = &cols[(n * out_y + oy) * out_x + ox, 0]
-                    for c in range(n_ch):
-                        for i in range(k):
-                            src = &x[n, c, oy * s + i, ox * s]
-                            for j in range(k):
-                                col[j] = src[j]
-                            col = col + k
+    # Images are independent (each has its own rows and its own pixels): one per core.
+    for n in prange(n_img, nogil=True, schedule="static"):
+        for oy in range(out_y):
+            for ox in range(out_x):
+                col = &cols[(n * out_y + oy) * out_x + ox, 0]
+                for c in range(n_ch):
+                    for i in range(k):
+                        src = &x[n, c, oy * s + i, ox * s]
+                        for j in range(k):
+                            col[j] = src[j]
+                        col = col + k
 
 
 def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s):
@@ -236,17 +267,17 @@ def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k
     cdef Py_ssize_t n, c, oy, ox, i, j
     cdef const real* col
     cdef real* dst
-    with nogil:
-        for n in range(n_img):
-            for oy in range(out_y):
-                for ox in range(out_x):
-                    col = &cols[(n * out_y + oy) * out_x + ox, 0]
-                    for c in range(n_ch):
-                        for i in range(k):
-                            dst = &x[n, c, oy * s + i, ox * s]
-                            for j in range(k):
-                                dst[j] = dst[j] + col[j]
-                            col = col + k
+    # Images are independent (each has its own rows and its own pixels): one per core.
+    for n in prange(n_img, nogil=True, schedule="static"):
+        for oy in range(out_y):
+            for ox in range(out_x):
+                col = &cols[(n * out_y + oy) * out_x + ox, 0]
+                for c in range(n_ch):
+                    for i in range(k):
+                        dst = &x[n, c, oy * s + i, ox * s]
+                        for j in range(k):
+                            dst[j] = dst[j] + col[j]
+                        col = col + k
 
 
 def im2col(inputs, kernel_size, stride=1, padding=0):
@@ -301,40 +332,72 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
 # max pooling
 # ----------------------------------------------------------------------------------------
 
+cdef void _maxpool_map(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* out,
+                       Py_ssize_t* argmax, Py_ssize_t out_y, Py_ssize_t out_x,
+                       Py_ssize_t k, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
+    """Max pooling of one map: out[oy, ox] and argmax[oy, ox] for every window."""
+    cdef Py_ssize_t oy, ox, iy, ix, y0, x0, y1, x1, best, q
+    cdef real v, best_v
+    for oy in range(out_y):
+        # Clip the window to the real pixels: padding never wins the max.
+        y0 = max(oy * s - p, 0)
+        y1 = min(oy * s - p + k, in_y)
+        for ox in range(out_x):
+            x0 = max(ox * s - p, 0)
+            x1 = min(ox * s - p + k, in_x)
+            best = y0 * in_x + x0
+            best_v = img[best]
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    q = iy * in_x + ix
+                    v = img[q]
+                    # Strictly greater: ties keep the first maximum in row-major order.
+                    # v != v lets a NaN win, as in PyTorch, so that divergence shows.
+                    if v > best_v or v != v:
+                        best_v = v
+                        best = q
+            out[oy * out_x + ox] = best_v
+            argmax[oy * out_x + ox] = best
+
+
+cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize_t* argmax,
+                           Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """The common case k = s = 2, p = 0, unrolled: the same comparisons in the same order."""
+    cdef Py_ssize_t oy, ox, best, q
+    cdef real v, best_v
+    for oy in range(out_y):
+        for ox in range(out_x):
+            q = 2 * oy * in_x + 2 * ox
+            best = q
+            best_v = img[q]
+            if best_v != best_v:  # as the general loop: a NaN wins, and the last NaN wins
+                best = q
+            v = img[q + 1]
+            if v > best_v or v != v:
+                best_v = v
+                best = q + 1
+            v = img[q + in_x]
+            if v > best_v or v != v:
+                best_v = v
+                best = q + in_x
+            v = img[q + in_x + 1]
+            if v > best_v or v != v:
+                best_v = v
+                best = q + in_x + 1
+            out[oy * out_x + ox] = best_v
+            argmax[oy * out_x + ox] = best
+
+
 def _maxpool_maps(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :, ::1] argmax,
                   Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
-    cdef Py_ssize_t n_maps = x.shape[0], in_y = x.shape[1], in_x = x.shape[2]
+    cdef Py_ssize_t m, in_y = x.shape[1], in_x = x.shape[2]
     cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
-    cdef Py_ssize_t m, oy, ox, iy, ix, y0, x0, y1, x1, best
-    cdef const real* img
-    cdef real v, best_v
-    with nogil:
-        for m in range(n_maps):
-            img = &x[m, 0, 0]
-            for oy in range(out_y):
-                # Clip the window to the real pixels: padding never wins the max.
-                y0 = max(oy * s - p, 0)
-                y1 = min(oy * s - p + k, in_y)
-                for ox in range(out_x):
-                    if p:
-                        x0 = max(ox * s - p, 0)
-                        x1 = min(ox * s - p + k, in_x)
-                    else:
-                        # No padding: every window lies inside, nothing to clip.
-                        x0 = ox * s
-                        x1 = x0 + k
-                    best = y0 * in_x + x0
-                    best_v = img[best]
-                    for iy in range(y0, y1):
-                        for ix in range(x0, x1):
-                            v = img[iy * in_x + ix]
-                            # Strictly greater: ties keep the first maximum in row-major
-                            # order. v != v lets a NaN win, as in PyTorch, so divergence shows.
-                            if v > best_v or v != v:
-                                best_v = v
-                                best = iy * in_x + ix
-                    out[m, oy, ox] = best_v
-                    argmax[m, oy, ox] = best
+    cdef bint two_by_two = k == 2 and s == 2 and p == 0
+    for m in prange(x.shape[0], nogil=True, schedule="static"):
+        if two_by_two:
+            _maxpool_map_2x2(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
+        else:
+            _maxpool_map(&x[m, 0, 0], in_y, in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x, k, s, p)
 
 
 def maxpool_forward(inputs, kernel_size, stride, padding=0):
@@ -363,11 +426,10 @@ def maxpool_forward(inputs, kernel_size, stride, padding=0):
 
 def _unpool_maps(const real[:, ::1] d_out, const Py_ssize_t[:, ::1] argmax, real[:, ::1] d_in):
     cdef Py_ssize_t m, i
-    with nogil:
-        for m in range(d_out.shape[0]):
-            for i in range(d_out.shape[1]):
-                # Overlapping windows may share a maximum: their derivatives add.
-                d_in[m, argmax[m, i]] = d_in[m, argmax[m, i]] + d_out[m, i]
+    for m in prange(d_out.shape[0], nogil=True, schedule="static"):
+        for i in range(d_out.shape[1]):
+            # Overlapping windows may share a maximum: their derivatives add.
+            d_in[m, argmax[m, i]] = d_in[m, argmax[m, i]] + d_out[m, i]
 
 
 def maxpool_backward(d_outputs, argmax, input_shape):

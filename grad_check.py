@@ -70,7 +70,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        net = NeuralNet(load_config(args.config), seed=args.seed)
+        config = load_config(args.config)
+        if config.get("dtype") == "float32":
+            # A numerical derivative needs float64: in float32 its rounding error is as
+            # large as the derivative itself. The check is of the code, in either precision.
+            config["dtype"] = "float64"
+            print("grad_check: checking in float64 (the config trains in float32)")
+        net = NeuralNet(config, seed=args.seed)
         results = check_gradients(net, np.random.default_rng(args.seed))
     except ConfigError as e:
         print(f"grad_check.py: error: {e}", file=sys.stderr)

@@ -70,6 +70,7 @@ class Layer:
 
     has_params_ = True
     extra_keys_ = ()  # config keys of a subclass, beyond those every layer has
+    dtype_ = np.dtype(np.float64)  # of parameters and activations; the net sets it from its config
 
     def __init__(self, proto):
         self.name_ = str(proto["name"])
@@ -104,9 +105,13 @@ class Layer:
         print(f"{self.name_:<10} {self.type_:<14} {iy}x{ix}x{ic} -> {oy}x{ox}x{oc}{extra}")
 
     def _init_params(self, fan_in, rng):
-        """Weights init_wt * N(0, 1) of shape (num_channels, fan_in); biases 0; velocities 0."""
-        self.w_ = self.init_wt_ * rng.standard_normal((self.num_channels_, fan_in))
-        self.b_ = np.zeros((1, self.num_channels_))
+        """Weights init_wt * N(0, 1) of shape (num_channels, fan_in); biases 0; velocities 0.
+
+        The weights are drawn in float64 and then rounded to dtype_, so that a float32 net
+        starts from the same weights as its float64 twin.
+        """
+        self.w_ = (self.init_wt_ * rng.standard_normal((self.num_channels_, fan_in))).astype(self.dtype_)
+        self.b_ = np.zeros((1, self.num_channels_), dtype=self.dtype_)
         self.dw_history_ = np.zeros_like(self.w_)
         self.db_history_ = np.zeros_like(self.b_)
 
@@ -169,5 +174,6 @@ class Layer:
             if value.shape != current.shape:
                 raise ConfigError(f"layer '{self.name_}': parameter '{key}' has shape {value.shape} "
                                   f"in the checkpoint, the config gives {current.shape}")
-        self.w_ = np.array(params[f"{self.name_}_w"], dtype=np.float64)
-        self.b_ = np.array(params[f"{self.name_}_b"], dtype=np.float64)
+        # A checkpoint of either precision loads into a net of either precision.
+        self.w_ = np.array(params[f"{self.name_}_w"], dtype=self.dtype_)
+        self.b_ = np.array(params[f"{self.name_}_b"], dtype=self.dtype_)
