@@ -10,10 +10,13 @@ A config names the data, the training settings and the layers, bottom to top:
     network:
       - {name: output, type: FC, num_channels: 10, init_wt: 0.05, epsilon: 0.02, momentum: 0.9, l2_decay: 0.0001}
 
-Layer types: FC (fc_layer.py), CONVOLUTIONAL (conv_layer.py), MAXPOOL (maxpool_layer.py).
+Layer types: FC (fc_layer.py), CONVOLUTIONAL (conv_layer.py), MAXPOOL (maxpool_layer.py),
+DROPOUT (dropout_layer.py). Optional training settings, all off by default: augment_translate,
+augment_rotate, augment_scale (data/augment.py) and lr_schedule with its keys (lr_schedule.py).
 Relative paths are taken from the directory you run the scripts in (the kit's folder).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -25,11 +28,14 @@ import numpy as np
 import yaml
 
 from conv_layer import ConvLayer
+from data.augment import AugmentSettings, augment
+from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
 from layer import ConfigError, check_keys
+from lr_schedule import SCHEDULES, lr_multiplier
 from maxpool_layer import MaxPoolLayer
 
-LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer}
+LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
 
 # Top-level settings: (type, default). None means required when the setting is used.
 SETTINGS = {
@@ -43,7 +49,32 @@ SETTINGS = {
     "input_num_channels": (int, 1),
     "display": (bool, False),
     "display_after": (int, 20),
+    # Precision of weights, data and arithmetic: float32 halves memory traffic (faster);
+    # grad_check.py always uses float64, whose rounding a numerical gradient needs.
+    "dtype": (str, "float64"),
+    # Training extras, all off by default (README: "Training extras").
+    "augment_translate": (float, 0.0),
+    "augment_rotate": (float, 0.0),
+    "augment_scale": (float, 0.0),
+    "lr_schedule": (str, "constant"),
+    "lr_step_epochs": (int, None),
+    "lr_step_factor": (float, 0.1),
+    "lr_min_factor": (float, 0.0),
 }
+
+# Allowed values beyond the type: (test, what the error says the value must be).
+LIMITS = {
+    "dtype": (lambda v: v in ("float64", "float32"), "float64 or float32"),
+    "augment_translate": (lambda v: v >= 0, ">= 0"),
+    "augment_rotate": (lambda v: 0 <= v <= 180, "between 0 and 180"),
+    "augment_scale": (lambda v: 0 <= v < 1, ">= 0 and below 1"),
+    "lr_schedule": (lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
+    "lr_step_epochs": (lambda v: v >= 1, ">= 1"),
+    "lr_step_factor": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "lr_min_factor": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+}
+# The keys of each learning-rate schedule: any other schedule's keys would be silently ignored.
+SCHEDULE_KEYS = {"constant": (), "step": ("lr_step_epochs", "lr_step_factor"), "cosine": ("lr_min_factor",)}
 
 
 def load_config(path):
@@ -93,8 +124,8 @@ class NeuralNet:
     """Layers built from a config, with forward/backward passes and momentum SGD.
 
     config: a dict as load_config returns, or the path of a YAML file.
-    seed:   seeds the weights, the shuffling and the display; the same seed gives the
-            same run, bit for bit.
+    seed:   seeds the weights, the shuffling, the display, the augmentation and the dropout
+            masks; the same seed gives the same run, bit for bit.
     """
 
     def __init__(self, config, seed=0):
@@ -110,14 +141,33 @@ class NeuralNet:
                     "input_num_channels", "display_after"):
             if getattr(self, key + "_") < 1:
                 raise ConfigError(f"{self.source_}: key '{key}' must be >= 1, got {getattr(self, key + '_')}")
+        self._check_schedule_keys()
+        self.augment_ = AugmentSettings(self.augment_translate_, self.augment_rotate_, self.augment_scale_)
         self.seed_ = seed
-        init_seq, shuffle_seq, display_seq = np.random.SeedSequence(seed).spawn(3)
+        # Children 4 and 5 are new; spawn(5) gives the same first three as the former spawn(3),
+        # so runs without augmentation or dropout stay what they were.
+        init_seq, shuffle_seq, display_seq, augment_seq, dropout_seq = np.random.SeedSequence(seed).spawn(5)
         self.shuffle_rng_ = np.random.default_rng(shuffle_seq)
         self.display_rng_ = np.random.default_rng(display_seq)
+        self.augment_rng_ = np.random.default_rng(augment_seq)
+        self.dropout_rng_ = np.random.default_rng(dropout_seq)
         self.layer_ = self._build_layers(np.random.default_rng(init_seq))
+        for layer in self.layer_:
+            if isinstance(layer, DropoutLayer):
+                layer.rng_ = self.dropout_rng_  # one stream for all of them, in layer order
+
+    def _check_schedule_keys(self):
+        schedule = self.lr_schedule_
+        for key in ("lr_step_epochs", "lr_step_factor", "lr_min_factor"):
+            if key in self.config_ and key not in SCHEDULE_KEYS[schedule]:
+                raise ConfigError(f"{self.source_}: key '{key}' has no effect with lr_schedule {schedule} "
+                                  f"(it belongs to {'step' if key.startswith('lr_step') else 'cosine'})")
+        if schedule == "step" and self.lr_step_epochs_ is None:
+            raise ConfigError(f"{self.source_}: key 'lr_step_epochs' is needed with lr_schedule step "
+                              "(decay every that many epochs)")
 
     def _setting(self, key, kind, default):
-        value = self.config_.get(key, default)
+        value = given = self.config_.get(key, default)
         if value is None:
             return None
         if kind is bool:
@@ -126,8 +176,19 @@ class NeuralNet:
         elif kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{self.source_}: key '{key}' must be an integer, got {value!r}")
+        elif kind is float:
+            if isinstance(value, str):
+                try:
+                    value = float(value)  # PyYAML reads 1e-3 (no dot) as a string
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ConfigError(f"{self.source_}: key '{key}' must be a finite number, got {given!r}")
+            value = float(value)
         elif not isinstance(value, str):
             raise ConfigError(f"{self.source_}: key '{key}' must be a string, got {value!r}")
+        if key in LIMITS and not LIMITS[key][0](value):
+            raise ConfigError(f"{self.source_}: key '{key}' must be {LIMITS[key][1]}, got {given!r}")
         return value
 
     def _build_layers(self, rng):
@@ -164,6 +225,7 @@ class NeuralNet:
         for layer in layers:
             if hasattr(layer, "kernel_size_"):
                 self._check_window_fits(layer, size)
+            layer.dtype_ = np.dtype(self.dtype_)
             try:
                 size = layer.Initialize(*size, rng=rng)
             except ConfigError as e:
@@ -254,9 +316,10 @@ class NeuralNet:
                                   f"rows of 10, one per image; got shape {t.shape} for {x.shape[0]} images")
             if not np.all(np.isfinite(x)):
                 raise ConfigError(f"{self.source_}: key 'data_path': '{name}' in {path} holds NaN or infinity")
-        self.train_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["train"])
-        self.validation_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["validation"])
-        self.test_ = tuple(np.asarray(a, dtype=np.float64) for a in sets["test"]) if test else None
+        dtype = np.dtype(self.dtype_)
+        self.train_ = tuple(np.asarray(a, dtype=dtype) for a in sets["train"])
+        self.validation_ = tuple(np.asarray(a, dtype=dtype) for a in sets["validation"])
+        self.test_ = tuple(np.asarray(a, dtype=dtype) for a in sets["test"]) if test else None
 
     def Validate(self, dataset):
         """dataset: (data (N, pixels), one-hot labels (N, 10)) -> (mean cross entropy, accuracy)."""
@@ -281,6 +344,11 @@ class NeuralNet:
         Every epoch also saves the last state (parameters, momentum, statistics, random
         generators), so that resume=True continues an interrupted run exactly as if it had
         not stopped. A NaN or infinity raises TrainingDiverged within the step it appears.
+
+        Each epoch's learning rates are the layers' epsilons times the schedule's factor for
+        that epoch (a cosine schedule spans max_epochs: this argument when given, as
+        train.py --epochs gives it, else the config's). Training images are augmented when
+        the config says so; dropout layers drop units only during the training steps.
         """
         log = sys.stdout if log is None else log
         max_epochs = self.max_epochs_ if max_epochs is None else max_epochs
@@ -293,6 +361,7 @@ class NeuralNet:
         self.stats_, self.best_acc_, self.best_epoch_, self.epoch_ = [], -1.0, 0, 0
         if resume:
             self._load_last_state()
+            self._check_resumed_schedule(max_epochs)
             print(f"Resuming after epoch {self.epoch_} (best validation accuracy so far "
                   f"{self.best_acc_:.4f}, epoch {self.best_epoch_})", file=log, flush=True)
         train_x, train_t = self.train_
@@ -302,14 +371,22 @@ class NeuralNet:
         interactive = log.isatty() if hasattr(log, "isatty") else False
         # Overflow is caught below, by name of epoch, step and layer: numpy's own warnings
         # would only add lines.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        image_shape = (self.input_num_channels_, self.input_image_size_y_, self.input_image_size_x_)
+        # The learning rates as set now (the config's): a schedule scales these, epoch by epoch.
+        self.base_epsilon_ = {layer.name_: layer.epsilon_ for layer in self.layer_ if layer.has_params_}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._training_extras():
             for epoch in range(self.epoch_ + 1, max_epochs + 1):
                 start_time = time.perf_counter()
+                lr_factor = self.epoch_lr_multiplier(epoch, max_epochs)
+                self._set_learning_rates(lr_factor)
                 order = self.shuffle_rng_.permutation(num_train)
                 ce_sum, correct = 0.0, 0
+                self._set_training(True)
                 for step in range(num_steps):
                     batch = order[step * self.batch_size_:(step + 1) * self.batch_size_]
                     x, t = train_x[batch], train_t[batch]
+                    if self.augment_.active:
+                        x = augment(x, self.augment_rng_, self.augment_, image_shape)
                     states = self.Fprop(x)
                     ce, c = self.ComputeLoss(states[-1], t)
                     if not np.isfinite(ce):
@@ -323,8 +400,9 @@ class NeuralNet:
                               end="", file=log, flush=True)
                     if viewer and (step + 1) % self.display_after_ == 0:
                         viewer.show(x, states)
+                self._set_training(False)
                 val_ce, val_acc = self.Validate(self.validation_)
-                row = [ce_sum / num_train, correct / num_train, val_ce, val_acc]
+                row = [ce_sum / num_train, correct / num_train, val_ce, val_acc, lr_factor]
                 self.stats_.append(row)
                 elapsed = time.perf_counter() - start_time
                 # Save first, then report: an epoch line on screen means that epoch is on disk.
@@ -337,10 +415,48 @@ class NeuralNet:
                 self._save_last_state()
                 print(("\r" if interactive else "") +
                       f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
-                      f"Val CE {row[2]:.4f} Acc {row[3]:.4f}", file=log, flush=True)
+                      f"Val CE {row[2]:.4f} Acc {row[3]:.4f}"
+                      + (f"  LR x{lr_factor:.4g}" if self.lr_schedule_ != "constant" else ""),
+                      file=log, flush=True)
         print(f"Best validation accuracy {self.best_acc_:.4f} (epoch {self.best_epoch_}); model saved in "
               f"{self.checkpoint_file_}", file=log, flush=True)
         return self.best_acc_
+
+    def epoch_lr_multiplier(self, epoch, num_epochs):
+        """The factor of every layer's epsilon in `epoch` (from 1) of a `num_epochs` run."""
+        return lr_multiplier(epoch, num_epochs, self.lr_schedule_, self.lr_step_epochs_,
+                             self.lr_step_factor_, self.lr_min_factor_)
+
+    def _set_learning_rates(self, factor):
+        for layer in self.layer_:
+            if layer.has_params_:
+                layer.epsilon_ = self.base_epsilon_[layer.name_] * factor
+
+    def _set_training(self, training):
+        """Dropout layers drop units only in training steps, never in Validate or a grad check."""
+        for layer in self.layer_:
+            layer.training_ = training
+
+    @contextlib.contextmanager
+    def _training_extras(self):
+        """However Train ends (done, diverged, interrupted), the layers are left as they were:
+        evaluation mode and the epsilons Train started with."""
+        try:
+            yield
+        finally:
+            self._set_training(False)
+            self._set_learning_rates(1.0)
+
+    def _check_resumed_schedule(self, max_epochs):
+        """The finished epochs' learning-rate factors must be this run's: a resume with another
+        schedule (or another --epochs under cosine) would not be the interrupted run."""
+        done = [row[4] for row in self.stats_]
+        planned = [self.epoch_lr_multiplier(epoch, max_epochs) for epoch in range(1, len(done) + 1)]
+        if not np.allclose(done, planned, rtol=1e-12, atol=0):
+            raise ConfigError(f"{self.source_}: cannot resume: the finished epochs used learning-rate factors "
+                              f"{', '.join(f'{v:.4g}' for v in done)}, this config and epoch count give "
+                              f"{', '.join(f'{v:.4g}' for v in planned)} (resume with the same lr_schedule "
+                              f"keys and --epochs)")
 
     def _diverged(self, epoch, step, states=None, layer=None):
         if layer is None:
@@ -363,11 +479,10 @@ class NeuralNet:
             if layer.has_params_:
                 arrays[f"{layer.name_}_w_velocity"] = layer.dw_history_
                 arrays[f"{layer.name_}_b_velocity"] = layer.db_history_
-        arrays["stats"] = np.array(self.stats_, dtype=np.float64).reshape(-1, 4)
+        arrays["stats"] = np.array(self.stats_, dtype=np.float64).reshape(-1, 5)
         arrays["progress"] = np.array([self.epoch_, self.best_epoch_, self.seed_], dtype=np.int64)
         arrays["best_acc"] = np.array(self.best_acc_)
-        arrays["rng_states"] = np.array(json.dumps([self.shuffle_rng_.bit_generator.state,
-                                                    self.display_rng_.bit_generator.state]))
+        arrays["rng_states"] = np.array(json.dumps([rng.bit_generator.state for rng in self._rngs()]))
         write_atomically(self.LastStatePath(), lambda f: np.savez(f, **arrays))
 
     def _load_last_state(self):
@@ -392,11 +507,23 @@ class NeuralNet:
                     velocity = state.get(layer.name_ + key)
                     if velocity is None or velocity.shape != getattr(layer, attr).shape:
                         raise ConfigError(f"{self.source_}: {path} does not match layer '{layer.name_}'")
-                    setattr(layer, attr, np.array(velocity, dtype=np.float64))
-        self.shuffle_rng_.bit_generator.state = rng_states[0]
-        self.display_rng_.bit_generator.state = rng_states[1]
-        self.stats_ = [list(row) for row in state["stats"]]
+                    setattr(layer, attr, np.array(velocity, dtype=layer.w_.dtype))
+        # A file from before augmentation and dropout holds two states; the other generators
+        # were not used then, so they stay as seeded.
+        for rng, rng_state in zip(self._rngs(), rng_states):
+            rng.bit_generator.state = rng_state
+        stats = state["stats"]
+        if stats.ndim == 2 and stats.shape[1] == 4:
+            stats = np.hstack([stats, np.ones((len(stats), 1))])  # before schedules: factor 1
+        if stats.ndim != 2 or stats.shape != (epoch, 5):
+            raise ConfigError(f"{self.source_}: cannot resume from {path}: its statistics have shape "
+                              f"{stats.shape}, not ({epoch}, 5)")
+        self.stats_ = [list(row) for row in stats]
         self.epoch_, self.best_epoch_, self.best_acc_ = epoch, best_epoch, float(state["best_acc"])
+
+    def _rngs(self):
+        """The generators a resumed run must continue, in the order the last state keeps them."""
+        return [self.shuffle_rng_, self.display_rng_, self.augment_rng_, self.dropout_rng_]
 
     def GetParameters(self):
         params = {}

@@ -224,7 +224,8 @@ def test_stats_rows_are_train_and_validation_cross_entropy_and_accuracy(tmp_path
     monkeypatch.setattr(net, "Bprop", spy)
     net.Train(max_epochs=3, log=io.StringIO())
     stats = np.load(tmp_path / "stats.npy")
-    assert stats.shape == (3, 4)
+    assert stats.shape == (3, 5)
+    assert np.all(stats[:, 4] == 1.0)  # the constant schedule's learning-rate factor
     for epoch in range(3):
         epoch_batches = batches[3 * epoch:3 * epoch + 3]
         ce = sum(-np.sum(t * np.log(p)) for p, t in epoch_batches) / 130
@@ -232,7 +233,7 @@ def test_stats_rows_are_train_and_validation_cross_entropy_and_accuracy(tmp_path
         assert stats[epoch, 0] == pytest.approx(ce, rel=1e-9)
         assert stats[epoch, 1] == pytest.approx(correct, rel=1e-12)
     # After the last epoch nothing changes the weights, so its validation numbers are reproducible.
-    assert tuple(stats[-1, 2:]) == pytest.approx(net.Validate(net.validation_), rel=1e-12)
+    assert tuple(stats[-1, 2:4]) == pytest.approx(net.Validate(net.validation_), rel=1e-12)
 
 
 def test_stats_file_is_rewritten_after_every_epoch(tmp_path, monkeypatch):
@@ -250,8 +251,8 @@ def test_stats_file_is_rewritten_after_every_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(net, "Validate", spy)
     net.Train(max_epochs=3, log=io.StringIO())
-    assert seen == [None, (1, 4), (2, 4)]
-    assert np.load(stats_path).shape == (3, 4)
+    assert seen == [None, (1, 5), (2, 5)]
+    assert np.load(stats_path).shape == (3, 5)
     assert not list(tmp_path.glob("*.part"))
 
 
@@ -306,7 +307,7 @@ def test_convnet1_method1_and_method2_train_to_the_same_stats(tmp_path, subset_n
         net = _train(config, seed=0, epochs=2)
         stats.append(np.load(tmp_path / f"m{method}_stats.npy"))
         params.append(net.GetParameters())
-    assert stats[0].shape == (2, 4)
+    assert stats[0].shape == (2, 5)
     assert stats[0][-1, 3] > 0.3  # it learns something in two epochs
     np.testing.assert_allclose(stats[1], stats[0], rtol=1e-9)
     for key in params[0]:

@@ -38,6 +38,13 @@ def with_layer(config, index, **changes):
     return config
 
 
+def with_dropout(config, index, **keys):
+    """A copy of config with a dropout layer 'drop1' inserted at `index`."""
+    network = [dict(layer) for layer in config["network"]]
+    network.insert(index if index >= 0 else len(network) + 1 + index, dict(name="drop1", type="DROPOUT", **keys))
+    return dict(config, network=network)
+
+
 def conv_config(tmp_path, data):
     config = load_shipped_config(CONVNET)
     config.update(data_path=str(data), checkpoint_file=str(tmp_path / "runs" / "c.npz"),
@@ -126,6 +133,20 @@ BAD_INPUTS = [
     ("unknown convolve method", config_row(lambda c: with_layer(c, 0, convolve_method="method3")),
      ["bad.yaml", "conv1", "'convolve_method'"]),
     ("batch_size as text", config_row(lambda c: dict(c, batch_size="100")), ["bad.yaml", "'batch_size'"]),
+    ("augment_rotate out of range", config_row(lambda c: dict(c, augment_rotate=200)),
+     ["bad.yaml", "'augment_rotate'", "between 0 and 180"]),
+    ("augment_scale as text", config_row(lambda c: dict(c, augment_scale="ten percent")),
+     ["bad.yaml", "'augment_scale'", "number"]),
+    ("unknown lr_schedule", config_row(lambda c: dict(c, lr_schedule="linear")),
+     ["bad.yaml", "'lr_schedule'", "linear", "cosine"]),
+    ("step schedule without its period", config_row(lambda c: dict(c, lr_schedule="step")),
+     ["bad.yaml", "'lr_step_epochs'", "step"]),
+    ("key of another schedule", config_row(lambda c: dict(c, lr_schedule="cosine", lr_step_factor=0.5)),
+     ["bad.yaml", "'lr_step_factor'", "cosine"]),
+    ("dropout rate 1", config_row(lambda c: with_dropout(c, 4, dropout_rate=1)),
+     ["bad.yaml", "drop1", "'dropout_rate'", "below 1"]),
+    ("dropout as the last layer", config_row(lambda c: with_dropout(c, -1, dropout_rate=0.5)),
+     ["bad.yaml", "drop1", "must be an FC"]),
     ("missing data file", config_row(lambda c: dict(c, data_path="/nonexistent/digits.npz")),
      ["bad.yaml", "'data_path'", "/nonexistent/digits.npz", "data/usps.py"]),
     ("data not an npz", lambda tmp, data: config_row(lambda c: dict(c, data_path=str(REPO_ROOT / "README.md")))(tmp, data),
@@ -202,7 +223,7 @@ def assert_outputs_load(tmp_path, config_path):
     stats = runs / "l_stats.npy"
     if stats.exists():
         rows = np.load(stats)
-        assert rows.ndim == 2 and rows.shape[1] == 4
+        assert rows.ndim == 2 and rows.shape[1] == 5
     if (runs / "l.npz").exists():
         NeuralNet(config_path).Load()
     if (runs / "l_last.npz").exists():
@@ -269,11 +290,22 @@ def test_divergence_stops_in_the_step_naming_epoch_step_and_layer_and_keeps_the_
     assert checkpoint.read_bytes() == before
 
 
-def test_killed_convnet1_resumes_to_the_same_stats_and_checkpoint(tmp_path, subset_npz):
+# The training extras draw random numbers (augmentation, dropout masks) and vary the
+# learning rate by epoch: a resumed run must continue all of them where they stopped.
+EXTRAS = {"augment_translate": 1.5, "augment_rotate": 10, "augment_scale": 0.1,
+          "lr_schedule": "cosine", "lr_min_factor": 0.05}
+
+
+@pytest.mark.parametrize("extras", [False, True], ids=["plain", "augmentation_dropout_cosine"])
+def test_killed_convnet1_resumes_to_the_same_stats_and_checkpoint(tmp_path, subset_npz, extras):
     def config(name):
         c = load_shipped_config(CONVNET)
         c.update(data_path=str(subset_npz), checkpoint_file=str(tmp_path / name / "c.npz"),
                  performance_stats=str(tmp_path / name / "c_stats.npy"), display=False, max_epochs=6)
+        if extras:
+            c.update(EXTRAS)
+            c["network"].insert(4, {"name": "drop1", "type": "DROPOUT", "dropout_rate": 0.25})  # after maxpool2
+            c["network"].insert(6, {"name": "drop2", "type": "DROPOUT", "dropout_rate": 0.5})  # after fc1
         return dump(tmp_path / f"{name}.yaml", c)
 
     whole, broken = config("whole"), config("broken")

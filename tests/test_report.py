@@ -61,7 +61,30 @@ def test_learning_curves_are_drawn_from_the_stats_file(trained_logreg, tmp_path,
         stats = np.load(yaml.safe_load(f)["performance_stats"])
     model = report.collect(str(trained_logreg), evaluate_model=False)
     np.testing.assert_array_equal(model.stats, stats)
-    assert stats.shape == (3, 4)
+    assert stats.shape == (3, 5)
+
+
+def test_stats_of_four_columns_from_before_schedules_load_with_factor_one_and_others_are_refused(tmp_path):
+    old = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "old.npy", old)
+    stats = report.load_stats(str(tmp_path / "old.npy"), "c.yaml")
+    np.testing.assert_array_equal(stats, np.hstack([old, np.ones((3, 1))]))
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3)))
+    with pytest.raises(report.ConfigError, match=r"shape \(3, 3\), not \(epochs, 5\)"):
+        report.load_stats(str(tmp_path / "bad.npy"), "c.yaml")
+
+
+def _png_width(path):
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
+def test_a_third_panel_shows_the_learning_rate_factor_only_when_a_schedule_changed_it(tmp_path):
+    stats = np.array([[1.0, 0.5, 1.1, 0.5, 1.0], [0.8, 0.6, 0.9, 0.6, 1.0]])
+    constant = report.ModelReport("constant", "c.yaml", stats=stats)
+    report.plot_curves([constant], str(tmp_path / "two.png"))
+    scheduled = report.ModelReport("step", "s.yaml", stats=np.vstack([stats, [0.7, 0.7, 0.8, 0.7, 0.1]]))
+    report.plot_curves([constant, scheduled], str(tmp_path / "three.png"))
+    assert _png_width(tmp_path / "three.png") == pytest.approx(1.5 * _png_width(tmp_path / "two.png"), rel=0.01)
 
 
 def test_an_untrained_model_gets_dashes_and_the_exact_command_to_train_it(trained_logreg, make_config, small_npz,

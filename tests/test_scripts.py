@@ -37,7 +37,7 @@ def test_train_main_runs_one_epoch_and_writes_stats_and_checkpoint(make_config, 
     config_path = make_config(name, small_npz, max_epochs=10, batch_size=100)
     assert train.main([str(config_path), "--epochs", "1", "--no-display"]) == 0
     config, stats, checkpoint = _read_stats_and_checkpoint(config_path)
-    assert stats.shape == (1, 4)  # --epochs overrides max_epochs
+    assert stats.shape == (1, 5)  # --epochs overrides max_epochs
     assert 0 <= stats[0, 1] <= 1 and 0 <= stats[0, 3] <= 1
     assert os.path.exists(checkpoint)
     assert not list((tmp_path / "runs").glob("*.part"))

@@ -7,7 +7,8 @@ and parameters (with biases); then the totals.
 
 Connections: an output unit is connected to an input unit if its value depends on it.
 An FC unit depends on every input; a conv or max-pool unit on the inputs under its
-k x k window (a conv unit in every input map, a pooling unit in its own map only).
+k x k window (a conv unit in every input map, a pooling unit in its own map only); a
+dropout unit on its one input.
 Padding zeros are not units, so a window that hangs over the border has fewer
 connections: per axis, the windows of the output rows cover sum_o |{i < k : 0 <= s*o + i - p < n}|
 real rows, and the count is the product over the two axes times the maps involved.
@@ -30,6 +31,7 @@ if str(KIT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from conv_layer import ConvLayer  # noqa: E402
+from dropout_layer import DropoutLayer  # noqa: E402
 from fc_layer import FCLayer  # noqa: E402
 from layer import ConfigError  # noqa: E402
 from maxpool_layer import MaxPoolLayer  # noqa: E402
@@ -107,6 +109,10 @@ def count_layer(layer, in_shape, out_shape):
         kind = f"{base} {k}x{k}, stride {s}, pad {p}"
         window = f"a {k}x{k}x{ic} window" if isinstance(layer, ConvLayer) else f"a {k}x{k} window of its own map"
         how = _window_how(layer, in_shape, out_shape, maps, window)
+    elif isinstance(layer, DropoutLayer):
+        kind = f"dropout {layer.dropout_rate_:g}"
+        connections = oy * ox * oc
+        how = f"each of the {fmt(connections)} units sees its own input only"
     else:
         raise ConfigError(f"layer '{layer.name_}': cannot count a {type(layer).__name__}")
     weights = layer.w_.size if layer.has_params_ else 0

@@ -5,7 +5,8 @@ For each config, loads its checkpoint_file (the best model by validation accurac
 evaluate.py does) and prints one row: average cross entropy and accuracy on the training,
 validation and test sets. A model not trained yet gets a row of dashes and, below the
 table, the command that trains it. The learning curves (training and validation cross
-entropy and accuracy per epoch, from each config's performance_stats) go to one PNG,
+entropy and accuracy per epoch, from each config's performance_stats; and the learning-rate
+factor per epoch in a third panel when a model's lr_schedule changed it) go to one PNG,
 runs/learning_curves.png unless --plot says otherwise.
 
 Exit status: 0, or 2 for bad input (a config, checkpoint, stats or data file that cannot be used).
@@ -40,7 +41,7 @@ class ModelReport:
     name: str                # the config's file name without .yaml
     config: str              # the config path as given
     results: dict = None     # {'train': (CE, accuracy), 'validation': ..., 'test': ...}, or None
-    stats: np.ndarray = None  # (epochs, 4): train CE, train accuracy, val CE, val accuracy; or None
+    stats: np.ndarray = None  # (epochs, 5): train CE, train accuracy, val CE, val accuracy, lr factor; or None
     net: NeuralNet = None
 
     @property
@@ -49,7 +50,8 @@ class ModelReport:
 
 
 def load_stats(path, source):
-    """The (epochs, 4) statistics train.py writes, or None if there is no such file yet."""
+    """The (epochs, 5) statistics train.py writes, or None if there is no such file yet.
+    A file of the kit before learning-rate schedules has 4 columns: its factor was 1."""
     if path is None or not os.path.exists(path):
         return None
     try:
@@ -57,9 +59,11 @@ def load_stats(path, source):
     except Exception as e:  # truncated, not .npy, pickled
         raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file "
                           f"({type(e).__name__}: {e})") from None
-    if stats.ndim != 2 or stats.shape[1] != 4 or not len(stats):
+    if stats.ndim != 2 or stats.shape[1] not in (4, 5) or not len(stats):
         raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {stats.shape}, "
-                          "not (epochs, 4)")
+                          "not (epochs, 5) or (epochs, 4)")
+    if stats.shape[1] == 4:
+        stats = np.hstack([stats, np.ones((len(stats), 1))])
     return stats
 
 
@@ -114,7 +118,8 @@ def results_table(reports, form="markdown"):
 
 def plot_curves(reports, path, title=None):
     """Training (dashed) and validation (solid) CE and accuracy per epoch, one colour per
-    model, in one PNG. Returns the models drawn (those with statistics)."""
+    model, in one PNG, with the learning-rate factor per epoch in a third panel when a
+    schedule changed it. Returns the models drawn (those with statistics)."""
     drawn = [r for r in reports if r.stats is not None]
     if not drawn:
         return []
@@ -122,16 +127,23 @@ def plot_curves(reports, path, title=None):
     matplotlib.use("Agg")  # a file, never a window
     import matplotlib.pyplot as plt
 
-    figure, (ce_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    # A third panel only when a schedule changed the learning rate: a flat line at 1 says nothing.
+    scheduled = any(np.any(r.stats[:, 4] != 1) for r in drawn)
+    figure, axes = plt.subplots(1, 3 if scheduled else 2, figsize=(15 if scheduled else 10, 4))
+    ce_axis, acc_axis = axes[:2]
     for i, r in enumerate(drawn):
         epochs = np.arange(1, len(r.stats) + 1)
         colour = f"C{i % 10}"
         for axis, column in ((ce_axis, 0), (acc_axis, 1)):
             axis.plot(epochs, r.stats[:, column], "--", color=colour, label=f"{r.name} train")
             axis.plot(epochs, r.stats[:, column + 2], "-", color=colour, label=f"{r.name} validation")
+        if scheduled:
+            axes[2].plot(epochs, r.stats[:, 4], "-", color=colour, label=r.name)
     ce_axis.set_ylabel("average cross entropy")
     acc_axis.set_ylabel("accuracy")
-    for axis in (ce_axis, acc_axis):
+    if scheduled:
+        axes[2].set_ylabel("learning-rate factor (x epsilon)")
+    for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
     acc_axis.legend(fontsize=8)

@@ -1,0 +1,188 @@
+"""data/augment.py and the augment_* keys: exact shifts, rotation and zoom directions, the same
+seed the same batch, and validation data never augmented."""
+
+import io
+
+import numpy as np
+import pytest
+
+import net as net_module
+from data.augment import AugmentSettings, augment, transform_images
+from layer import ConfigError
+from net import NeuralNet
+
+SHAPE = (1, 16, 16)
+
+
+def bordered_images(n, channels=1, seed=0, border=3):
+    """Random images (n, channels*16*16) that are 0 within `border` pixels of the edge, so a
+    shift by up to `border` pixels loses nothing."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, channels, 16, 16))
+    inner = 16 - 2 * border
+    images[:, :, border:-border, border:-border] = rng.uniform(0.1, 1.0, (n, channels, inner, inner))
+    return images.reshape(n, -1)
+
+
+def dot(y, x):
+    image = np.zeros((1, 16 * 16))
+    image[0, y * 16 + x] = 1.0
+    return image
+
+
+def centre_of_mass(image):
+    image = image.reshape(16, 16)
+    ys, xs = np.mgrid[:16, :16]
+    return np.array([np.sum(ys * image), np.sum(xs * image)]) / image.sum()
+
+
+def test_zero_settings_return_an_unchanged_copy():
+    images = bordered_images(5)
+    out = augment(images, np.random.default_rng(0), AugmentSettings(), SHAPE)
+    np.testing.assert_array_equal(out, images)
+    assert out is not images and out.dtype == images.dtype
+    assert not AugmentSettings().active and AugmentSettings(rotate=5).active
+
+
+def test_integer_translation_moves_every_pixel_exactly():
+    images = bordered_images(4, channels=2)
+    shifts = np.array([[1, -2], [-3, 3], [0, 1], [2, 0]])
+    out = transform_images(images, (2, 16, 16), shifts, np.zeros(4), np.ones(4))
+    for image, moved, (dy, dx) in zip(images, out, shifts):
+        # Blank borders: rolling loses nothing, so it is the exact shifted image (both channels).
+        expected = np.roll(image.reshape(2, 16, 16), (dy, dx), axis=(1, 2))
+        np.testing.assert_array_equal(moved.reshape(2, 16, 16), expected)
+
+
+def test_a_shift_past_the_border_brings_in_background_zeros():
+    image = np.arange(1.0, 257.0).reshape(1, -1)
+    out = transform_images(image, SHAPE, [[0, 5]], [0.0], [1.0]).reshape(16, 16)
+    np.testing.assert_array_equal(out[:, :5], 0.0)
+    np.testing.assert_array_equal(out[:, 5:], image.reshape(16, 16)[:, :-5])
+
+
+def test_rotation_is_counter_clockwise_as_displayed_and_zoom_enlarges_about_the_centre():
+    rotated = transform_images(dot(8, 12), SHAPE, [[0, 0]], [90.0], [1.0]).reshape(16, 16)
+    # (8, 12) is 0.5 below and 4.5 right of the centre (7.5, 7.5): a quarter turn puts it 4.5 above.
+    assert np.argwhere(rotated > 0.5).tolist() == [[3, 8]]
+    image = dot(9, 11)
+    zoomed = transform_images(image, SHAPE, [[0, 0]], [0.0], [1.5])
+    centre = np.array([7.5, 7.5])
+    np.testing.assert_allclose(centre_of_mass(zoomed) - centre, 1.5 * (centre_of_mass(image) - centre), atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rotation_and_zoom_keep_shape_dtype_and_range(dtype):
+    images = bordered_images(6).astype(dtype)
+    out = augment(images, np.random.default_rng(1), AugmentSettings(translate=2, rotate=15, scale=0.2), SHAPE)
+    assert out.shape == images.shape and out.dtype == dtype
+    assert np.all(np.isfinite(out))
+    # Bilinear weights are a convex combination of pixels and the zero background.
+    assert out.min() >= 0 and out.max() <= images.max() + 1e-6
+    assert not np.array_equal(out, images)
+
+
+def test_the_same_seed_gives_the_same_batch_and_another_seed_another():
+    images = bordered_images(8)
+    settings = AugmentSettings(translate=1.5, rotate=10, scale=0.1)
+    a = augment(images, np.random.default_rng(3), settings, SHAPE)
+    b = augment(images, np.random.default_rng(3), settings, SHAPE)
+    c = augment(images, np.random.default_rng(4), settings, SHAPE)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_random_shifts_stay_within_the_translate_range():
+    images = np.repeat(dot(7, 8), 200, axis=0)
+    out = augment(images, np.random.default_rng(5), AugmentSettings(translate=2.0), SHAPE)
+    moves = np.array([centre_of_mass(o) for o in out]) - centre_of_mass(images[0])
+    assert np.abs(moves).max() <= 2.0 + 1e-9
+    assert np.abs(moves).max() > 1.5  # and it does use the range
+
+
+# --- in the network -----------------------------------------------------------------------
+
+def synthetic_npz(path, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, n in (("train", 150), ("validation", 60), ("test", 20)):
+        labels = rng.integers(0, 10, n)
+        arrays[name] = bordered_images(n, seed=seed + n) * (1 + labels[:, None] % 3)
+        arrays[name + "_labels"] = np.eye(10)[labels]
+    np.savez(path, **arrays)
+    return path
+
+
+def config(tmp_path, **keys):
+    data = tmp_path / "syn.npz"
+    if not data.exists():
+        synthetic_npz(data)
+    c = {"max_epochs": 2, "batch_size": 40, "data_path": str(data), "display": False,
+         "checkpoint_file": str(tmp_path / "m.npz"), "performance_stats": str(tmp_path / "s.npy"),
+         "network": [{"name": "hidden", "type": "FC", "num_channels": 16, "init_wt": 0.05, "epsilon": 0.05,
+                      "momentum": 0.9},
+                     {"name": "output", "type": "FC", "num_channels": 10, "init_wt": 0.05, "epsilon": 0.05,
+                      "momentum": 0.9}]}
+    c.update(keys)
+    return c
+
+
+AUGMENT = {"augment_translate": 2, "augment_rotate": 10.0, "augment_scale": 0.1}
+
+
+def test_only_training_batches_are_augmented_never_validation(tmp_path, monkeypatch):
+    net = NeuralNet(config(tmp_path, **AUGMENT), seed=0)
+    net.LoadData()
+    calls = []
+    original = net_module.augment
+
+    def spy(images, rng, settings, image_shape):
+        calls.append(images.copy())
+        return original(images, rng, settings, image_shape)
+
+    monkeypatch.setattr(net_module, "augment", spy)
+    net.Train(log=io.StringIO())
+    assert [len(c) for c in calls] == [40, 40, 40, 30] * 2  # every training batch, nothing else
+    train = net.train_[0]
+    assert all(any(np.array_equal(row, t) for t in train) for row in calls[0][:3])
+    # The last epoch's validation numbers are those of the plain validation images.
+    stats = np.load(tmp_path / "s.npy")
+    assert tuple(stats[-1, 2:4]) == net.Validate(net.validation_)
+
+
+def test_validate_gives_the_same_numbers_with_and_without_augmentation_keys(tmp_path):
+    plain, augmented = NeuralNet(config(tmp_path), seed=2), NeuralNet(config(tmp_path, **AUGMENT), seed=2)
+    for net in (plain, augmented):
+        net.LoadData(test=True)
+    for split in ("validation_", "test_"):
+        assert plain.Validate(getattr(plain, split)) == augmented.Validate(getattr(augmented, split))
+
+
+def test_augmented_training_is_reproducible_and_differs_from_plain(tmp_path):
+    runs = []
+    for folder, keys in (("a", AUGMENT), ("b", AUGMENT), ("c", {})):
+        (tmp_path / folder).mkdir()
+        net = NeuralNet(config(tmp_path / folder, **keys), seed=1)
+        net.Train(log=io.StringIO())
+        runs.append(net.GetParameters())
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+    assert not np.array_equal(runs[0]["hidden_w"], runs[2]["hidden_w"])
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("augment_translate", -1, "must be >= 0"),
+    ("augment_rotate", 200, "must be between 0 and 180"),
+    ("augment_rotate", "ten", "must be a finite number"),
+    ("augment_scale", 1.0, "must be >= 0 and below 1"),
+    ("augment_scale", True, "must be a finite number"),
+    ("augment_translate", float("nan"), "must be a finite number"),
+])
+def test_bad_augmentation_keys_are_config_errors_naming_the_key(tmp_path, key, value, words):
+    with pytest.raises(ConfigError, match=f"'{key}' {words}"):
+        NeuralNet(config(tmp_path, **{key: value}))
+
+
+def test_augmentation_numbers_written_as_text_are_read_as_floats(tmp_path):
+    net = NeuralNet(config(tmp_path, augment_scale="1e-1", augment_translate=1))
+    assert net.augment_ == AugmentSettings(translate=1.0, rotate=0.0, scale=0.1)
