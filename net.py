@@ -52,6 +52,10 @@ SETTINGS = {
     # Precision of weights, data and arithmetic: float32 halves memory traffic (faster);
     # grad_check.py always uses float64, whose rounding a numerical gradient needs.
     "dtype": (str, "float64"),
+    # Which epoch the checkpoint keeps: the first with the highest validation accuracy (the
+    # 2015 kit's rule), or the one with the lowest validation cross entropy, which still
+    # tells epochs apart once the accuracy has stopped changing.
+    "checkpoint_on": (str, "accuracy"),
     # Training extras, all off by default (README: "Training extras").
     "augment_translate": (float, 0.0),
     "augment_rotate": (float, 0.0),
@@ -65,6 +69,7 @@ SETTINGS = {
 # Allowed values beyond the type: (test, what the error says the value must be).
 LIMITS = {
     "dtype": (lambda v: v in ("float64", "float32"), "float64 or float32"),
+    "checkpoint_on": (lambda v: v in ("accuracy", "cross_entropy"), "accuracy or cross_entropy"),
     "augment_translate": (lambda v: v >= 0, ">= 0"),
     "augment_rotate": (lambda v: 0 <= v <= 180, "between 0 and 180"),
     "augment_scale": (lambda v: 0 <= v < 1, ">= 0 and below 1"),
@@ -359,6 +364,7 @@ class NeuralNet:
         if not hasattr(self, "train_"):
             self.LoadData()
         self.stats_, self.best_acc_, self.best_epoch_, self.epoch_ = [], -1.0, 0, 0
+        self.best_ce_ = np.inf
         if resume:
             self._load_last_state()
             self._check_resumed_schedule(max_epochs)
@@ -408,8 +414,8 @@ class NeuralNet:
                 # Save first, then report: an epoch line on screen means that epoch is on disk.
                 stats = np.array(self.stats_)
                 write_atomically(self.performance_stats_, lambda f: np.save(f, stats))
-                if val_acc > self.best_acc_:
-                    self.best_acc_, self.best_epoch_ = val_acc, epoch
+                if val_acc > self.best_acc_ if self.checkpoint_on_ == "accuracy" else val_ce < self.best_ce_:
+                    self.best_acc_, self.best_ce_, self.best_epoch_ = val_acc, val_ce, epoch
                     self.Save()
                 self.epoch_ = epoch
                 self._save_last_state()
@@ -418,7 +424,9 @@ class NeuralNet:
                       f"Val CE {row[2]:.4f} Acc {row[3]:.4f}"
                       + (f"  LR x{lr_factor:.4g}" if self.lr_schedule_ != "constant" else ""),
                       file=log, flush=True)
-        print(f"Best validation accuracy {self.best_acc_:.4f} (epoch {self.best_epoch_}); model saved in "
+        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.checkpoint_on_ == "accuracy" else
+                f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
+        print(f"{best} (epoch {self.best_epoch_}); model saved in "
               f"{self.checkpoint_file_}", file=log, flush=True)
         return self.best_acc_
 
@@ -520,6 +528,7 @@ class NeuralNet:
                               f"{stats.shape}, not ({epoch}, 5)")
         self.stats_ = [list(row) for row in stats]
         self.epoch_, self.best_epoch_, self.best_acc_ = epoch, best_epoch, float(state["best_acc"])
+        self.best_ce_ = float(self.stats_[best_epoch - 1][2]) if 1 <= best_epoch <= epoch else np.inf
 
     def _rngs(self):
         """The generators a resumed run must continue, in the order the last state keeps them."""

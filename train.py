@@ -58,4 +58,7 @@ def interruption_summary(net, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C after main returned, as the process exits: all is saved
+        sys.exit(130)

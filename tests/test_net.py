@@ -375,3 +375,37 @@ def test_write_atomically_leaves_the_old_file_when_writing_fails(tmp_path):
         net_module.write_atomically(str(path), failing)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+# ----------------------------------------------------------------------------------------
+# which epoch the checkpoint keeps
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule", ["accuracy", "cross_entropy"])
+def test_checkpoint_on_keeps_the_epoch_its_rule_names(tmp_path, subset_npz, rule):
+    config = load_shipped_config("convnet1_method1.yaml")
+    config.update(data_path=str(subset_npz), checkpoint_file=str(tmp_path / "c.npz"),
+                  performance_stats=str(tmp_path / "c_stats.npy"), display=False, checkpoint_on=rule)
+    log = io.StringIO()
+    net = NeuralNet(config, seed=3)
+    net.Train(max_epochs=4, log=log)
+    stats = np.load(tmp_path / "c_stats.npy")
+    if rule == "accuracy":  # the first epoch with the highest accuracy
+        best = int(np.argmax(stats[:, 3]))
+        assert "Best validation accuracy" in log.getvalue()
+    else:
+        best = int(np.argmin(stats[:, 2]))
+        assert f"Best validation cross entropy {stats[best, 2]:.4f}" in log.getvalue()
+    assert net.best_epoch_ == best + 1
+    # The checkpoint holds that epoch's model: it validates to that epoch's numbers.
+    net.Load()
+    ce, acc = net.Validate(net.validation_)
+    assert acc == stats[best, 3]
+    np.testing.assert_allclose(ce, stats[best, 2], rtol=1e-9)
+
+
+def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
+    config = load_shipped_config("logreg.yaml")
+    config["checkpoint_on"] = "loss"
+    with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy or cross_entropy"):
+        NeuralNet(config)
