@@ -20,9 +20,16 @@ does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x +
   derivatives back on that stride-1 grid with zeros between them.
 """
 
+import os
+
 import numpy as np
 
-import convolutions
+# The kernels' OpenMP threads sleep between calls instead of spinning: on two cores a thread
+# spinning for the next kernel call takes the core that BLAS, or another program, needs, and
+# a training epoch then runs several times slower. OpenMP reads this once, when the compiled
+# module loads, so it must be set before the import (and setdefault lets a user choose).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import convolutions  # noqa: E402
 from layer import ConfigError, Layer, _setting
 
 

@@ -1,7 +1,8 @@
 """Evaluate a trained model on the training, validation and test sets:
 python evaluate.py configs/<model>.yaml
 
-Loads the config's checkpoint_file (the best model by validation accuracy) and prints
+Loads the config's checkpoint_file (the best model by validation accuracy, or by validation
+cross entropy when the config sets checkpoint_on: cross_entropy) and prints
     CE      : Train x Val y Test z
     Accuracy: Train x Val y Test z
 """

@@ -10,9 +10,12 @@ USPS, whose background is exactly 0 -- sending it to every tied input, as the 20
 did, would count that derivative several times.
 """
 
+import os
+
 import numpy as np
 
-import convolutions
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before the kernels load: see conv_layer.py
+import convolutions  # noqa: E402
 from layer import ConfigError, Layer, _setting
 
 

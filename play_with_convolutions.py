@@ -10,9 +10,12 @@ Without IMAGE it uses the photo of Grace Hopper that matplotlib ships.
 import argparse
 import sys
 
+import os
+
 import numpy as np
 
-import convolutions
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before the kernels load: see conv_layer.py
+import convolutions  # noqa: E402
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)

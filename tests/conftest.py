@@ -10,6 +10,7 @@ from pathlib import Path
 # Before numpy is imported: the tests multiply small matrices, where OpenBLAS's threads
 # cost more than they give on 2 cores. Results do not depend on the thread count.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as conv_layer.py sets it for the kit
 # No screen in CI: matplotlib must draw to files.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
