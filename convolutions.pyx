@@ -362,28 +362,33 @@ cdef void _maxpool_map(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* 
 
 cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize_t* argmax,
                            Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """The common case k = s = 2, p = 0, unrolled: the same comparisons in the same order."""
-    cdef Py_ssize_t oy, ox, best, q
+    """The common case k = s = 2, p = 0, unrolled: the same comparisons in the same order as
+    the general loop (a NaN wins, the last NaN of a window wins), written as selections
+    instead of branches (integer arithmetic on the index, then a load): which input wins is
+    random, and the mispredicted branches cost ten times the window's whole work."""
+    cdef Py_ssize_t oy, ox, best, q, r
     cdef real v, best_v
+    cdef bint take
     for oy in range(out_y):
         for ox in range(out_x):
             q = 2 * oy * in_x + 2 * ox
             best = q
             best_v = img[q]
-            if best_v != best_v:  # as the general loop: a NaN wins, and the last NaN wins
-                best = q
-            v = img[q + 1]
-            if v > best_v or v != v:
-                best_v = v
-                best = q + 1
-            v = img[q + in_x]
-            if v > best_v or v != v:
-                best_v = v
-                best = q + in_x
-            v = img[q + in_x + 1]
-            if v > best_v or v != v:
-                best_v = v
-                best = q + in_x + 1
+            r = q + 1
+            v = img[r]
+            take = (v > best_v) | (v != v)
+            best = best + take * (r - best)
+            best_v = img[best]
+            r = q + in_x
+            v = img[r]
+            take = (v > best_v) | (v != v)
+            best = best + take * (r - best)
+            best_v = img[best]
+            r = q + in_x + 1
+            v = img[r]
+            take = (v > best_v) | (v != v)
+            best = best + take * (r - best)
+            best_v = img[best]
             out[oy * out_x + ox] = best_v
             argmax[oy * out_x + ox] = best
 
