@@ -409,3 +409,9 @@ def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
     config["checkpoint_on"] = "loss"
     with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy or cross_entropy"):
         NeuralNet(config)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="a glibc setting")
+def test_glibc_keeps_freed_memory_for_the_next_step():
+    # Speed, not results: without it each step page-faults its big arrays back (README, Speed).
+    assert net_module.keep_freed_memory_for_reuse() is True
