@@ -2,6 +2,7 @@
 NeuralNet.Train, its command line, and a --quick run end to end."""
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -102,7 +103,8 @@ def test_the_torch_model_takes_the_kit_s_steps(name, small_npz, tmp_path):
     net = run.net
     params = {k: np.array(v) for k, v in net.GetParameters().items()}
     model = bench.TorchRun(torch, config, params, bench.load_arrays(small_npz), None, torch.float64)
-    assert bench.check_torch_forward(net, model, bench.Row([name], "", config), []) < 1e-12
+    assert bench.check_torch_forward(net, model.validation_probabilities(100), bench.Row([name], "", config),
+                                     []) < 1e-12
     x, t = net.train_[0][:100], net.train_[1][:100]
     images, labels = model.train[0][:100], model.train[1][:100]
     for _ in range(2):
@@ -154,3 +156,19 @@ def test_quick_run_prints_the_config_s_row(usps_npz, usps_mirror):
     assert "torch" not in result.stdout.split("### Seconds per epoch")[1].split("\n\n")[1]  # no torch columns
     assert "equal |" in result.stdout and "**NO**" not in result.stdout
     assert "MB** peak resident" in result.stdout
+
+
+def test_quick_run_with_torch_keeps_torch_out_of_the_timing_process(small_npz):
+    """torch's OpenMP runtime slows the kit's kernels several times over: the torch side must
+    run in the worker, and the process that times the kit must never import it."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    result = subprocess.run([sys.executable, "tools/bench.py", "--quick", "--only", "net_2layer", "--data",
+                             str(small_npz)], cwd=REPO_ROOT, env=dict(os.environ, MPLBACKEND="Agg"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "bench: torch imported in the process that timed the kit: no" in result.stderr, result.stderr
+    assert "in a child process" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| net_2layer |"))
+    kit64, torch64, torch32 = (float(row.split("|")[i]) for i in (3, 4, 5))  # the worker answered
+    assert kit64 > 0 and torch64 > 0 and torch32 > 0, row

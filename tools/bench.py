@@ -2,8 +2,11 @@
 python tools/bench.py [--quick] [--repeat N] [--only NAME[,NAME]] [--no-torch] [--threads N]
                       [--total] [--data NPZ]
 
-Everything is measured in one process (sections 5 and 6 in child processes), one
-measurement after another on the same machine, and every time is a median.
+The kit is measured in this process and PyTorch in a child process that this one asks for
+one epoch at a time (torch never loads here: its OpenMP runtime would be the one the kit's
+compiled kernels share, and on a small machine it makes them several times slower); sections
+5 and 6 run train.py in child processes. One measurement after another on the same machine,
+and every time is a median.
 
 1. Seconds per epoch for every training config in configs/ (a config is a training config
    when it names its data and epochs: it has both `data_path` and `max_epochs`; this leaves
@@ -25,10 +28,16 @@ measurement after another on the same machine, and every time is a median.
    the last, softmax cross entropy, SGD with the config's per-layer momentum, learning rate
    (epsilon) and L2 decay (weights only, as the kit), the kit's initial weights, the same
    batch size and the same epoch (shuffled mini-batches, then a no-grad validation pass),
-   in float64 and float32, with torch.set_num_threads equal to the kit's BLAS threads.
-   Timed round-robin with the kit's variants of the same architecture. Before timing, the
-   torch float64 model's softmax outputs on 100 validation images are compared with the
-   kit's (the table's note gives the largest difference; above 1e-10 is a warning), and
+   in float64 and float32, with torch.set_num_threads(usable cores) (--threads N: N). It
+   runs in a child process (`bench.py --torch-worker`, JSON lines on its stdin and stdout)
+   that loads the same data file (and --quick subset), builds the models from the config
+   and the kit's initial weights (an .npz in the temporary folder) and, blocked on its stdin
+   in between, runs one epoch when asked and answers with its seconds. Timed round-robin
+   with the kit's variants of the same architecture: per round this process times each kit
+   variant itself, then asks for each torch variant in turn. Before timing, the torch
+   float64 model's softmax outputs on 100 validation images (sent back by the child) are
+   compared with the kit's (the table's note gives the largest difference; above 1e-10 is
+   a warning), and
    tests/test_bench.py checks that both take the same SGD steps. A config that augments its
    images gets "n/a" here: this loop has no augmentation.
 3. convolutions.convolve on exactly the calls method 2 makes in convnet1 and convnet2
@@ -59,13 +68,17 @@ and stats files point into a temporary folder: runs/ is never touched.
 --quick is a smoke test: 500 training and 200 validation images, one warm-up and one timed
 epoch, batch 10 for section 3, and the subset for the child trainings (1 epoch each with
 --total). Its numbers are not the benchmark. --only picks configs by name (sections 3 to 6
-cover the models among them). --threads N sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
-MKL_NUM_THREADS before numpy is loaded (for the children too) and torch's thread count;
-without it the libraries use their defaults (one thread per core) and torch the BLAS count
-the kit's OpenBLAS reports. The header line names the machine, the libraries, the thread
-counts as the libraries report them, the thread variables set, the date, the kit's git
-revision and the load; the epoch table and the last line say how busy other processes
-kept the CPUs meanwhile.
+cover the models among them). Threads: without --threads the kit runs as train.py runs it,
+OPENBLAS_NUM_THREADS=1 (set before numpy loads, unless already set) and the kernels'
+OpenMP threads at their default (one per core), and torch gets torch.set_num_threads(usable
+cores), its fastest setting here, in the environment the bench was started with (without
+the variables the bench itself set). --threads N sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS
+and MKL_NUM_THREADS to N before numpy is loaded (for every child too) and torch's thread
+count to N. OMP_WAIT_POLICY=PASSIVE is set unless already set, as the kit's conv_layer.py
+does, before the kernels load. The header line names the machine, the libraries, the
+thread counts as the libraries report them, the thread variables set (and which of them
+the bench set), the date, the kit's git revision and the load; the epoch table and the last
+line say how busy other processes kept the CPUs meanwhile.
 --data uses another prepared USPS file instead of each config's data_path.
 
 Results go to stdout as Markdown; progress goes to stderr.
@@ -92,11 +105,33 @@ def _threads_from_argv(argv):
     return None
 
 
-if __name__ == "__main__":
-    _early = _threads_from_argv(sys.argv[1:])
-    if _early is not None:
-        for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_var] = _early
+WORKER_FLAG = "--torch-worker"  # the hidden mode of the child that runs the torch side
+# The thread variables the bench set itself because they were unset, and why: the kit's
+# environment as train.py and the layers make it. The torch worker starts without them.
+BENCH_DEFAULTS = {}
+DEFAULT_REASONS = {"OPENBLAS_NUM_THREADS": "as train.py", "OMP_WAIT_POLICY": "as conv_layer.py"}
+
+
+def set_thread_environment(threads):
+    """Thread variables for this process (read once, when numpy and the kernels load) and
+    for its children: --threads N for every library, else the kit's defaults."""
+    if threads is not None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    # What the kit's conv_layer.py does before it imports `convolutions`; kernel_threads()
+    # below imports it first, so the bench must do the same (OpenMP reads it as it loads).
+    defaults = {"OMP_WAIT_POLICY": "PASSIVE"}
+    if threads is None:
+        # What train.py does: one BLAS thread, the cores go to the kernels' OpenMP threads.
+        defaults["OPENBLAS_NUM_THREADS"] = "1"
+    for var, value in defaults.items():
+        if var not in os.environ:
+            os.environ[var] = value
+            BENCH_DEFAULTS[var] = value
+
+
+if __name__ == "__main__" and sys.argv[1:2] != [WORKER_FLAG]:
+    set_thread_environment(_threads_from_argv(sys.argv[1:]))
 
 import contextlib  # noqa: E402
 import copy  # noqa: E402
@@ -283,7 +318,7 @@ def loaded_libraries(*words):
 
 def kernel_threads():
     """How the compiled kernels (convolutions) run: single-threaded, or OpenMP with how many
-    threads. Call it after importing convolutions and before torch, which brings its own."""
+    threads. Call it after set_thread_environment (OMP_WAIT_POLICY is read as this loads)."""
     import convolutions  # noqa: F401
 
     for path in loaded_libraries("libgomp", "libomp", "libiomp"):
@@ -308,9 +343,23 @@ def git_revision():
     return rev + (" with uncommitted changes" if changed.strip() else "")
 
 
+HELPER_PIDS = set()  # live child processes of the bench itself (the torch worker): not "others"
+
+
+def process_cpu(pid):
+    """User + system seconds of a live process, from /proc/<pid>/stat (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class CpuShare:
     """How much CPU other processes (and the hypervisor, as steal) took while a part of the
-    benchmark ran: on a shared machine that is what makes its times noisy."""
+    benchmark ran: on a shared machine that is what makes its times noisy. The bench's own
+    children count as its own: waited-for ones by os.times, the live torch worker by /proc."""
 
     def __init__(self):
         self.start = self._snapshot()
@@ -325,7 +374,8 @@ class CpuShare:
         # user nice system idle iowait irq softirq steal: all but idle and iowait is busy.
         busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
         t = os.times()
-        return busy, t.user + t.system + t.children_user + t.children_system, time.perf_counter()
+        helpers = sum(process_cpu(pid) for pid in HELPER_PIDS)
+        return busy, t.user + t.system + t.children_user + t.children_system + helpers, time.perf_counter()
 
     def others(self):
         """Cores kept busy by others on average since this object was made, or None."""
@@ -348,8 +398,10 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY"
 
 
 def thread_settings():
-    """The environment variables that change how the libraries use threads, as set."""
-    found = [f"{v}={os.environ[v]}" for v in THREAD_VARIABLES if v in os.environ]
+    """The environment variables that change how the libraries use threads, as set (those
+    the bench set itself say so)."""
+    found = [f"{v}={os.environ[v]}" + (f" (set by the bench, {DEFAULT_REASONS[v]})" if v in BENCH_DEFAULTS else "")
+             for v in THREAD_VARIABLES if v in os.environ]
     return ", ".join(found) if found else "no thread variables set"
 
 
@@ -437,11 +489,11 @@ class KitRun:
 
 
 # ----------------------------------------------------------------------------------------
-# the same network in PyTorch
+# the same network in PyTorch (in the child process: see TorchWorker)
 # ----------------------------------------------------------------------------------------
 
 def import_torch(threads):
-    """(torch module or None, reason it is missing)."""
+    """(torch module or None, reason it is missing). Only the torch worker calls this."""
     try:
         import torch
     except Exception as e:  # not installed, or a broken install (a missing shared library)
@@ -516,10 +568,11 @@ class TorchRun:
         self.batch_size = int(config.get("batch_size", 100))
         self.rng = np.random.default_rng(0)
 
-    def forward_probabilities(self, x):
+    def validation_probabilities(self, n):
+        """Softmax outputs (numpy) of the model on the first n validation images."""
         self.model.eval()
         with self.torch.no_grad():
-            return self.torch.softmax(self.model(x), dim=1)
+            return self.torch.softmax(self.model(self.validation[0][:n]), dim=1).numpy()
 
     def epoch(self):
         torch, F, model, optimizer = self.torch, self.F, self.model, self.optimizer
@@ -549,6 +602,136 @@ class TorchRun:
                 val_ce += F.cross_entropy(logits, y, reduction="sum").item()
                 val_correct += int((logits.argmax(dim=1) == y).sum())
         return time.perf_counter() - start
+
+
+def torch_worker(requests=None, answers=None):
+    """The torch side, run as `python tools/bench.py --torch-worker`: one JSON request a line
+    on stdin, one JSON answer a line on stdout. Between requests it blocks reading stdin, so
+    it takes no CPU while the parent times the kit.
+
+    {"cmd": "init", "threads", "data", "limit"} -> {"ok", "version", "threads"} or {"ok": false,
+    "error"}; {"cmd": "build", "id", "config", "params" (.npz path), "check" (n)} -> {"ok",
+    "runs": {dtype: run id}, "probabilities": the float64 model's softmax on the first n
+    validation images} or {"ok": false, "error"} (no counterpart of a layer); {"cmd": "epoch",
+    "run"} -> {"ok", "seconds"}; {"cmd": "quit"} or the end of stdin ends it."""
+    if answers is None:
+        # The answers own the real stdout; anything else printed here (torch, C code) goes to stderr.
+        answers = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    requests = sys.stdin if requests is None else requests
+
+    def answer(**message):
+        answers.write(json.dumps(message) + "\n")
+        answers.flush()
+
+    torch, arrays, limit, runs = None, None, None, {}
+    while True:
+        line = requests.readline()  # blocks: no spinning between requests
+        if not line:
+            return 0
+        request = json.loads(line)
+        cmd = request["cmd"]
+        if cmd == "quit":
+            answer(ok=True)
+            return 0
+        if cmd == "init":
+            torch, error = import_torch(int(request["threads"]))
+            if torch is None:
+                answer(ok=False, error=error)
+                continue
+            arrays, limit = load_arrays(request["data"]), request["limit"]
+            answer(ok=True, version=torch.__version__, threads=torch.get_num_threads())
+        elif cmd == "build":
+            with np.load(request["params"], allow_pickle=False) as f:
+                params = {k: f[k] for k in f.files}
+            try:
+                run64 = TorchRun(torch, request["config"], params, arrays, limit, torch.float64)
+            except ValueError as e:  # a layer type without a counterpart
+                answer(ok=False, error=str(e))
+                continue
+            probabilities = run64.validation_probabilities(int(request["check"]))
+            run32 = TorchRun(torch, request["config"], params, arrays, limit, torch.float32)
+            ids = {dtype: f"{request['id']} {dtype}" for dtype in ("float64", "float32")}
+            runs[ids["float64"]], runs[ids["float32"]] = run64, run32
+            # json writes floats with repr: the probabilities arrive bit for bit.
+            answer(ok=True, runs=ids, probabilities=probabilities.tolist())
+        elif cmd == "epoch":
+            answer(ok=True, seconds=runs[request["run"]].epoch())
+        else:
+            answer(ok=False, error=f"unknown request {cmd!r}")
+
+
+class TorchWorker:
+    """The parent's end of the torch worker: this process never imports torch."""
+
+    def __init__(self, process):
+        self.process = process
+        self.version = self.threads = None
+
+    @classmethod
+    def start(cls, threads, data_path, limit):
+        """(worker or None, reason torch is missing)."""
+        # The environment the bench was started with: the kit's defaults are not torch's.
+        env = {k: v for k, v in os.environ.items() if k not in BENCH_DEFAULTS}
+        try:
+            process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG], cwd=KIT,
+                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        except OSError as e:
+            return None, f"{type(e).__name__}: {e}"
+        HELPER_PIDS.add(process.pid)
+        worker = cls(process)
+        try:
+            reply = worker.ask(cmd="init", threads=threads, data=str(data_path), limit=limit)
+        except RuntimeError as e:  # torch's import killed the child (a broken install)
+            worker.close()
+            return None, str(e)
+        if not reply["ok"]:
+            worker.close()
+            return None, reply["error"]
+        worker.version, worker.threads = reply["version"], reply["threads"]
+        return worker, None
+
+    def ask(self, **request):
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            raise RuntimeError(f"the torch worker exited (status {self.process.wait()}) on {request['cmd']!r}; "
+                               "its stderr is above")
+        return json.loads(line)
+
+    def close(self):
+        if self.process.poll() is None:
+            with contextlib.suppress(RuntimeError):
+                self.ask(cmd="quit")
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        HELPER_PIDS.discard(self.process.pid)  # waited for: os.times counts it now
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class TorchEpochs:
+    """One torch variant in the worker, timed there one epoch per request."""
+
+    framework = "torch"
+
+    def __init__(self, worker, run_id):
+        self.worker, self.run_id = worker, run_id
+
+    def epoch(self):
+        reply = self.worker.ask(cmd="epoch", run=self.run_id)
+        if not reply["ok"]:
+            raise RuntimeError(f"torch worker: {reply['error']}")
+        return reply["seconds"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -590,8 +773,9 @@ def plan_rows(configs):
     return groups
 
 
-def measure_epochs(groups, args, torch, data_path, arrays, limit, tmpdir):
-    """Fill each row's times: warm-up, then args.repeat epochs round-robin per architecture."""
+def measure_epochs(groups, args, worker, data_path, limit, tmpdir):
+    """Fill each row's times: warm-up, then args.repeat epochs round-robin per architecture,
+    the kit's timed here and the torch ones (if `worker`, a TorchWorker) in the worker."""
     notes = []
     for rows in groups.values():
         runs = []  # (label, run, list the times go to)
@@ -616,8 +800,8 @@ def measure_epochs(groups, args, torch, data_path, arrays, limit, tmpdir):
                                      f"in {run32.output_dtype()}; not measured")
                     else:
                         runs.append((f"{label} kit float32", run32, row.kit32))
-        if torch is not None:
-            runs += torch_runs(torch, rows, runs[0][1].net, arrays, limit, notes)
+        if worker is not None:
+            runs += torch_runs(worker, rows, runs[0][1].net, notes, tmpdir)
         for label, run, _ in runs:
             log(f"{label}: warm-up epoch")
             run.epoch()
@@ -626,7 +810,8 @@ def measure_epochs(groups, args, torch, data_path, arrays, limit, tmpdir):
             for label, run, times in runs:
                 if previous is not None and previous != run.framework:
                     # OpenBLAS and torch keep their worker threads spinning a little after a
-                    # call; a pause keeps one framework's spinning out of the other's epoch.
+                    # call; a pause keeps one framework's spinning (in this process or in the
+                    # torch worker) out of the other's epoch.
                     time.sleep(0.1)
                 previous = run.framework
                 times.append(run.epoch())
@@ -634,44 +819,49 @@ def measure_epochs(groups, args, torch, data_path, arrays, limit, tmpdir):
     return notes
 
 
-def torch_runs(torch, rows, kit_net, arrays, limit, notes):
-    """[(label, TorchRun, times)] in float64 and float32 for the architecture of `rows`, which
-    share them (torch has no conv methods), or [] with a note saying why not."""
+FORWARD_CHECK_IMAGES = 100
+
+
+def torch_runs(worker, rows, kit_net, notes, tmpdir):
+    """[(label, TorchEpochs, times)] in float64 and float32 for the architecture of `rows`,
+    which share them (torch has no conv methods), built in the worker from the kit's initial
+    weights, or [] with a note saying why not."""
     first, name = rows[0], "/".join(rows[0].names)
     reason = None
     if getattr(getattr(kit_net, "augment_", None), "active", False):
         reason = "it augments its training images, which the torch loop here does not"
     else:
         params = {k: np.array(v, dtype=np.float64) for k, v in kit_net.GetParameters().items()}
-        try:
-            torch64 = TorchRun(torch, first.config, params, arrays, limit, torch.float64)
-        except ValueError as e:  # a layer type without a counterpart
-            reason = str(e)
+        params_path = Path(tmpdir) / f"torch_init_{name.replace('/', '_')}.npz"
+        np.savez(params_path, **params)
+        reply = worker.ask(cmd="build", id=name, config=first.config, params=str(params_path),
+                           check=FORWARD_CHECK_IMAGES)
+        if not reply["ok"]:  # a layer type without a counterpart
+            reason = reply["error"]
     if reason is not None:
         for row in rows:
             row.torch_note = "n/a"
         notes.append(f"torch: n/a for {name}: {reason}")
         return []
-    check_torch_forward(kit_net, torch64, first, notes)
-    torch32 = TorchRun(torch, first.config, params, arrays, limit, torch.float32)
+    check_torch_forward(kit_net, np.array(reply["probabilities"], dtype=np.float64), first, notes)
     for row in rows:
         row.torch64, row.torch32 = first.torch64, first.torch32
-    return [(f"{name} torch float64", torch64, first.torch64), (f"{name} torch float32", torch32, first.torch32)]
+    return [(f"{name} torch float64", TorchEpochs(worker, reply["runs"]["float64"]), first.torch64),
+            (f"{name} torch float32", TorchEpochs(worker, reply["runs"]["float32"]), first.torch32)]
 
 
 FORWARD_DIFFS = []  # max |kit - torch| softmax output of each architecture, for the table's note
 
 
-def check_torch_forward(kit_net, torch_run, row, notes):
-    """The torch model must compute the kit's function, or its times compare nothing."""
-    x = kit_net.validation_[0][:100]
-    kit_p = kit_net.Fprop(x)[-1]
-    torch_p = torch_run.forward_probabilities(torch_run.validation[0][:100]).numpy()
+def check_torch_forward(kit_net, torch_p, row, notes):
+    """The torch model must compute the kit's function, or its times compare nothing.
+    `torch_p`: its float64 softmax outputs on the first len(torch_p) validation images."""
+    kit_p = kit_net.Fprop(kit_net.validation_[0][:len(torch_p)])[-1]
     diff = float(np.max(np.abs(kit_p - torch_p)))
     FORWARD_DIFFS.append(diff)
     if diff > 1e-10:  # float64 rounding differences are around 1e-16
         notes.append(f"WARNING: the torch model of {'/'.join(row.names)} differs from the kit's "
-                     f"(max |probability difference| {diff:.1e} on 100 validation images)")
+                     f"(max |probability difference| {diff:.1e} on {len(torch_p)} validation images)")
     return diff
 
 
@@ -931,7 +1121,8 @@ def parse_args(argv, names):
     parser.add_argument("--only", help="comma-separated config names (default: all: " + ", ".join(names) + ")")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     parser.add_argument("--threads", type=int,
-                        help="BLAS, OpenMP and torch threads (default: the libraries' defaults, one per core)")
+                        help="BLAS, OpenMP and torch threads (default: 1 BLAS thread as train.py; OpenMP and "
+                             "torch one per core)")
     parser.add_argument("--total", action="store_true",
                         help="also time the full Part 1 and Part 2 trainings (minutes)")
     parser.add_argument("--data", help="prepared USPS .npz to use instead of each config's data_path")
@@ -963,7 +1154,7 @@ class Setup:
     args: object
     configs: dict        # every training config, by name
     selected: dict       # those --only picked
-    torch: object        # the module, or None
+    torch: object        # the TorchWorker, or None
     data_path: Path
     arrays: dict
     limit: tuple         # (training, validation) images with --quick, else None
@@ -991,7 +1182,13 @@ def section_epochs(setup, missing):
     args, torch = setup.args, setup.torch
     groups = plan_rows(setup.selected)
     cpu = CpuShare()
-    notes = measure_epochs(groups, args, torch, setup.data_path, setup.arrays, setup.limit, setup.tmpdir)
+    notes = measure_epochs(groups, args, torch, setup.data_path, setup.limit, setup.tmpdir)
+    # The point of the torch worker: tests/test_bench.py reads this line.
+    torch_here = "torch" in sys.modules
+    log(f"torch imported in the process that timed the kit: {'YES' if torch_here else 'no'}")
+    if torch_here:
+        notes.insert(0, "WARNING: torch was imported in the process that timed the kit; its OpenMP "
+                        "runtime slows the kit's kernels, so the kit's times are not trustworthy")
     rows = [row for group in groups.values() for row in group]
     out(f"### Seconds per epoch ({setup.num_train} training images in mini-batches, then validation on "
         f"{setup.num_validation}; median of {args.repeat} after 1 warm-up)")
@@ -1023,7 +1220,8 @@ def section_epochs(setup, missing):
     paragraph.append(cpu.sentence("the epochs"))
     if torch is not None:
         paragraph.append(
-            "PyTorch does not depend on the conv method: one measurement per architecture, shown on both "
+            "PyTorch runs in a child process, asked for one epoch at a time. "
+            "It does not depend on the conv method: one measurement per architecture, shown on both "
             "method rows. Each torch model starts from the kit's initial weights; in float64 its softmax "
             "outputs on 100 validation images differ from the kit's by at most "
             f"{max(FORWARD_DIFFS, default=float('nan')):.1e}.")
@@ -1140,17 +1338,18 @@ def section_total(setup):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WORKER_FLAG]:
+        return torch_worker()
     configs = training_configs()
     args = parse_args(argv, list(configs))
     started, cpu = time.perf_counter(), CpuShare()
-    if args.threads is not None:
-        # Run as a script, this was done before numpy loaded; here it reaches the children.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
+    # Run as a script, this was done before numpy loaded; here it reaches the children (and,
+    # imported, the kernels, which kernel_threads loads).
+    set_thread_environment(args.threads)
     selected = {n: c for n, c in configs.items() if args.only is None or n in args.only}
     threads, blas = openblas_threads()
     kernels = kernel_threads()
-    torch, missing = (None, "--no-torch") if args.no_torch else import_torch(threads)
+    limit = (QUICK_TRAIN, QUICK_VALIDATION) if args.quick else None
 
     # One data file for every measurement: --data, else the path the configs name.
     data_path = Path(args.data).resolve() if args.data else KIT / next(iter(selected.values()))["data_path"]
@@ -1159,11 +1358,27 @@ def main(argv=None):
 
         usps.ensure(str(data_path))
     arrays = load_arrays(data_path)
+    if args.no_torch:
+        worker, missing = None, "--no-torch"
+    else:
+        log("starting the torch worker")
+        worker, missing = TorchWorker.start(args.threads or usable_cores(), data_path, limit)
+    try:
+        return _report(argv, args, configs, selected, started, cpu, threads, blas, kernels, worker, missing,
+                       data_path, arrays, limit)
+    finally:
+        if worker is not None:
+            worker.close()
 
+
+def _report(argv, args, configs, selected, started, cpu, threads, blas, kernels, worker, missing, data_path,
+            arrays, limit):
     title = "## Benchmark" + (" (--quick: a smoke test, not the benchmark)" if args.quick else "")
-    torch_text = (f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None
+    torch_text = (f"torch {worker.version} in a child process ({worker.threads} threads: "
+                  f"{'--threads' if args.threads else 'one per usable core'})" if worker is not None
                   else f"torch not used ({missing})")
-    thread_source = ("--threads" if args.threads else "OPENBLAS_NUM_THREADS"
+    thread_source = ("--threads" if args.threads else "set by the bench, as train.py"
+                     if "OPENBLAS_NUM_THREADS" in BENCH_DEFAULTS else "OPENBLAS_NUM_THREADS"
                      if os.environ.get("OPENBLAS_NUM_THREADS") else "OpenBLAS default")
     out(title)
     out()
@@ -1174,9 +1389,10 @@ def main(argv=None):
         f"{load_average()} at the start. Command: `{' '.join(['python tools/bench.py'] + argv)}`.")
     out()
     with tempfile.TemporaryDirectory(prefix="kit_bench_") as tmpdir:
-        setup = Setup(args, configs, selected, torch, data_path, arrays,
-                      (QUICK_TRAIN, QUICK_VALIDATION) if args.quick else None, tmpdir)
+        setup = Setup(args, configs, selected, worker, data_path, arrays, limit, tmpdir)
         rows = section_epochs(setup, missing)
+        if worker is not None:
+            worker.close()  # done: its memory and threads are not part of sections 3 to 6
         section_convolve(setup)
         section_gflops(setup, rows)
         section_memory(setup)
