@@ -9,18 +9,11 @@ Exit status: 0 done, 1 training diverged, 2 bad input (config, data), 130 interr
 """
 
 import argparse
-import os
 import sys
 
-# Before numpy loads OpenBLAS: one BLAS thread. The kit's own kernels already use every core
-# (OpenMP), and BLAS's idle threads, spinning between the many small matrix products of a
-# step, take the cores from them: measured here (README, Speed), a convnet1 method-2 epoch
-# took 2.0 s with OpenBLAS's default threads and 1.5 s with one. Set it to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from data.usps import DataError  # noqa: E402
-from layer import ConfigError  # noqa: E402
-from net import NeuralNet, TrainingDiverged, load_config  # noqa: E402
+from data.usps import DataError
+from layer import ConfigError
+from net import NeuralNet, TrainingDiverged, load_config
 
 
 def main(argv=None):

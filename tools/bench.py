@@ -69,8 +69,7 @@ and stats files point into a temporary folder: runs/ is never touched.
 epoch, batch 10 for section 3, and the subset for the child trainings (1 epoch each with
 --total). Its numbers are not the benchmark. --only picks configs by name (sections 3 to 6
 cover the models among them). Threads: without --threads the kit runs as train.py runs it,
-OPENBLAS_NUM_THREADS=1 (set before numpy loads, unless already set) and the kernels'
-OpenMP threads at their default (one per core), and torch gets torch.set_num_threads(usable
+OpenBLAS's and the kernels' OpenMP threads at their defaults (one per core), and torch gets torch.set_num_threads(usable
 cores), its fastest setting here, in the environment the bench was started with (without
 the variables the bench itself set). --threads N sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS
 and MKL_NUM_THREADS to N before numpy is loaded (for every child too) and torch's thread
@@ -109,7 +108,7 @@ WORKER_FLAG = "--torch-worker"  # the hidden mode of the child that runs the tor
 # The thread variables the bench set itself because they were unset, and why: the kit's
 # environment as train.py and the layers make it. The torch worker starts without them.
 BENCH_DEFAULTS = {}
-DEFAULT_REASONS = {"OPENBLAS_NUM_THREADS": "as train.py", "OMP_WAIT_POLICY": "as conv_layer.py"}
+DEFAULT_REASONS = {"OMP_WAIT_POLICY": "as conv_layer.py"}
 
 
 def set_thread_environment(threads):
@@ -121,9 +120,6 @@ def set_thread_environment(threads):
     # What the kit's conv_layer.py does before it imports `convolutions`; kernel_threads()
     # below imports it first, so the bench must do the same (OpenMP reads it as it loads).
     defaults = {"OMP_WAIT_POLICY": "PASSIVE"}
-    if threads is None:
-        # What train.py does: one BLAS thread, the cores go to the kernels' OpenMP threads.
-        defaults["OPENBLAS_NUM_THREADS"] = "1"
     for var, value in defaults.items():
         if var not in os.environ:
             os.environ[var] = value
@@ -1121,8 +1117,7 @@ def parse_args(argv, names):
     parser.add_argument("--only", help="comma-separated config names (default: all: " + ", ".join(names) + ")")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     parser.add_argument("--threads", type=int,
-                        help="BLAS, OpenMP and torch threads (default: 1 BLAS thread as train.py; OpenMP and "
-                             "torch one per core)")
+                        help="BLAS, OpenMP and torch threads (default: one per core for each, as train.py)")
     parser.add_argument("--total", action="store_true",
                         help="also time the full Part 1 and Part 2 trainings (minutes)")
     parser.add_argument("--data", help="prepared USPS .npz to use instead of each config's data_path")
@@ -1377,8 +1372,7 @@ def _report(argv, args, configs, selected, started, cpu, threads, blas, kernels,
     torch_text = (f"torch {worker.version} in a child process ({worker.threads} threads: "
                   f"{'--threads' if args.threads else 'one per usable core'})" if worker is not None
                   else f"torch not used ({missing})")
-    thread_source = ("--threads" if args.threads else "set by the bench, as train.py"
-                     if "OPENBLAS_NUM_THREADS" in BENCH_DEFAULTS else "OPENBLAS_NUM_THREADS"
+    thread_source = ("--threads" if args.threads else "OPENBLAS_NUM_THREADS"
                      if os.environ.get("OPENBLAS_NUM_THREADS") else "OpenBLAS default")
     out(title)
     out()
