@@ -108,7 +108,7 @@ WORKER_FLAG = "--torch-worker"  # the hidden mode of the child that runs the tor
 # The thread variables the bench set itself because they were unset, and why: the kit's
 # environment as train.py and the layers make it. The torch worker starts without them.
 BENCH_DEFAULTS = {}
-DEFAULT_REASONS = {"OMP_WAIT_POLICY": "as conv_layer.py"}
+DEFAULT_REASONS = {"OMP_WAIT_POLICY": "as conv_layer.py", "OPENBLAS_THREAD_TIMEOUT": "as train.py"}
 
 
 def set_thread_environment(threads):
@@ -120,6 +120,8 @@ def set_thread_environment(threads):
     # What the kit's conv_layer.py does before it imports `convolutions`; kernel_threads()
     # below imports it first, so the bench must do the same (OpenMP reads it as it loads).
     defaults = {"OMP_WAIT_POLICY": "PASSIVE"}
+    if threads is None:
+        defaults["OPENBLAS_THREAD_TIMEOUT"] = "4"  # what train.py sets before numpy loads
     for var, value in defaults.items():
         if var not in os.environ:
             os.environ[var] = value
@@ -389,7 +391,7 @@ class CpuShare:
                 f"on average (/proc/stat).")
 
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT",
                     "OMP_PROC_BIND", "MKL_NUM_THREADS")
 
 
