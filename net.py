@@ -44,8 +44,8 @@ def keep_freed_memory_for_reuse():
     Every training step allocates and frees the same large arrays (patches, products,
     derivatives, a few MB each). By default glibc hands such blocks back to the system
     and the next step takes a page fault for every 4 KiB to get them again: a quarter of
-    a convnet1 epoch and 40 % of a net_2layer epoch here (README, "Speed"). Keeping them
-    is simpler than having every layer manage buffers of its own. Returns True if the
+    a convnet1 epoch and 40 % of a net_2layer epoch here (alternating runs of one epoch).
+    Keeping them is simpler than having every layer manage buffers of its own. True if the
     settings were taken (glibc); elsewhere (macOS, Windows, musl) it does nothing.
     """
     try:

@@ -15,7 +15,7 @@ import sys
 # Before numpy loads OpenBLAS: its idle threads spin for only 2**4 cycles (the default is
 # 2**28) before they sleep. A step alternates matrix products with the kit's own kernels,
 # whose OpenMP threads need the cores those spinning threads would hold: a convnet1
-# method-2 epoch took about 1.95 s with the default and 1.6 s with this (README, Speed).
+# method-2 epoch took 1.98 s with the default and 1.47 s with this (README, Speed).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from data.usps import DataError  # noqa: E402
