@@ -29,6 +29,16 @@ def check_keys(mapping, known, where):
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")
 
 
+def yaml_number(value):
+    """PyYAML reads 1e-3 (no dot) as a string: such a string as a float; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _setting(proto, key, kind, default=None, minimum=None, below=None):
     """Read one setting of a layer from its config entry, with a clear error when it is bad."""
     name = proto.get("name", "?")
@@ -37,12 +47,8 @@ def _setting(proto, key, kind, default=None, minimum=None, below=None):
             raise ConfigError(f"layer '{name}': missing key '{key}'")
         return default
     value = proto[key]
-    if kind is float and isinstance(value, str):
-        # PyYAML reads 1e-3 (no dot) as a string.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    if kind is float:
+        value = yaml_number(value)
     if kind is int and isinstance(value, bool) or kind is float and isinstance(value, bool):
         raise ConfigError(f"layer '{name}': key '{key}' must be a number, got {value!r}")
     if kind is int and not isinstance(value, int):

@@ -32,10 +32,9 @@ from conv_layer import ConvLayer
 from data.augment import AugmentSettings, augment
 from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
-from layer import ConfigError, check_keys
+from layer import ConfigError, check_keys, yaml_number
 from lr_schedule import SCHEDULES, lr_multiplier
 from maxpool_layer import MaxPoolLayer
-
 
 
 def keep_freed_memory_for_reuse():
@@ -58,6 +57,14 @@ def keep_freed_memory_for_reuse():
 
 
 keep_freed_memory_for_reuse()
+
+def with_lr_factor(stats):
+    """Statistics with their 5th column, the learning-rate factor: a file written before
+    schedules existed has 4 columns, and its factor was 1. Other shapes pass unchanged."""
+    if stats.ndim == 2 and stats.shape[1] == 4:
+        return np.hstack([stats, np.ones((len(stats), 1))])
+    return stats
+
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
 
@@ -206,11 +213,7 @@ class NeuralNet:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{self.source_}: key '{key}' must be an integer, got {value!r}")
         elif kind is float:
-            if isinstance(value, str):
-                try:
-                    value = float(value)  # PyYAML reads 1e-3 (no dot) as a string
-                except ValueError:
-                    pass
+            value = yaml_number(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise ConfigError(f"{self.source_}: key '{key}' must be a finite number, got {given!r}")
             value = float(value)
@@ -438,7 +441,11 @@ class NeuralNet:
                 # Save first, then report: an epoch line on screen means that epoch is on disk.
                 stats = np.array(self.stats_)
                 write_atomically(self.performance_stats_, lambda f: np.save(f, stats))
-                if val_acc > self.best_acc_ if self.checkpoint_on_ == "accuracy" else val_ce < self.best_ce_:
+                if self.checkpoint_on_ == "accuracy":
+                    improved = val_acc > self.best_acc_
+                else:
+                    improved = val_ce < self.best_ce_
+                if improved:
                     self.best_acc_, self.best_ce_, self.best_epoch_ = val_acc, val_ce, epoch
                     self.Save()
                 self.epoch_ = epoch
@@ -544,9 +551,7 @@ class NeuralNet:
         # were not used then, so they stay as seeded.
         for rng, rng_state in zip(self._rngs(), rng_states):
             rng.bit_generator.state = rng_state
-        stats = state["stats"]
-        if stats.ndim == 2 and stats.shape[1] == 4:
-            stats = np.hstack([stats, np.ones((len(stats), 1))])  # before schedules: factor 1
+        stats = with_lr_factor(state["stats"])
         if stats.ndim != 2 or stats.shape != (epoch, 5):
             raise ConfigError(f"{self.source_}: cannot resume from {path}: its statistics have shape "
                               f"{stats.shape}, not ({epoch}, 5)")

@@ -131,3 +131,33 @@ def numeric_gradient(f, array, eps=1e-6):
         flat[i] = saved
         g[i] = (plus - minus) / (2 * eps)
     return grad
+
+
+# Small networks on synthetic data (test_net, test_lr_schedule, test_augment).
+
+LOGREG = {"name": "output", "type": "FC", "num_channels": 10, "init_wt": 0.05, "epsilon": 0.02,
+          "momentum": 0.9, "l2_decay": 0.0001}
+
+
+def small_config(tmp_path, data_path, network=None, **overrides):
+    config = {"max_epochs": 2, "batch_size": 100, "data_path": str(data_path),
+              "checkpoint_file": str(tmp_path / "model.npz"),
+              "performance_stats": str(tmp_path / "stats.npy"), "display": False,
+              "network": network or [dict(LOGREG)]}
+    config.update(overrides)
+    return config
+
+
+def synthetic_npz(path, num_train=250, num_validation=60, seed=0):
+    """Random 'digits' whose label decides which pixels are bright: learnable and fast."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, n in (("train", num_train), ("validation", num_validation), ("test", 40)):
+        labels = rng.integers(0, 10, n)
+        x = rng.uniform(0, 0.3, (n, 256))
+        for i, label in enumerate(labels):
+            x[i, label * 25:(label + 1) * 25] += 0.7
+        arrays[name] = x
+        arrays[name + "_labels"] = np.eye(10)[labels]
+    np.savez(path, **arrays)
+    return path

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import net as net_module
+from conftest import LOGREG, small_config
 from data.augment import AugmentSettings, augment, transform_images
 from layer import ConfigError
 from net import NeuralNet
@@ -117,14 +118,10 @@ def config(tmp_path, **keys):
     data = tmp_path / "syn.npz"
     if not data.exists():
         synthetic_npz(data)
-    c = {"max_epochs": 2, "batch_size": 40, "data_path": str(data), "display": False,
-         "checkpoint_file": str(tmp_path / "m.npz"), "performance_stats": str(tmp_path / "s.npy"),
-         "network": [{"name": "hidden", "type": "FC", "num_channels": 16, "init_wt": 0.05, "epsilon": 0.05,
-                      "momentum": 0.9},
-                     {"name": "output", "type": "FC", "num_channels": 10, "init_wt": 0.05, "epsilon": 0.05,
-                      "momentum": 0.9}]}
-    c.update(keys)
-    return c
+    network = [dict(LOGREG, name="hidden", num_channels=16, epsilon=0.05, l2_decay=0.0),
+               dict(LOGREG, epsilon=0.05, l2_decay=0.0)]
+    return small_config(tmp_path, data, network=network, batch_size=40,
+                        checkpoint_file=str(tmp_path / "m.npz"), performance_stats=str(tmp_path / "s.npy"), **keys)
 
 
 AUGMENT = {"augment_translate": 2, "augment_rotate": 10.0, "augment_scale": 0.1}

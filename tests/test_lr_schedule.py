@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import net as net_module
-from conftest import load_shipped_config
+from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
 from layer import ConfigError
 from lr_schedule import lr_multiplier
 from net import NeuralNet
@@ -41,30 +41,13 @@ def test_an_unknown_schedule_is_refused():
 
 # --- in the network -----------------------------------------------------------------------
 
-def synthetic_npz(path, seed=0):
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for name, n in (("train", 120), ("validation", 40), ("test", 20)):
-        labels = rng.integers(0, 10, n)
-        x = rng.uniform(0, 0.3, (n, 256))
-        x[np.arange(n)[:, None], labels[:, None] * 25 + np.arange(25)] += 0.7
-        arrays[name], arrays[name + "_labels"] = x, np.eye(10)[labels]
-    np.savez(path, **arrays)
-    return path
-
-
 def config(tmp_path, **keys):
     data = tmp_path / "syn.npz"
     if not data.exists():
-        synthetic_npz(data)
-    c = {"max_epochs": 5, "batch_size": 50, "data_path": str(data), "display": False,
-         "checkpoint_file": str(tmp_path / "m.npz"), "performance_stats": str(tmp_path / "s.npy"),
-         "network": [{"name": "hidden", "type": "FC", "num_channels": 12, "init_wt": 0.05, "epsilon": 0.05,
-                      "momentum": 0.9},
-                     {"name": "output", "type": "FC", "num_channels": 10, "init_wt": 0.05, "epsilon": 0.02,
-                      "momentum": 0.9}]}
-    c.update(keys)
-    return c
+        synthetic_npz(data, num_train=120, num_validation=40)
+    network = [dict(LOGREG, name="hidden", num_channels=12, epsilon=0.05, l2_decay=0.0), dict(LOGREG, l2_decay=0.0)]
+    return small_config(tmp_path, data, network=network, max_epochs=5, batch_size=50,
+                        checkpoint_file=str(tmp_path / "m.npz"), performance_stats=str(tmp_path / "s.npy"), **keys)
 
 
 def test_each_epoch_uses_the_scheduled_epsilons_and_the_stats_record_the_factor(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from data.usps import DataError  # noqa: E402
 from evaluate import evaluate  # noqa: E402
 from layer import ConfigError  # noqa: E402
-from net import NeuralNet, load_config  # noqa: E402
+from net import NeuralNet, load_config, with_lr_factor  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
@@ -62,9 +62,7 @@ def load_stats(path, source):
     if stats.ndim != 2 or stats.shape[1] not in (4, 5) or not len(stats):
         raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {stats.shape}, "
                           "not (epochs, 5) or (epochs, 4)")
-    if stats.shape[1] == 4:
-        stats = np.hstack([stats, np.ones((len(stats), 1))])
-    return stats
+    return with_lr_factor(stats)
 
 
 def collect(config_path, evaluate_model=True):
