@@ -50,83 +50,155 @@ def _as_int(value, what):
 # convolve
 # ----------------------------------------------------------------------------------------
 
+cdef extern from *:
+    """
+    /* _correlate_map's inner block, in C: 4 output rows x V * W outputs of a valid correlation,
+           out[r, c] = sum over (i, j), in that order, of x[(r + i) * in_x + c + j] * w[i, j],
+       for r < 4 and c < V * W, of which only n_rows x n_cols are stored at out.
+
+       Each row is V (1 or 2) vectors of W lanes, a and b, and the 4 or 8 vectors are
+       independent chains of additions: that keeps the adders busy. The vectors are written out (GCC/Clang vector
+       extensions), one named variable each, because the compilers' own vectorization of the same
+       loops varied with the loop's shape and the target, and was several times slower.
+       Each output still adds its terms one at a time in the order above, so every W, and
+       the plain loops of other compilers, give the same numbers bit for bit, as long as the
+       compiler does not fuse a multiply and an add (setup.py builds with -ffp-contract=off).
+       Rows and lanes past the map read (and discard) what follows it: up to 3 rows and
+       V * W - 1 values past its end, which convolve leaves room for (_slack). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
+    /* may_alias and the element's alignment: a vector may be read from any T. */          \
+    typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
+    static inline void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,        \
+                            Py_ssize_t k_x, T* out, Py_ssize_t out_x,                       \
+                            Py_ssize_t n_rows, Py_ssize_t n_cols) {                         \
+        NAME##_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0}; \
+        for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
+            const T* p = x + i * in_x;                                                       \
+            for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
+                const T wv = w[i * k_x + j];                                                 \
+                a0 = a0 + wv * *(const NAME##_vec*)(p + j);                                  \
+                a1 = a1 + wv * *(const NAME##_vec*)(p + in_x + j);                           \
+                a2 = a2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j);                       \
+                a3 = a3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j);                       \
+                if (V == 2) {  /* a constant: the compiler keeps one branch */              \
+                    b0 = b0 + wv * *(const NAME##_vec*)(p + j + W);                          \
+                    b1 = b1 + wv * *(const NAME##_vec*)(p + in_x + j + W);                   \
+                    b2 = b2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j + W);               \
+                    b3 = b3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j + W);               \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        if (n_rows == 4 && n_cols == V * W) {                                                \
+            *(NAME##_vec*)out = a0;                                                          \
+            *(NAME##_vec*)(out + out_x) = a1;                                                \
+            *(NAME##_vec*)(out + 2 * out_x) = a2;                                            \
+            *(NAME##_vec*)(out + 3 * out_x) = a3;                                            \
+            if (V == 2) {                                                                    \
+                *(NAME##_vec*)(out + W) = b0;                                                \
+                *(NAME##_vec*)(out + out_x + W) = b1;                                        \
+                *(NAME##_vec*)(out + 2 * out_x + W) = b2;                                    \
+                *(NAME##_vec*)(out + 3 * out_x + W) = b3;                                    \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        T lanes[4][V * W];                                                                   \
+        *(NAME##_vec*)lanes[0] = a0;                                                         \
+        *(NAME##_vec*)lanes[1] = a1;                                                         \
+        *(NAME##_vec*)lanes[2] = a2;                                                         \
+        *(NAME##_vec*)lanes[3] = a3;                                                         \
+        if (V == 2) {                                                                        \
+            *(NAME##_vec*)(lanes[0] + W) = b0;                                               \
+            *(NAME##_vec*)(lanes[1] + W) = b1;                                               \
+            *(NAME##_vec*)(lanes[2] + W) = b2;                                               \
+            *(NAME##_vec*)(lanes[3] + W) = b3;                                               \
+        }                                                                                    \
+        for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
+            for (Py_ssize_t c = 0; c < n_cols; c++) out[r * out_x + c] = lanes[r][c];        \
+    }
+    #else
+    #define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
+    static void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,               \
+                     Py_ssize_t k_x, T* out, Py_ssize_t out_x,                              \
+                     Py_ssize_t n_rows, Py_ssize_t n_cols) {                                \
+        for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
+            for (Py_ssize_t c = 0; c < n_cols; c++) {                                        \
+                T acc = 0;                                                                   \
+                for (Py_ssize_t i = 0; i < k_y; i++)                                         \
+                    for (Py_ssize_t j = 0; j < k_x; j++)                                     \
+                        acc = acc + w[i * k_x + j] * x[(r + i) * in_x + c + j];              \
+                out[r * out_x + c] = acc;                                                    \
+            }                                                                                \
+    }
+    #endif
+    /* Vectors as wide as the machine's registers (the compiler splits wider ones badly);
+       two per row where they are narrow (SSE2, NEON), so that a block spans 4 doubles. */
+    #if defined(__AVX512F__)
+    #define KIT_VECTOR_BYTES 64
+    #define KIT_VECTORS_PER_ROW 1
+    #elif defined(__AVX__)
+    #define KIT_VECTOR_BYTES 32
+    #define KIT_VECTORS_PER_ROW 1
+    #else
+    #define KIT_VECTOR_BYTES 16
+    #define KIT_VECTORS_PER_ROW 2
+    #endif
+    #define KIT_BLOCK_BYTES (KIT_VECTOR_BYTES * KIT_VECTORS_PER_ROW)
+    /* A block, and one half as wide for maps as narrow as that (one vector per row). */
+    KIT_CORRELATE_BLOCK(kit_block_double, double, KIT_VECTOR_BYTES / 8, KIT_VECTORS_PER_ROW)
+    KIT_CORRELATE_BLOCK(kit_half_block_double, double, KIT_BLOCK_BYTES / 16, 1)
+    KIT_CORRELATE_BLOCK(kit_block_float, float, KIT_VECTOR_BYTES / 4, KIT_VECTORS_PER_ROW)
+    KIT_CORRELATE_BLOCK(kit_half_block_float, float, KIT_BLOCK_BYTES / 8, 1)
+    /* How many outputs of a row a block computes. */
+    static const Py_ssize_t kit_lanes_double = KIT_BLOCK_BYTES / 8;
+    static const Py_ssize_t kit_lanes_float = KIT_BLOCK_BYTES / 4;
+    """
+    const Py_ssize_t kit_lanes_double
+    const Py_ssize_t kit_lanes_float
+    void kit_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
+        double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+    void kit_half_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
+        double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+    void kit_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
+        float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+    void kit_half_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
+        float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+
+
 cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t k_y,
                          Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid correlation).
+    """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid
+    correlation), in blocks of 4 rows x one vector register (two where registers are
+    narrow), or half as wide where that is enough: the weight derivative's maps are k x k. May read up to _slack(in_x) values past the map."""
+    cdef Py_ssize_t y, c0, n_rows, n_cols
+    cdef Py_ssize_t lanes = kit_lanes_double if real is double else kit_lanes_float
+    for y in range(0, out_y, 4):
+        n_rows = min(4, out_y - y)
+        c0 = 0
+        while c0 < out_x:
+            n_cols = min(lanes, out_x - c0)
+            if real is double:
+                if 2 * n_cols > lanes:
+                    kit_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
+                                     out_x, n_rows, n_cols)
+                else:
+                    kit_half_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
+                                          out_x, n_rows, n_cols)
+            else:
+                if 2 * n_cols > lanes:
+                    kit_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
+                                    out_x, n_rows, n_cols)
+                else:
+                    kit_half_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
+                                         out_x, n_rows, n_cols)
+            c0 = c0 + n_cols
 
-    Every output adds its terms in the same (i, j) order whichever loop below computes it,
-    so the result does not depend on the shape.
-    """
-    cdef Py_ssize_t n_out = out_y * out_x, q = 0, y, c, c0, i, j
-    cdef real acc[8]
-    cdef Py_ssize_t b0, b1, b2, b3
-    cdef real a0, a1, a2, a3, wv
-    cdef const real* row
-    cdef const real* w_row
-    cdef real* o_row
-    if out_x >= 8:
-        # Wide maps: eight outputs of a row at a time, held in a local array the compiler
-        # keeps in vector registers; the innermost loop has a fixed length of 8 over
-        # contiguous memory, so it becomes a few vector multiply-adds.
-        for y in range(out_y):
-            o_row = out + y * out_x
-            for c0 in range(0, out_x - 7, 8):
-                for c in range(8):
-                    acc[c] = 0
-                for i in range(k_y):
-                    row = x + (y + i) * in_x + c0
-                    w_row = w + i * k_x
-                    for j in range(k_x):
-                        wv = w_row[j]
-                        for c in range(8):
-                            acc[c] = acc[c] + wv * row[j + c]
-                for c in range(8):
-                    o_row[c0 + c] = acc[c]
-            for c in range(out_x - out_x % 8, out_x):  # the last out_x % 8 outputs of the row
-                a0 = 0
-                for i in range(k_y):
-                    row = x + (y + i) * in_x + c
-                    w_row = w + i * k_x
-                    for j in range(k_x):
-                        a0 = a0 + w_row[j] * row[j]
-                o_row[c] = a0
-        return
-    # Narrow maps (large kernels: the weight derivative): four outputs at a time. Four
-    # independent sums keep the multiply-add units busy; one alone waits on each addition.
-    while q + 4 <= n_out:
-        # Where each of the four outputs' windows starts in x.
-        b0 = (q // out_x) * in_x + q % out_x
-        b1 = ((q + 1) // out_x) * in_x + (q + 1) % out_x
-        b2 = ((q + 2) // out_x) * in_x + (q + 2) % out_x
-        b3 = ((q + 3) // out_x) * in_x + (q + 3) % out_x
-        a0 = 0
-        a1 = 0
-        a2 = 0
-        a3 = 0
-        for i in range(k_y):
-            row = x + i * in_x
-            w_row = w + i * k_x
-            for j in range(k_x):
-                wv = w_row[j]
-                a0 = a0 + wv * row[b0 + j]
-                a1 = a1 + wv * row[b1 + j]
-                a2 = a2 + wv * row[b2 + j]
-                a3 = a3 + wv * row[b3 + j]
-        out[q] = a0
-        out[q + 1] = a1
-        out[q + 2] = a2
-        out[q + 3] = a3
-        q = q + 4
-    while q < n_out:
-        b0 = (q // out_x) * in_x + q % out_x
-        a0 = 0
-        for i in range(k_y):
-            row = x + i * in_x + b0
-            w_row = w + i * k_x
-            for j in range(k_x):
-                a0 = a0 + w_row[j] * row[j]
-        out[q] = a0
-        q = q + 1
+
+def _slack(in_x):
+    """How many values _correlate_map may read past the end of its last image, for images
+    in_x wide (3 rows, and a block's row less one value): `convolve` leaves this much room
+    after its images."""
+    return 3 * in_x + 16
 
 
 def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
@@ -209,12 +281,14 @@ def convolve(inputs, weights, padding=0):
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(weights.shape[:nd - 2]), lead)
     # Convolution = correlation with the flipped kernel, over the zero-padded image; doing
-    # the flip and the padding once here keeps the inner loop free of index tests.
-    x = inputs.reshape(n_x, in_y, in_x)
-    if pad:
-        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    # the flip and the padding once here keeps the inner loop free of index tests. The
+    # padded images go into a buffer with room after them (see _slack).
+    p_y, p_x = in_y + 2 * pad, in_x + 2 * pad
+    buffer = np.zeros(n_x * p_y * p_x + _slack(p_x), dtype=inputs.dtype)
+    x = buffer[:n_x * p_y * p_x].reshape(n_x, p_y, p_x)
+    x[:, pad:pad + in_y, pad:pad + in_x] = inputs.reshape(n_x, in_y, in_x)
     w = np.ascontiguousarray(weights.reshape(n_w, k_y, k_x)[:, ::-1, ::-1])
-    _correlate_all(np.ascontiguousarray(x), w, np.ascontiguousarray(x_index.reshape(n_out)),
+    _correlate_all(x, w, np.ascontiguousarray(x_index.reshape(n_out)),
                    np.ascontiguousarray(w_index.reshape(n_out)), out.reshape(n_out, out_y, out_x))
     return out
 

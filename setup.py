@@ -5,6 +5,13 @@
 The kernels split their loops across the cores with OpenMP when the compiler accepts
 -fopenmp (gcc does; Apple's clang does not without libomp). Otherwise they build serially,
 with the same results, and a one-line notice says so.
+
+They are compiled for the machine that builds them (-march=native, when the compiler
+accepts it), so that their vectors are as wide as its registers: the kit is built where it
+runs. KIT_NO_NATIVE=1 builds for any machine of the architecture instead (for a build you
+copy elsewhere). Either way -ffp-contract=off keeps the compiler from fusing a multiply and
+an add into one instruction, which rounds once instead of twice: every build then gives the
+same numbers, bit for bit.
 """
 
 import os
@@ -19,23 +26,24 @@ from setuptools._distutils.errors import CompileError, LinkError
 from setuptools._distutils.sysconfig import customize_compiler
 
 
-def compiler_accepts_openmp():
-    """Compile and link a tiny OpenMP program; True if that works."""
+def compiler_accepts(flags, source="int main(void) { return 0; }\n"):
+    """Compile and link a tiny C program with these flags; True if that works."""
     compiler = new_compiler()
     customize_compiler(compiler)
     with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, "probe.c")
-        with open(source, "w") as f:
-            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
         try:
-            objects = compiler.compile([source], output_dir=tmp, extra_postargs=["-fopenmp"])
-            compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=["-fopenmp"])
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=flags)
         except (CompileError, LinkError):
             return False
     return True
 
 
-if os.environ.get("KIT_NO_OPENMP") != "1" and compiler_accepts_openmp():
+OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+if os.environ.get("KIT_NO_OPENMP") != "1" and compiler_accepts(["-fopenmp"], OPENMP_PROBE):
     openmp = ["-fopenmp"]
     print("convolutions: building with OpenMP (-fopenmp): kernels use every core", file=sys.stderr)
 else:
@@ -43,12 +51,22 @@ else:
     print("convolutions: building without OpenMP (the compiler refused -fopenmp, or KIT_NO_OPENMP=1): "
           "kernels run on one core", file=sys.stderr)
 
+optimize = [flag for flag in ("-O3", "-ffp-contract=off") if compiler_accepts([flag])]
+# Only with -ffp-contract=off: native vectors often come with fused multiply-adds.
+if ("-ffp-contract=off" in optimize and os.environ.get("KIT_NO_NATIVE") != "1"
+        and compiler_accepts(["-march=native"])):
+    optimize.append("-march=native")
+    print("convolutions: building for this machine's vector registers (-march=native)", file=sys.stderr)
+else:
+    print("convolutions: building for any machine of this architecture (the compiler refused "
+          "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
+
 extension = Extension(
     "convolutions",
     ["convolutions.pyx"],
     include_dirs=[numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3"] + openmp,
+    extra_compile_args=optimize + openmp,
     extra_link_args=openmp,
 )
 

@@ -125,6 +125,55 @@ def test_convolve_matches_scipy_with_broadcasting_and_padding(case):
     np.testing.assert_allclose(out, expected, **tolerance(x.dtype))
 
 
+def convolve_in_order(x, w, padding):
+    """The documented order of convolve's sums, in numpy: out = 0, then out += the (i, j)
+    term for i, j in order, each a separate IEEE multiply and add. convolve must give these
+    very numbers, whatever blocks and vectors compute them."""
+    lead = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+    pad = [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2
+    xp = np.pad(x, pad)
+    wf = w[..., ::-1, ::-1]  # convolution = correlation with the flipped kernel
+    k_y, k_x = w.shape[-2:]
+    out_y, out_x = xp.shape[-2] - k_y + 1, xp.shape[-1] - k_x + 1
+    out = np.zeros(lead + (out_y, out_x), dtype=x.dtype)
+    for i in range(k_y):
+        for j in range(k_x):
+            out = out + wf[..., i, j, None, None] * xp[..., i:i + out_y, j:j + out_x]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_convolve_every_output_size_gives_the_in_order_sums_bit_for_bit(k, dtype):
+    # Every map size from 1x1 to 19x19: rows that do and do not fill blocks of 4, widths
+    # around every vector width (2 to 16 lanes), full and half blocks. Exact equality: the
+    # order of the sums is fixed, and a fused multiply-add would round differently.
+    rng = np.random.default_rng(k)
+    for out_y in range(1, 20):
+        for out_x in range(1, 20):
+            padding = (k - 1) // 2  # leaves an input at least as large as the output
+            x = rng.standard_normal((2, 1, out_y + k - 1 - 2 * padding, out_x + k - 1 - 2 * padding))
+            w = rng.standard_normal((1, 3, k, k))
+            x, w = x.astype(dtype), w.astype(dtype)
+            out = convolutions.convolve(x, w, padding=padding)
+            assert out.shape == (2, 3, out_y, out_x)
+            np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
+
+
+def test_convolve_values_after_a_map_never_reach_its_outputs():
+    # The blocks read (and discard) pixels past a map's edge: the next row, the next image.
+    # Make those NaN and infinite: the first image's outputs must not see them.
+    rng = np.random.default_rng(0)
+    for size in (3, 5, 8, 11):
+        x = rng.standard_normal((2, size, size))
+        x[1] = np.nan
+        x[1, ::2] = np.inf
+        w = rng.standard_normal((1, 3, 3))
+        out = convolutions.convolve(x, w, padding=1)
+        assert np.isfinite(out[0]).all()
+        np.testing.assert_allclose(out[0], scipy.signal.convolve2d(x[0], w[0], mode="same"), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 def test_convolve_padding_0_and_k_minus_1_are_scipy_valid_and_full(k):
     rng = np.random.default_rng(k)
