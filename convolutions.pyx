@@ -52,19 +52,21 @@ def _as_int(value, what):
 
 cdef extern from *:
     """
-    /* _correlate_map's inner block, in C: 4 output rows x V * W outputs of a valid correlation,
+    /* _correlate_map's inner block, in C: 4 output rows x V * W outputs of a valid
+       correlation,
            out[r, c] = sum over (i, j), in that order, of x[(r + i) * in_x + c + j] * w[i, j],
        for r < 4 and c < V * W, of which only n_rows x n_cols are stored at out.
 
        Each row is V (1 or 2) vectors of W lanes, a and b, and the 4 or 8 vectors are
-       independent chains of additions: that keeps the adders busy. The vectors are written out (GCC/Clang vector
-       extensions), one named variable each, because the compilers' own vectorization of the same
-       loops varied with the loop's shape and the target, and was several times slower.
-       Each output still adds its terms one at a time in the order above, so every W, and
-       the plain loops of other compilers, give the same numbers bit for bit, as long as the
-       compiler does not fuse a multiply and an add (setup.py builds with -ffp-contract=off).
-       Rows and lanes past the map read (and discard) what follows it: up to 3 rows and
-       V * W - 1 values past its end, which convolve leaves room for (_slack). */
+       independent chains of additions: that keeps the adders busy. The vectors are written
+       out (GCC/Clang vector extensions), one named variable each, because the compilers'
+       own vectorization of the same loops varied with the loop's shape and the target, and
+       was several times slower. Each output still adds its terms one at a time in the order
+       above, so every W and V, and the plain loops for other compilers, give the same numbers
+       bit for bit, as long as the compiler does not fuse a multiply and an add (setup.py
+       builds with -ffp-contract=off). Rows and lanes past the map read (and discard) what
+       follows it: up to 3 rows and V * W - 1 values past its end, which convolve leaves
+       room for (_slack). */
     #if defined(__GNUC__) || defined(__clang__)
     #define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
     /* may_alias and the element's alignment: a vector may be read from any T. */          \
@@ -144,32 +146,37 @@ cdef extern from *:
     #define KIT_VECTORS_PER_ROW 2
     #endif
     #define KIT_BLOCK_BYTES (KIT_VECTOR_BYTES * KIT_VECTORS_PER_ROW)
-    /* A block, and one half as wide for maps as narrow as that (one vector per row). */
-    KIT_CORRELATE_BLOCK(kit_block_double, double, KIT_VECTOR_BYTES / 8, KIT_VECTORS_PER_ROW)
-    KIT_CORRELATE_BLOCK(kit_half_block_double, double, KIT_BLOCK_BYTES / 16, 1)
-    KIT_CORRELATE_BLOCK(kit_block_float, float, KIT_VECTOR_BYTES / 4, KIT_VECTORS_PER_ROW)
-    KIT_CORRELATE_BLOCK(kit_half_block_float, float, KIT_BLOCK_BYTES / 8, 1)
-    /* How many outputs of a row a block computes. */
-    static const Py_ssize_t kit_lanes_double = KIT_BLOCK_BYTES / 8;
-    static const Py_ssize_t kit_lanes_float = KIT_BLOCK_BYTES / 4;
+    /* For each type: a block, and one half as wide (one vector per row) for maps as narrow
+       as that; kit_block_T picks one; kit_lanes_T outputs of a row make a block. */
+    #define KIT_BLOCKS(T)                                                                    \
+    KIT_CORRELATE_BLOCK(kit_full_block_##T, T, KIT_VECTOR_BYTES / sizeof(T), KIT_VECTORS_PER_ROW) \
+    KIT_CORRELATE_BLOCK(kit_half_block_##T, T, KIT_BLOCK_BYTES / 2 / sizeof(T), 1)          \
+    static inline void kit_block_##T(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y, \
+                                     Py_ssize_t k_x, T* out, Py_ssize_t out_x,              \
+                                     Py_ssize_t n_rows, Py_ssize_t n_cols, int half) {      \
+        if (half) kit_half_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);     \
+        else kit_full_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);          \
+    }                                                                                        \
+    static const Py_ssize_t kit_lanes_##T = KIT_BLOCK_BYTES / sizeof(T);
+    KIT_BLOCKS(double)
+    KIT_BLOCKS(float)
     """
     const Py_ssize_t kit_lanes_double
     const Py_ssize_t kit_lanes_float
     void kit_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
-        double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
-    void kit_half_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
-        double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+                          double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                          bint half) noexcept nogil
     void kit_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
-        float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
-    void kit_half_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
-        float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil
+                         float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                         bint half) noexcept nogil
 
 
 cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t k_y,
                          Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
     """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid
     correlation), in blocks of 4 rows x one vector register (two where registers are
-    narrow), or half as wide where that is enough: the weight derivative's maps are k x k. May read up to _slack(in_x) values past the map."""
+    narrow), or half as wide where that is enough (the weight derivative's maps are k x k).
+    May read up to _slack(in_x) values past the map."""
     cdef Py_ssize_t y, c0, n_rows, n_cols
     cdef Py_ssize_t lanes = kit_lanes_double if real is double else kit_lanes_float
     for y in range(0, out_y, 4):
@@ -178,19 +185,11 @@ cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize
         while c0 < out_x:
             n_cols = min(lanes, out_x - c0)
             if real is double:
-                if 2 * n_cols > lanes:
-                    kit_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
-                                     out_x, n_rows, n_cols)
-                else:
-                    kit_half_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
-                                          out_x, n_rows, n_cols)
+                kit_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
+                                 n_rows, n_cols, 2 * n_cols <= lanes)
             else:
-                if 2 * n_cols > lanes:
-                    kit_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
-                                    out_x, n_rows, n_cols)
-                else:
-                    kit_half_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0,
-                                         out_x, n_rows, n_cols)
+                kit_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
+                                n_rows, n_cols, 2 * n_cols <= lanes)
             c0 = c0 + n_cols
 
 
