@@ -12,7 +12,9 @@ The layer *cross-correlates* its inputs with its filters (as every deep learning
 does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x + j - p].
 
 - Method 1: the dot product of each filter with each input patch. The patches are the
-  rows of a matrix (`convolutions.im2col`), so the whole layer is one matrix product.
+  rows of a matrix (`convolutions.im2col`), so the whole layer is one matrix product; its
+  result has a row per output position, which `convolutions.rows_to_maps` turns into maps
+  (adding the biases and the ReLU in the same pass), and `maps_to_rows` turns back.
 - Method 2: a cross-correlation with w is a true convolution with w flipped in both
   spatial axes, so the forward pass is `convolve(inputs, flipped weights, padding=p)`, and
   the backward pass is two more convolutions (see ComputeDown). `convolve` works at
@@ -89,8 +91,11 @@ class ConvLayer(Layer):
         K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
         if self.conv_method_ == 1:
             patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (N*H'*W', C*k*k)
-            outputs = (patches @ self.w_.T).reshape(
-                batch_size, self.output_size_y_, self.output_size_x_, K).transpose(0, 3, 1, 2)
+            # (N*H'*W', K) -> (N, K, H'*W'), biases and ReLU added on the way: the activation
+            # Layer.ApplyActivation gives a hidden layer. An output layer's softmax comes after.
+            maps = convolutions.rows_to_maps(patches @ self.w_.T, self.b_, batch_size, relu=not self.is_output_)
+            outputs = maps.reshape(batch_size, K, self.output_size_y_, self.output_size_x_)
+            return self.ApplyActivation(outputs) if self.is_output_ else outputs
         else:
             w_flip = self.w_.reshape(K, C, k, k)[:, :, ::-1, ::-1]
             # BEGIN SOLUTION
@@ -114,16 +119,18 @@ class ConvLayer(Layer):
         inputs = self._input_maps(inputs)
         batch_size = inputs.shape[0]
         K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
-        deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
-        db = deriv.sum(axis=(0, 2, 3))
         dC_by_dinputs = None
         if self.conv_method_ == 1:
-            d_rows = deriv.transpose(0, 2, 3, 1).reshape(-1, K)  # one row per patch, like im2col's
+            # One row per patch, like im2col's; through ReLU's derivative on the way.
+            d_rows, db = convolutions.maps_to_rows(dC_by_doutputs.reshape(batch_size, K, -1),
+                                                   outputs.reshape(batch_size, K, -1), relu=not self.is_output_)
             patches = convolutions.im2col(inputs, k, s, p)
             dw = d_rows.T @ patches
             if not self.is_input_:
                 dC_by_dinputs = convolutions.col2im(d_rows @ self.w_, inputs.shape, k, s, p)
         else:
+            deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
+            db = deriv.sum(axis=(0, 2, 3))
             if s > 1:
                 # Back onto the stride-1 grid: the outputs the stride skipped get derivative 0.
                 full = np.zeros((batch_size, K, self.input_size_y_ + 2 * p - k + 1,

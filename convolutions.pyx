@@ -7,7 +7,8 @@ arguments (raising ValueError that names the shapes) around a typed, GIL-free lo
 - ``convolve``          true 2-D convolution of the last two axes, with broadcasting over
                         the leading axes. Conv method 2 is written with it.
 - ``im2col``/``col2im`` the input patches of a convolution as the rows of a matrix, and the
-                        scatter-add that undoes it. Conv method 1 is a matrix product on them.
+                        scatter-add that undoes it. Conv method 1 is a matrix product on them;
+                        ``rows_to_maps``/``maps_to_rows`` turn its rows into maps and back.
 - ``maxpool_forward``/``maxpool_backward``  max pooling and its derivative.
 
 All accept float64 and float32 (the output has the input's dtype) and any memory layout:
@@ -399,6 +400,80 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
         _scatter_patches(c, padded, k, s)
     # What landed on the padding belongs to no input.
     return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
+
+
+def _rows_to_maps(const real[:, ::1] rows, const real[::1] bias, real[:, :, ::1] maps, bint relu):
+    cdef Py_ssize_t n, q, f, n_pos = maps.shape[2], n_ch = maps.shape[1]
+    cdef real v
+    # Images are independent: one per core.
+    for n in prange(maps.shape[0], nogil=True, schedule="static"):
+        for q in range(n_pos):
+            for f in range(n_ch):
+                v = rows[n * n_pos + q, f] + bias[f]
+                # As np.maximum(v, 0): -0.0 and NaN pass unchanged.
+                if relu and not (v >= 0 or v != v):
+                    v = 0
+                maps[n, f, q] = v
+
+
+def rows_to_maps(rows, bias, num_images, relu):
+    """The output of method 1's matrix product, as maps: bias added, ReLU if asked, channels first.
+
+    rows: (N * P, K), one row per image and output position (as ``im2col`` orders its
+    rows), one column per channel; bias: K values; relu: True for ReLU, False for none.
+    returns: (N, K, P) of rows' dtype, maps[n, f, q] = act(rows[n * P + q, f] + bias[f]),
+    where act is ReLU as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass) or nothing.
+    One pass over memory, where numpy would take a transpose, an addition and a maximum.
+    """
+    r = _as_real_array(rows, "rows_to_maps: rows")
+    b = _as_real_array(bias, "rows_to_maps: bias", r.dtype).reshape(-1)
+    n = _as_int(num_images, "rows_to_maps: num_images")
+    if r.ndim != 2 or b.size != r.shape[1] or n < 1 or r.shape[0] % n:
+        raise ValueError(f"rows_to_maps: rows {r.shape} must have a column per bias ({b.size}) and "
+                         f"a whole number of rows per image ({n} images)")
+    maps = np.empty((n, r.shape[1], r.shape[0] // n), dtype=r.dtype)
+    if maps.size:
+        _rows_to_maps(r, b, maps, bool(relu))
+    return maps
+
+
+def _maps_to_rows(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, ::1] rows,
+                  real[:, ::1] image_sums, bint relu):
+    cdef Py_ssize_t n, q, f, n_pos = d.shape[2], n_ch = d.shape[1]
+    cdef real v, acc
+    # Images are independent: one per core. Each image's sums go to its own row of
+    # image_sums, so the order of every addition is fixed, whatever the threads.
+    for n in prange(d.shape[0], nogil=True, schedule="static"):
+        for f in range(n_ch):
+            acc = 0
+            for q in range(n_pos):
+                v = d[n, f, q]
+                if relu:
+                    # As d * (outputs > 0) in numpy: a product, so inf and NaN give NaN.
+                    v = v * (outputs[n, f, q] > 0)
+                rows[n * n_pos + q, f] = v
+                acc = acc + v
+            image_sums[n, f] = acc
+
+
+def maps_to_rows(d_maps, outputs, relu):
+    """Derivatives w.r.t. a conv layer's outputs, as rows for method 1's matrix products.
+
+    d_maps, outputs: (N, K, P), derivatives w.r.t. the layer's outputs and the outputs;
+    relu: True when the outputs went through ReLU (derivatives pass where outputs > 0).
+    returns: (rows, bias_sum): rows (N * P, K) with rows[n * P + q, f] = d'[n, f, q], the
+    derivative w.r.t. the pre-activation, laid out as ``rows_to_maps`` takes it; and
+    bias_sum (K,), the sum of d' over positions, then images (the bias derivative).
+    """
+    d = _as_real_array(d_maps, "maps_to_rows: d_maps")
+    o = _as_real_array(outputs, "maps_to_rows: outputs", d.dtype)
+    if d.ndim != 3 or o.shape != d.shape:
+        raise ValueError(f"maps_to_rows: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
+    rows = np.empty((d.shape[0] * d.shape[2], d.shape[1]), dtype=d.dtype)
+    image_sums = np.zeros(d.shape[:2], dtype=d.dtype)
+    if d.size:
+        _maps_to_rows(d, o, rows, image_sums, bool(relu))
+    return rows, image_sums.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ def make_conv(method, k=3, stride=1, padding=0, in_shape=(7, 7, 2), num_channels
                        "init_wt": 0.3, "epsilon": 0.1, "momentum": 0.9, "l2_decay": 0.0})
     if role == "input":
         layer.SetAsInput()
+    if role == "output":
+        layer.SetAsOutput()
     layer.Initialize(*in_shape, rng=np.random.default_rng(seed))
     layer.b_ = np.random.default_rng(seed + 1).uniform(-0.2, 0.2, layer.b_.shape)
     return layer
@@ -130,6 +132,24 @@ def test_method2_matches_method1_outputs_and_derivatives(k, stride, padding):
     d_out = rng.standard_normal(out1.shape)
     for a, b in zip(one.ComputeDown(d_out, out1, x), two.ComputeDown(d_out, out2, x)):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", [1, 2])
+def test_output_layer_applies_softmax_over_all_units_and_passes_derivatives_unchanged(method):
+    layer = make_conv(method, 3, 1, 1, in_shape=(5, 5, 2), num_channels=3, role="output", seed=4)
+    x = np.random.default_rng(4).standard_normal((2, 2, 5, 5))
+    pre = cross_correlation_reference(x, layer.w_, layer.b_, 3, 1, 1)  # no ReLU: softmax instead
+    e = np.exp(pre.reshape(2, -1) - pre.reshape(2, -1).max(axis=1, keepdims=True))
+    out = layer.ComputeUp(x)
+    np.testing.assert_allclose(out, (e / e.sum(axis=1, keepdims=True)).reshape(pre.shape), rtol=1e-10)
+    # The net gives an output layer derivatives w.r.t. its softmax input: no ReLU mask.
+    d_out = np.random.default_rng(5).standard_normal(out.shape)
+    d_in, dw, db = layer.ComputeDown(d_out, out, x)
+    np.testing.assert_allclose(db.reshape(-1), d_out.sum(axis=(0, 2, 3)) / 2, rtol=1e-12)
+    twin = make_conv(3 - method, 3, 1, 1, in_shape=(5, 5, 2), num_channels=3, role="output", seed=4)
+    twin.w_, twin.b_ = layer.w_.copy(), layer.b_.copy()
+    for a, b in zip((d_in, dw, db), twin.ComputeDown(d_out, out, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])

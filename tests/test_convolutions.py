@@ -469,6 +469,102 @@ def test_col2im_bad_arguments_raise_value_error(name):
 
 
 # ----------------------------------------------------------------------------------------
+# rows_to_maps / maps_to_rows (method 1's rows <-> maps, with bias and ReLU)
+# ----------------------------------------------------------------------------------------
+
+def awkward_values(rng, shape, dtype):
+    """Normal values with zeros of both signs, infinities and NaNs mixed in."""
+    values = rng.standard_normal(shape)
+    flat = values.reshape(-1)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan])
+    where = rng.choice(flat.size, size=flat.size // 5, replace=False)
+    flat[where] = specials[rng.integers(0, len(specials), where.size)]
+    return values.astype(dtype)
+
+
+def assert_same_bits(a, b):
+    """Equal values, NaN where NaN, and the same sign on zeros."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+    assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+def test_rows_to_maps_is_numpy_transpose_bias_and_maximum_bit_for_bit(relu, dtype):
+    rng = np.random.default_rng(7)
+    n, positions, k = 5, 12, 7
+    rows = awkward_values(rng, (n * positions, k), dtype)
+    bias = awkward_values(rng, (1, k), dtype)
+    with np.errstate(invalid="ignore"):
+        expected = rows.reshape(n, positions, k).transpose(0, 2, 1) + bias.reshape(1, k, 1)
+    if relu:
+        expected = np.maximum(expected, 0)
+    assert_same_bits(convolutions.rows_to_maps(rows, bias, n, relu), np.ascontiguousarray(expected))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+def test_maps_to_rows_is_numpy_relu_derivative_and_transpose(relu, dtype):
+    rng = np.random.default_rng(8)
+    n, k, positions = 6, 5, 7  # fewer than 8 positions: numpy adds them one by one too
+    d = awkward_values(rng, (n, k, positions), dtype)
+    outputs = awkward_values(rng, (n, k, positions), dtype)
+    with np.errstate(invalid="ignore"):
+        d_pre = d * (outputs > 0) if relu else d
+        expected_sum = d_pre.sum(axis=2).sum(axis=0)
+    rows, bias_sum = convolutions.maps_to_rows(d, outputs, relu)
+    assert_same_bits(rows, np.ascontiguousarray(d_pre.transpose(0, 2, 1).reshape(-1, k)))
+    # The bias derivative: per image over positions, then over images, in order.
+    assert_same_bits(bias_sum, expected_sum)
+    finite = np.isfinite(d) & np.isfinite(outputs)
+    d_finite = np.where(finite, d, 0)
+    rows, bias_sum = convolutions.maps_to_rows(d_finite, outputs, relu)
+    reference = (d_finite * (outputs > 0) if relu else d_finite).sum(axis=(0, 2))
+    np.testing.assert_allclose(bias_sum, reference, **tolerance(dtype))
+
+
+def test_rows_to_maps_and_maps_to_rows_undo_each_other():
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((4 * 10, 3))
+    maps = convolutions.rows_to_maps(rows, np.zeros(3), 4, relu=False)
+    back, _ = convolutions.maps_to_rows(maps, maps, relu=False)
+    np.testing.assert_array_equal(back, rows)
+
+
+BAD_ROWS_TO_MAPS_ARGUMENTS = {
+    "bias of the wrong length": (np.ones((6, 3)), np.ones(4), 2),
+    "rows not a whole number per image": (np.ones((7, 3)), np.ones(3), 2),
+    "no images": (np.ones((6, 3)), np.ones(3), 0),
+    "rows with 3 dimensions": (np.ones((2, 3, 3)), np.ones(3), 2),
+    "bias of another dtype": (np.ones((6, 3)), np.ones(3, dtype=np.float32), 2),
+    "integer rows": (np.ones((6, 3), dtype=int), np.ones(3), 2),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ROWS_TO_MAPS_ARGUMENTS))
+def test_rows_to_maps_bad_arguments_raise_value_error(name):
+    rows, bias, n = BAD_ROWS_TO_MAPS_ARGUMENTS[name]
+    with pytest.raises(ValueError):
+        convolutions.rows_to_maps(rows, bias, n, True)
+
+
+BAD_MAPS_TO_ROWS_ARGUMENTS = {
+    "shapes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 5))),
+    "two dimensions": (np.ones((2, 3)), np.ones((2, 3))),
+    "dtypes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 4), dtype=np.float32)),
+    "a list": ([[[1.0]]], np.ones((1, 1, 1))),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MAPS_TO_ROWS_ARGUMENTS))
+def test_maps_to_rows_bad_arguments_raise_value_error(name):
+    d, outputs = BAD_MAPS_TO_ROWS_ARGUMENTS[name]
+    with pytest.raises(ValueError):
+        convolutions.maps_to_rows(d, outputs, True)
+
+
+# ----------------------------------------------------------------------------------------
 # max pooling
 # ----------------------------------------------------------------------------------------
 
