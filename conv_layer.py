@@ -12,9 +12,10 @@ The layer *cross-correlates* its inputs with its filters (as every deep learning
 does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x + j - p].
 
 - Method 1: the dot product of each filter with each input patch. The patches are the
-  rows of a matrix (`convolutions.im2col`), so the whole layer is one matrix product; its
-  result has a row per output position, which `convolutions.rows_to_maps` turns into maps
-  (adding the biases and the ReLU in the same pass), and `maps_to_rows` turns back.
+  columns of a matrix (`convolutions.im2col`), so the whole layer is one matrix product,
+  filters (rows) times patches (columns); `convolutions.channels_to_maps` turns its result
+  into maps (adding the biases and the ReLU in the same pass), and `maps_to_channels`
+  turns derivatives back.
 - Method 2: a cross-correlation with w is a true convolution with w flipped in both
   spatial axes, so the forward pass is `convolve(inputs, flipped weights, padding=p)`, and
   the backward pass is two more convolutions (see ComputeDown). `convolve` works at
@@ -90,10 +91,11 @@ class ConvLayer(Layer):
         batch_size = inputs.shape[0]
         K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
         if self.conv_method_ == 1:
-            patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (N*H'*W', C*k*k)
-            # (N*H'*W', K) -> (N, K, H'*W'), biases and ReLU added on the way: the activation
+            patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (C*k*k, N*H'*W')
+            # (K, N*H'*W') -> (N, K, H'*W'), biases and ReLU added on the way: the activation
             # Layer.ApplyActivation gives a hidden layer. An output layer's softmax comes after.
-            maps = convolutions.rows_to_maps(patches @ self.w_.T, self.b_, batch_size, relu=not self.is_output_)
+            maps = convolutions.channels_to_maps(self.w_ @ patches, self.b_, batch_size,
+                                                 relu=not self.is_output_)
             outputs = maps.reshape(batch_size, K, self.output_size_y_, self.output_size_x_)
             return self.ApplyActivation(outputs) if self.is_output_ else outputs
         else:
@@ -121,13 +123,14 @@ class ConvLayer(Layer):
         K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
         dC_by_dinputs = None
         if self.conv_method_ == 1:
-            # One row per patch, like im2col's; through ReLU's derivative on the way.
-            d_rows, db = convolutions.maps_to_rows(dC_by_doutputs.reshape(batch_size, K, -1),
-                                                   outputs.reshape(batch_size, K, -1), relu=not self.is_output_)
+            # (K, N*H'*W'): a column per patch, like im2col's; through ReLU's derivative.
+            deriv, db = convolutions.maps_to_channels(dC_by_doutputs.reshape(batch_size, K, -1),
+                                                      outputs.reshape(batch_size, K, -1),
+                                                      relu=not self.is_output_)
             patches = convolutions.im2col(inputs, k, s, p)
-            dw = d_rows.T @ patches
+            dw = deriv @ patches.T
             if not self.is_input_:
-                dC_by_dinputs = convolutions.col2im(d_rows @ self.w_, inputs.shape, k, s, p)
+                dC_by_dinputs = convolutions.col2im(self.w_.T @ deriv, inputs.shape, k, s, p)
         else:
             deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
             db = deriv.sum(axis=(0, 2, 3))

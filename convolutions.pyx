@@ -6,9 +6,10 @@ arguments (raising ValueError that names the shapes) around a typed, GIL-free lo
 
 - ``convolve``          true 2-D convolution of the last two axes, with broadcasting over
                         the leading axes. Conv method 2 is written with it.
-- ``im2col``/``col2im`` the input patches of a convolution as the rows of a matrix, and the
-                        scatter-add that undoes it. Conv method 1 is a matrix product on them;
-                        ``rows_to_maps``/``maps_to_rows`` turn its rows into maps and back.
+- ``im2col``/``col2im`` the input patches of a convolution as the columns of a matrix, and
+                        the scatter-add that undoes it. Conv method 1 is a matrix product on
+                        them; ``channels_to_maps``/``maps_to_channels`` turn its result into
+                        maps and back.
 - ``maxpool_forward``/``maxpool_backward``  max pooling and its derivative.
 
 All accept float64 and float32 (the output has the input's dtype) and any memory layout:
@@ -315,58 +316,59 @@ def _check_window(shape, kernel_size, stride, padding, name, max_padding):
 
 
 def _gather_patches(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s):
-    """Copy every k x k patch (all channels) of the padded images x into a row of cols."""
+    """Copy every k x k patch (all channels) of the padded images x into a column of cols."""
     cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
     cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
-    cdef Py_ssize_t n, c, oy, ox, i, j
-    cdef real* col
+    cdef Py_ssize_t q, n, c, i, j, oy, ox
+    cdef real* dst
     cdef const real* src
-    # Images are independent (each has its own rows and its own pixels): one per core.
-    for n in prange(n_img, nogil=True, schedule="static"):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                col = &cols[(n * out_y + oy) * out_x + ox, 0]
-                for c in range(n_ch):
-                    for i in range(k):
-                        src = &x[n, c, oy * s + i, ox * s]
-                        for j in range(k):
-                            col[j] = src[j]
-                        col = col + k
+    # Row q of cols holds pixel (i, j) of channel c's window, for every patch: each row is
+    # one core's, and copies runs of out_x values along an image row.
+    for q in prange(n_ch * k * k, nogil=True, schedule="static"):
+        c = q // (k * k)
+        i = (q // k) % k
+        j = q % k
+        for n in range(n_img):
+            for oy in range(out_y):
+                src = &x[n, c, oy * s + i, j]
+                dst = &cols[q, (n * out_y + oy) * out_x]
+                for ox in range(out_x):
+                    dst[ox] = src[ox * s]
 
 
 def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s):
-    """Add every row of cols back onto the patch of the padded images x it came from."""
+    """Add every column of cols back onto the patch of the padded images x it came from."""
     cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
     cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
-    cdef Py_ssize_t n, c, oy, ox, i, j
-    cdef const real* col
+    cdef Py_ssize_t n, c, i, j, oy, ox
+    cdef const real* src
     cdef real* dst
-    # Images are independent (each has its own rows and its own pixels): one per core.
+    # Images are independent (each has its own columns and its own pixels): one per core.
     for n in prange(n_img, nogil=True, schedule="static"):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                col = &cols[(n * out_y + oy) * out_x + ox, 0]
-                for c in range(n_ch):
-                    for i in range(k):
-                        dst = &x[n, c, oy * s + i, ox * s]
-                        for j in range(k):
-                            dst[j] = dst[j] + col[j]
-                        col = col + k
+        for c in range(n_ch):
+            for i in range(k):
+                for j in range(k):
+                    for oy in range(out_y):
+                        src = &cols[(c * k + i) * k + j, (n * out_y + oy) * out_x]
+                        dst = &x[n, c, oy * s + i, j]
+                        for ox in range(out_x):
+                            dst[ox * s] = dst[ox * s] + src[ox]
 
 
 def im2col(inputs, kernel_size, stride=1, padding=0):
-    """The k x k patches a convolution looks at, one patch per row.
+    """The k x k patches a convolution looks at, one patch per column.
 
     inputs: (N, C, H, W), float32 or float64.
-    returns: (N * out_y * out_x, C * k * k), rows ordered (n, oy, ox) and columns (c, i, j),
+    returns: (C * k * k, N * out_y * out_x), columns ordered (n, oy, ox) and rows (c, i, j),
     with out = (H + 2 * padding - k) // stride + 1 and 0 <= padding < k. Padding holds 0.
-    Row r dotted with a filter laid out as (C, k, k) is that filter's cross-correlation
-    output at position r: conv method 1 is one matrix product with this matrix.
+    A filter laid out as (C, k, k), as a row, times column r is that filter's
+    cross-correlation output at position r: conv method 1 is one matrix product with
+    this matrix, all filters at once.
     """
     x = _as_real_array(inputs, "im2col: inputs")
     k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "im2col",
                                           _as_int(kernel_size, "im2col: kernel_size") - 1)
-    cols = np.empty((x.shape[0] * out_y * out_x, x.shape[1] * k * k), dtype=x.dtype)
+    cols = np.empty((x.shape[1] * k * k, x.shape[0] * out_y * out_x), dtype=x.dtype)
     if cols.size:
         if p:
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
@@ -375,9 +377,9 @@ def im2col(inputs, kernel_size, stride=1, padding=0):
 
 
 def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
-    """Scatter-add patch rows back onto the image: the transpose of ``im2col``.
+    """Scatter-add patch columns back onto the image: the transpose of ``im2col``.
 
-    cols: (N * out_y * out_x, C * k * k), as ``im2col`` returns for inputs of `input_shape`.
+    cols: (C * k * k, N * out_y * out_x), as ``im2col`` returns for inputs of `input_shape`.
     returns: (N, C, H, W) where each pixel is the sum of every patch entry that copied it
     (derivatives w.r.t. the inputs, given derivatives w.r.t. the patches).
     """
@@ -390,7 +392,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
                                           _as_int(kernel_size, "col2im: kernel_size") - 1)
     if min(shape) < 0:
         raise ValueError(f"col2im: negative size in input_shape {shape}")
-    expected = (shape[0] * out_y * out_x, shape[1] * k * k)
+    expected = (shape[1] * k * k, shape[0] * out_y * out_x)
     if c.shape != expected:
         raise ValueError(f"col2im: cols has shape {c.shape}, expected {expected} for input_shape "
                          f"{shape}, kernel_size {k}, stride {s}, padding {p}")
@@ -402,43 +404,45 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
 
 
-def _rows_to_maps(const real[:, ::1] rows, const real[::1] bias, real[:, :, ::1] maps, bint relu):
-    cdef Py_ssize_t n, q, f, n_pos = maps.shape[2], n_ch = maps.shape[1]
-    cdef real v
+def _channels_to_maps(const real[:, ::1] products, const real[::1] bias, real[:, :, ::1] maps, bint relu):
+    cdef Py_ssize_t n, f, q, n_pos = maps.shape[2], n_ch = maps.shape[1]
+    cdef real v, b
     # Images are independent: one per core.
     for n in prange(maps.shape[0], nogil=True, schedule="static"):
-        for q in range(n_pos):
-            for f in range(n_ch):
-                v = rows[n * n_pos + q, f] + bias[f]
+        for f in range(n_ch):
+            b = bias[f]
+            for q in range(n_pos):
+                v = products[f, n * n_pos + q] + b
                 # As np.maximum(v, 0): -0.0 and NaN pass unchanged.
                 if relu and not (v >= 0 or v != v):
                     v = 0
                 maps[n, f, q] = v
 
 
-def rows_to_maps(rows, bias, num_images, relu):
-    """The output of method 1's matrix product, as maps: bias added, ReLU if asked, channels first.
+def channels_to_maps(products, bias, num_images, relu):
+    """Method 1's matrix product, as maps: bias added, ReLU if asked, images first.
 
-    rows: (N * P, K), one row per image and output position (as ``im2col`` orders its
-    rows), one column per channel; bias: K values; relu: True for ReLU, False for none.
-    returns: (N, K, P) of rows' dtype, maps[n, f, q] = act(rows[n * P + q, f] + bias[f]),
-    where act is ReLU as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass) or nothing.
-    One pass over memory, where numpy would take a transpose, an addition and a maximum.
+    products: (K, N * P), one row per channel, one column per image and output position
+    (as ``im2col`` orders its columns); bias: K values; relu: True for ReLU, False for none.
+    returns: (N, K, P) of products' dtype, maps[n, f, q] = act(products[f, n * P + q] +
+    bias[f]), where act is ReLU as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass) or
+    nothing. One pass over memory, where numpy would take a transpose, an addition and a
+    maximum.
     """
-    r = _as_real_array(rows, "rows_to_maps: rows")
-    b = _as_real_array(bias, "rows_to_maps: bias", r.dtype).reshape(-1)
-    n = _as_int(num_images, "rows_to_maps: num_images")
-    if r.ndim != 2 or b.size != r.shape[1] or n < 1 or r.shape[0] % n:
-        raise ValueError(f"rows_to_maps: rows {r.shape} must have a column per bias ({b.size}) and "
-                         f"a whole number of rows per image ({n} images)")
-    maps = np.empty((n, r.shape[1], r.shape[0] // n), dtype=r.dtype)
+    m = _as_real_array(products, "channels_to_maps: products")
+    b = _as_real_array(bias, "channels_to_maps: bias", m.dtype).reshape(-1)
+    n = _as_int(num_images, "channels_to_maps: num_images")
+    if m.ndim != 2 or b.size != m.shape[0] or n < 1 or m.shape[1] % n:
+        raise ValueError(f"channels_to_maps: products {m.shape} must have a row per bias ({b.size}) "
+                         f"and a whole number of columns per image ({n} images)")
+    maps = np.empty((n, m.shape[0], m.shape[1] // n), dtype=m.dtype)
     if maps.size:
-        _rows_to_maps(r, b, maps, bool(relu))
+        _channels_to_maps(m, b, maps, bool(relu))
     return maps
 
 
-def _maps_to_rows(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, ::1] rows,
-                  real[:, ::1] image_sums, bint relu):
+def _maps_to_channels(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, ::1] channels,
+                      real[:, ::1] image_sums, bint relu):
     cdef Py_ssize_t n, q, f, n_pos = d.shape[2], n_ch = d.shape[1]
     cdef real v, acc
     # Images are independent: one per core. Each image's sums go to its own row of
@@ -451,29 +455,30 @@ def _maps_to_rows(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:
                 if relu:
                     # As d * (outputs > 0) in numpy: a product, so inf and NaN give NaN.
                     v = v * (outputs[n, f, q] > 0)
-                rows[n * n_pos + q, f] = v
+                channels[f, n * n_pos + q] = v
                 acc = acc + v
             image_sums[n, f] = acc
 
 
-def maps_to_rows(d_maps, outputs, relu):
-    """Derivatives w.r.t. a conv layer's outputs, as rows for method 1's matrix products.
+def maps_to_channels(d_maps, outputs, relu):
+    """Derivatives w.r.t. a conv layer's outputs, laid out for method 1's matrix products.
 
     d_maps, outputs: (N, K, P), derivatives w.r.t. the layer's outputs and the outputs;
     relu: True when the outputs went through ReLU (derivatives pass where outputs > 0).
-    returns: (rows, bias_sum): rows (N * P, K) with rows[n * P + q, f] = d'[n, f, q], the
-    derivative w.r.t. the pre-activation, laid out as ``rows_to_maps`` takes it; and
-    bias_sum (K,), the sum of d' over positions, then images (the bias derivative).
+    returns: (channels, bias_sum): channels (K, N * P) with channels[f, n * P + q] =
+    d'[n, f, q], the derivative w.r.t. the pre-activation, laid out as ``channels_to_maps``
+    takes it; and bias_sum (K,), the sum of d' over positions, then images (the bias
+    derivative).
     """
-    d = _as_real_array(d_maps, "maps_to_rows: d_maps")
-    o = _as_real_array(outputs, "maps_to_rows: outputs", d.dtype)
+    d = _as_real_array(d_maps, "maps_to_channels: d_maps")
+    o = _as_real_array(outputs, "maps_to_channels: outputs", d.dtype)
     if d.ndim != 3 or o.shape != d.shape:
-        raise ValueError(f"maps_to_rows: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
-    rows = np.empty((d.shape[0] * d.shape[2], d.shape[1]), dtype=d.dtype)
+        raise ValueError(f"maps_to_channels: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
+    channels = np.empty((d.shape[1], d.shape[0] * d.shape[2]), dtype=d.dtype)
     image_sums = np.zeros(d.shape[:2], dtype=d.dtype)
     if d.size:
-        _maps_to_rows(d, o, rows, image_sums, bool(relu))
-    return rows, image_sums.sum(axis=0)
+        _maps_to_channels(d, o, channels, image_sums, bool(relu))
+    return channels, image_sums.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------------------

@@ -37,24 +37,24 @@ def im2col_reference(x, k, s, p):
     n_img, _, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    rows = []
+    columns = []
     for n in range(n_img):
         for oy in range(out_y):
             for ox in range(out_x):
-                rows.append(xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1))
-    return np.array(rows, dtype=x.dtype).reshape(n_img * out_y * out_x, -1)
+                columns.append(xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1))
+    return np.array(columns, dtype=x.dtype).reshape(n_img * out_y * out_x, -1).T
 
 
 def col2im_reference(cols, shape, k, s, p):
     n_img, n_ch, h, w = shape
     out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     xp = np.zeros((n_img, n_ch, h + 2 * p, w + 2 * p))
-    row = 0
+    column = 0
     for n in range(n_img):
         for oy in range(out_y):
             for ox in range(out_x):
-                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[row].reshape(n_ch, k, k)
-                row += 1
+                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[:, column].reshape(n_ch, k, k)
+                column += 1
     return xp[:, :, p:p + h, p:p + w]
 
 
@@ -347,11 +347,11 @@ def test_im2col_matches_loop_reference_for_every_padding(k, stride, dtype):
         np.testing.assert_array_equal(cols, im2col_reference(x, k, stride, padding))
 
 
-def test_im2col_rows_dotted_with_filters_give_cross_correlation():
+def test_filters_times_im2col_columns_give_cross_correlation():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((1, 2, 6, 6))
     f = rng.standard_normal((2, 3, 3))
-    out = (convolutions.im2col(x, 3, 1, 0) @ f.reshape(-1)).reshape(4, 4)
+    out = (f.reshape(-1) @ convolutions.im2col(x, 3, 1, 0)).reshape(4, 4)
     expected = sum(scipy.signal.correlate2d(x[0, c], f[c], mode="valid") for c in range(2))
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
@@ -414,8 +414,7 @@ def test_col2im_is_the_adjoint_of_im2col(case):
 def test_col2im_matches_loop_reference(case):
     shape, k, stride, padding, seed = case
     rng = np.random.default_rng(seed)
-    n_rows = convolutions.im2col(np.zeros(shape), k, stride, padding).shape[0]
-    cols = rng.standard_normal((n_rows, shape[1] * k * k))
+    cols = rng.standard_normal(convolutions.im2col(np.zeros(shape), k, stride, padding).shape)
     np.testing.assert_allclose(convolutions.col2im(cols, shape, k, stride, padding),
                                col2im_reference(cols, shape, k, stride, padding), rtol=1e-12, atol=1e-12)
 
@@ -423,7 +422,7 @@ def test_col2im_matches_loop_reference(case):
 def test_col2im_float32_keeps_dtype_and_matches_reference():
     rng = np.random.default_rng(7)
     shape = (2, 2, 7, 7)
-    cols = rng.standard_normal((2 * 4 * 4, 2 * 9)).astype(np.float32)  # k 3, stride 2, padding 1
+    cols = rng.standard_normal((2 * 9, 2 * 4 * 4)).astype(np.float32)  # k 3, stride 2, padding 1
     out = convolutions.col2im(cols, shape, 3, 2, 1)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, col2im_reference(cols.astype(float), shape, 3, 2, 1), rtol=1e-5, atol=1e-5)
@@ -469,7 +468,7 @@ def test_col2im_bad_arguments_raise_value_error(name):
 
 
 # ----------------------------------------------------------------------------------------
-# rows_to_maps / maps_to_rows (method 1's rows <-> maps, with bias and ReLU)
+# channels_to_maps / maps_to_channels (method 1's products <-> maps, with bias and ReLU)
 # ----------------------------------------------------------------------------------------
 
 def awkward_values(rng, shape, dtype):
@@ -491,21 +490,21 @@ def assert_same_bits(a, b):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("relu", [True, False])
-def test_rows_to_maps_is_numpy_transpose_bias_and_maximum_bit_for_bit(relu, dtype):
+def test_channels_to_maps_is_numpy_transpose_bias_and_maximum_bit_for_bit(relu, dtype):
     rng = np.random.default_rng(7)
     n, positions, k = 5, 12, 7
-    rows = awkward_values(rng, (n * positions, k), dtype)
+    products = awkward_values(rng, (k, n * positions), dtype)
     bias = awkward_values(rng, (1, k), dtype)
     with np.errstate(invalid="ignore"):
-        expected = rows.reshape(n, positions, k).transpose(0, 2, 1) + bias.reshape(1, k, 1)
+        expected = products.reshape(k, n, positions).transpose(1, 0, 2) + bias.reshape(1, k, 1)
     if relu:
         expected = np.maximum(expected, 0)
-    assert_same_bits(convolutions.rows_to_maps(rows, bias, n, relu), np.ascontiguousarray(expected))
+    assert_same_bits(convolutions.channels_to_maps(products, bias, n, relu), np.ascontiguousarray(expected))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("relu", [True, False])
-def test_maps_to_rows_is_numpy_relu_derivative_and_transpose(relu, dtype):
+def test_maps_to_channels_is_numpy_relu_derivative_and_transpose(relu, dtype):
     rng = np.random.default_rng(8)
     n, k, positions = 6, 5, 7  # fewer than 8 positions: numpy adds them one by one too
     d = awkward_values(rng, (n, k, positions), dtype)
@@ -513,43 +512,43 @@ def test_maps_to_rows_is_numpy_relu_derivative_and_transpose(relu, dtype):
     with np.errstate(invalid="ignore"):
         d_pre = d * (outputs > 0) if relu else d
         expected_sum = d_pre.sum(axis=2).sum(axis=0)
-    rows, bias_sum = convolutions.maps_to_rows(d, outputs, relu)
-    assert_same_bits(rows, np.ascontiguousarray(d_pre.transpose(0, 2, 1).reshape(-1, k)))
+    channels, bias_sum = convolutions.maps_to_channels(d, outputs, relu)
+    assert_same_bits(channels, np.ascontiguousarray(d_pre.transpose(1, 0, 2).reshape(k, -1)))
     # The bias derivative: per image over positions, then over images, in order.
     assert_same_bits(bias_sum, expected_sum)
     finite = np.isfinite(d) & np.isfinite(outputs)
     d_finite = np.where(finite, d, 0)
-    rows, bias_sum = convolutions.maps_to_rows(d_finite, outputs, relu)
+    channels, bias_sum = convolutions.maps_to_channels(d_finite, outputs, relu)
     reference = (d_finite * (outputs > 0) if relu else d_finite).sum(axis=(0, 2))
     np.testing.assert_allclose(bias_sum, reference, **tolerance(dtype))
 
 
-def test_rows_to_maps_and_maps_to_rows_undo_each_other():
+def test_channels_to_maps_and_maps_to_channels_undo_each_other():
     rng = np.random.default_rng(9)
-    rows = rng.standard_normal((4 * 10, 3))
-    maps = convolutions.rows_to_maps(rows, np.zeros(3), 4, relu=False)
-    back, _ = convolutions.maps_to_rows(maps, maps, relu=False)
-    np.testing.assert_array_equal(back, rows)
+    products = rng.standard_normal((3, 4 * 10))
+    maps = convolutions.channels_to_maps(products, np.zeros(3), 4, relu=False)
+    back, _ = convolutions.maps_to_channels(maps, maps, relu=False)
+    np.testing.assert_array_equal(back, products)
 
 
-BAD_ROWS_TO_MAPS_ARGUMENTS = {
-    "bias of the wrong length": (np.ones((6, 3)), np.ones(4), 2),
-    "rows not a whole number per image": (np.ones((7, 3)), np.ones(3), 2),
-    "no images": (np.ones((6, 3)), np.ones(3), 0),
-    "rows with 3 dimensions": (np.ones((2, 3, 3)), np.ones(3), 2),
-    "bias of another dtype": (np.ones((6, 3)), np.ones(3, dtype=np.float32), 2),
-    "integer rows": (np.ones((6, 3), dtype=int), np.ones(3), 2),
+BAD_CHANNELS_TO_MAPS_ARGUMENTS = {
+    "bias of the wrong length": (np.ones((3, 6)), np.ones(4), 2),
+    "columns not a whole number per image": (np.ones((3, 7)), np.ones(3), 2),
+    "no images": (np.ones((3, 6)), np.ones(3), 0),
+    "products with 3 dimensions": (np.ones((3, 2, 3)), np.ones(3), 2),
+    "bias of another dtype": (np.ones((3, 6)), np.ones(3, dtype=np.float32), 2),
+    "integer products": (np.ones((3, 6), dtype=int), np.ones(3), 2),
 }
 
 
-@pytest.mark.parametrize("name", list(BAD_ROWS_TO_MAPS_ARGUMENTS))
-def test_rows_to_maps_bad_arguments_raise_value_error(name):
-    rows, bias, n = BAD_ROWS_TO_MAPS_ARGUMENTS[name]
+@pytest.mark.parametrize("name", list(BAD_CHANNELS_TO_MAPS_ARGUMENTS))
+def test_channels_to_maps_bad_arguments_raise_value_error(name):
+    products, bias, n = BAD_CHANNELS_TO_MAPS_ARGUMENTS[name]
     with pytest.raises(ValueError):
-        convolutions.rows_to_maps(rows, bias, n, True)
+        convolutions.channels_to_maps(products, bias, n, True)
 
 
-BAD_MAPS_TO_ROWS_ARGUMENTS = {
+BAD_MAPS_TO_CHANNELS_ARGUMENTS = {
     "shapes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 5))),
     "two dimensions": (np.ones((2, 3)), np.ones((2, 3))),
     "dtypes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 4), dtype=np.float32)),
@@ -557,11 +556,11 @@ BAD_MAPS_TO_ROWS_ARGUMENTS = {
 }
 
 
-@pytest.mark.parametrize("name", list(BAD_MAPS_TO_ROWS_ARGUMENTS))
-def test_maps_to_rows_bad_arguments_raise_value_error(name):
-    d, outputs = BAD_MAPS_TO_ROWS_ARGUMENTS[name]
+@pytest.mark.parametrize("name", list(BAD_MAPS_TO_CHANNELS_ARGUMENTS))
+def test_maps_to_channels_bad_arguments_raise_value_error(name):
+    d, outputs = BAD_MAPS_TO_CHANNELS_ARGUMENTS[name]
     with pytest.raises(ValueError):
-        convolutions.maps_to_rows(d, outputs, True)
+        convolutions.maps_to_channels(d, outputs, True)
 
 
 # ----------------------------------------------------------------------------------------

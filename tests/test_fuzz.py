@@ -294,7 +294,7 @@ def col2im_verdict(cols, input_shape, kernel_size, stride, padding):
         return INVALID
     n, c, h, w = shape
     k, s, p = as_index(kernel_size), as_index(stride), as_index(padding)
-    if cols.shape != (n * window_size(h, k, s, p) * window_size(w, k, s, p), c * k * k):
+    if cols.shape != (c * k * k, n * window_size(h, k, s, p) * window_size(w, k, s, p)):
         return INVALID
     return v
 
@@ -385,13 +385,13 @@ def im2col_reference(x, k, s, p):
     n_img, n_ch, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    cols = np.zeros((n_img * out_y * out_x, n_ch * k * k))
-    row = 0
+    cols = np.zeros((n_ch * k * k, n_img * out_y * out_x))
+    column = 0
     for n in range(n_img):
         for oy in range(out_y):
             for ox in range(out_x):
-                cols[row] = xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1)
-                row += 1
+                cols[:, column] = xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1)
+                column += 1
     return cols
 
 
@@ -553,8 +553,8 @@ def col2im_arguments(draw):
     n_rows, n_cols = draw(st.integers(0, 6)), draw(st.integers(0, 6))
     if len(shape) == 4 and min(shape) >= 0 and window_verdict(shape, k, stride, padding, lambda k: k - 1) == VALID:
         k_, s_, p_ = as_index(k), as_index(stride), as_index(padding)
-        n_rows = shape[0] * window_size(shape[2], k_, s_, p_) * window_size(shape[3], k_, s_, p_)
-        n_cols = shape[1] * k_ * k_
+        n_rows = shape[1] * k_ * k_
+        n_cols = shape[0] * window_size(shape[2], k_, s_, p_) * window_size(shape[3], k_, s_, p_)
     cols_shape = (n_rows, n_cols)
     if f.wild(5):
         cols_shape = draw(st.sampled_from([(n_rows + 1, n_cols), (n_rows, n_cols + 1), (n_rows * n_cols,),
