@@ -516,10 +516,10 @@ cdef void _maxpool_map(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* 
 cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize_t* argmax,
                            Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
     """The common case k = s = 2, p = 0, unrolled: the same comparisons in the same order as
-    the general loop (a NaN wins, the last NaN of a window wins), written as selections
-    instead of branches (integer arithmetic on the index, then a load): which input wins is
-    random, and the mispredicted branches cost ten times the window's whole work."""
-    cdef Py_ssize_t oy, ox, best, q, r
+    the general loop (a NaN wins, the last NaN of a window wins), written as selections of
+    values and indices, which the compiler makes branch-free: which input wins is random,
+    and mispredicted branches would cost more than the window's whole work."""
+    cdef Py_ssize_t oy, ox, best, q
     cdef real v, best_v
     cdef bint take
     for oy in range(out_y):
@@ -527,21 +527,18 @@ cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize
             q = 2 * oy * in_x + 2 * ox
             best = q
             best_v = img[q]
-            r = q + 1
-            v = img[r]
+            v = img[q + 1]
             take = (v > best_v) | (v != v)
-            best = best + take * (r - best)
-            best_v = img[best]
-            r = q + in_x
-            v = img[r]
+            best = q + 1 if take else best
+            best_v = v if take else best_v
+            v = img[q + in_x]
             take = (v > best_v) | (v != v)
-            best = best + take * (r - best)
-            best_v = img[best]
-            r = q + in_x + 1
-            v = img[r]
+            best = q + in_x if take else best
+            best_v = v if take else best_v
+            v = img[q + in_x + 1]
             take = (v > best_v) | (v != v)
-            best = best + take * (r - best)
-            best_v = img[best]
+            best = q + in_x + 1 if take else best
+            best_v = v if take else best_v
             out[oy * out_x + ox] = best_v
             argmax[oy * out_x + ox] = best
 
