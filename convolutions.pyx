@@ -371,7 +371,11 @@ def im2col(inputs, kernel_size, stride=1, padding=0):
     cols = np.empty((x.shape[1] * k * k, x.shape[0] * out_y * out_x), dtype=x.dtype)
     if cols.size:
         if p:
-            x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+            # Zeros and a copy: np.pad gives the same, with a tenth of a millisecond of Python
+            # around it on every call.
+            padded = np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), dtype=x.dtype)
+            padded[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
+            x = padded
         _gather_patches(x, cols, k, s)
     return cols
 
