@@ -1,0 +1,59 @@
+"""Every build of the kernels gives the same numbers: setup.py's portable build
+(KIT_NO_NATIVE=1, narrower vectors) and serial build (KIT_NO_OPENMP=1) against the
+installed one, bit for bit. Slow: each build compiles the extension (python -m pytest -m slow)."""
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convolutions
+from conftest import REPO_ROOT
+
+
+def build(tmp_path, name, variable):
+    """Build convolutions.pyx in a folder of its own with one of setup.py's switches; load it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for source in ("convolutions.pyx", "setup.py"):
+        shutil.copy(REPO_ROOT / source, folder)
+    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=folder,
+                            env={**os.environ, variable: "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert variable in result.stderr  # setup.py says which build it made
+    spec = importlib.util.spec_from_file_location("convolutions", glob.glob(str(folder / "convolutions*.so"))[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,variable", [("portable", "KIT_NO_NATIVE"), ("serial", "KIT_NO_OPENMP")])
+def test_other_builds_give_the_same_numbers_bit_for_bit(tmp_path, name, variable):
+    other = build(tmp_path, name, variable)
+    rng = np.random.default_rng(17)
+    for dtype in (np.float64, np.float32):
+        for _ in range(60):
+            in_y, in_x = rng.integers(1, 20, 2)
+            k_y, k_x = rng.integers(1, 9, 2)
+            padding = int(rng.integers(0, min(k_y, k_x)))
+            if in_y + 2 * padding < k_y or in_x + 2 * padding < k_x:
+                continue
+            x = rng.standard_normal((3, 1, 2, in_y, in_x)).astype(dtype)
+            w = rng.standard_normal((1, 4, 2, k_y, k_x)).astype(dtype)
+            assert same_bits(convolutions.convolve(x, w, padding), other.convolve(x, w, padding))
+            maps = rng.standard_normal((3, 4, in_y + 2, in_x + 2)).astype(dtype)
+            cols = convolutions.im2col(maps, 3, 1, 1)
+            assert same_bits(cols, other.im2col(maps, 3, 1, 1))
+            assert same_bits(convolutions.col2im(cols, maps.shape, 3, 1, 1), other.col2im(cols, maps.shape, 3, 1, 1))
+            for mine, theirs in zip(convolutions.maxpool_forward(maps, 2, 2, 0), other.maxpool_forward(maps, 2, 2, 0)):
+                assert same_bits(mine, theirs)
