@@ -172,12 +172,15 @@ cdef extern from *:
         if (half) kit_half_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);     \
         else kit_full_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);          \
     }                                                                                        \
-    static const Py_ssize_t kit_lanes_##T = KIT_BLOCK_BYTES / sizeof(T);
+    static const Py_ssize_t kit_lanes_##T = KIT_BLOCK_BYTES / sizeof(T);                 \
+    static const Py_ssize_t kit_vector_##T = KIT_VECTOR_BYTES / sizeof(T);
     KIT_BLOCKS(double)
     KIT_BLOCKS(float)
     """
     const Py_ssize_t kit_lanes_double
     const Py_ssize_t kit_lanes_float
+    const Py_ssize_t kit_vector_double
+    const Py_ssize_t kit_vector_float
     void kit_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
                           double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                           bint half) noexcept nogil
@@ -224,6 +227,212 @@ def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ss
     for o in prange(out.shape[0], nogil=True, schedule="static"):
         _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
                        &out[o, 0, 0], out_y, out_x)
+
+
+cdef extern from *:
+    """
+    /* convolve's other inner block, for maps that read one image with different kernels
+       (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
+       x NV (1 or 2) vectors of W maps,
+           res[t * 2W + g] = sum over (i, j), in that order, of x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
+       for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
+       (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most of a block of
+       rows, whose vectors run along a row past the map's edge; lanes across maps all count.
+       Each output adds its terms in the same order as KIT_CORRELATE_BLOCK, and x * w is
+       w * x exactly: the same numbers, bit for bit. Reads nothing outside the map and the
+       kernels' gp lanes. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+    typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
+    static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,  \
+                            Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {         \
+        /* Fixed-size arrays in fully unrolled loops: the compiler keeps them in registers. */ \
+        NAME##_vec a[KIT_POSITIONS], b[KIT_POSITIONS];                                       \
+        for (int t = 0; t < KIT_POSITIONS; t++) a[t] = b[t] = (NAME##_vec){0};               \
+        for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
+            for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
+                const Py_ssize_t q = i * in_x + j;                                           \
+                const T* wp = w + (i * k_x + j) * gp;                                        \
+                const NAME##_vec u = *(const NAME##_vec*)wp;                                 \
+                const NAME##_vec v = NV == 2 ? *(const NAME##_vec*)(wp + W) : u;             \
+                _Pragma("GCC unroll 8")                                                      \
+                for (int t = 0; t < KIT_POSITIONS; t++) {                                    \
+                    const T s = x[off[t] + q];                                               \
+                    a[t] = a[t] + s * u;                                                     \
+                    if (NV == 2) b[t] = b[t] + s * v;  /* a constant: one branch is kept */  \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        for (int t = 0; t < KIT_POSITIONS; t++) {                                            \
+            *(NAME##_vec*)(res + t * 2 * W) = a[t];                                          \
+            if (NV == 2) *(NAME##_vec*)(res + t * 2 * W + W) = b[t];                         \
+        }                                                                                    \
+    }
+    #else
+    #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+    static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,         \
+                     Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {                \
+        for (int t = 0; t < KIT_POSITIONS; t++)                                              \
+            for (int g = 0; g < NV * W; g++) {                                               \
+                T acc = 0;                                                                   \
+                for (Py_ssize_t i = 0; i < k_y; i++)                                         \
+                    for (Py_ssize_t j = 0; j < k_x; j++)                                     \
+                        acc = acc + x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g];    \
+                res[t * 2 * W + g] = acc;                                                    \
+            }                                                                                \
+    }
+    #endif
+    /* 8 positions x 2 vectors where there are 32 vector registers (AVX-512, and Arm's 64-bit
+       NEON), 4 where there are 16: the accumulators, the kernels' vectors and the image's
+       values fit, and the kernels' vectors are loaded once for more positions. */
+    #if defined(__AVX512F__) || defined(__aarch64__)
+    #define KIT_POSITIONS 8
+    #else
+    #define KIT_POSITIONS 4
+    #endif
+    #define KIT_ACROSS_BLOCKS(T)                                                             \
+    KIT_ACROSS_BLOCK(kit_across1_##T, T, KIT_VECTOR_BYTES / sizeof(T), 1)                   \
+    KIT_ACROSS_BLOCK(kit_across2_##T, T, KIT_VECTOR_BYTES / sizeof(T), 2)                   \
+    static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t in_x,   \
+                                      const T* w, Py_ssize_t gp, Py_ssize_t k_y,            \
+                                      Py_ssize_t k_x, T* res, int two) {                    \
+        if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res);                       \
+        else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res);                           \
+    }
+    KIT_ACROSS_BLOCKS(double)
+    KIT_ACROSS_BLOCKS(float)
+    static const Py_ssize_t kit_positions = KIT_POSITIONS;
+    """
+    const Py_ssize_t kit_positions
+    void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t in_x, const double* w,
+                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, bint two) noexcept nogil
+    void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
+                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, bint two) noexcept nogil
+
+
+cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t n_maps,
+                                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, real* out,
+                                 Py_ssize_t map_stride, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """out[g * map_stride + y * out_x + c] = sum over (i, j), in that order, of
+    x[y + i, c + j] * w[i, j, g], for every map g < n_maps: the valid correlations of one
+    image with n_maps interleaved kernels (gp values per (i, j): n_maps rounded up to whole
+    vectors)."""
+    cdef Py_ssize_t width = kit_vector_double if real is double else kit_vector_float
+    cdef Py_ssize_t n_pos = out_y * out_x
+    cdef Py_ssize_t off[8]
+    cdef Py_ssize_t g0, n_g, p0, p, t, g
+    cdef real res[256]  # kit_positions (<= 8) x 2 vectors of up to 16 values (64-byte registers)
+    g0 = 0
+    while g0 < n_maps:
+        n_g = min(2 * width, n_maps - g0)
+        p0 = 0
+        while p0 < n_pos:
+            # A last block with fewer positions repeats its last one.
+            for t in range(kit_positions):
+                p = min(p0 + t, n_pos - 1)
+                off[t] = (p // out_x) * in_x + p % out_x
+            if real is double:
+                kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
+            else:
+                kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
+            for t in range(min(kit_positions, n_pos - p0)):
+                for g in range(n_g):
+                    out[(g0 + g) * map_stride + p0 + t] = res[t * 2 * width + g]
+            p0 = p0 + kit_positions
+        g0 = g0 + n_g
+
+
+def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, ::1] w,
+                          const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
+                          const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
+                          real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
+    """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
+    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart."""
+    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
+    # The groups are independent: split them across the cores.
+    for o in prange(x_index.shape[0], nogil=True, schedule="static"):
+        _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
+                               k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
+
+
+def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
+    """out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]: kernels side by side,
+    flipped (any strides in; numpy's own strided copy of this took longer than the
+    correlations that read it)."""
+    cdef Py_ssize_t n, g, i, j, k_y = kernels.shape[2], k_x = kernels.shape[3]
+    for n in prange(kernels.shape[0], nogil=True, schedule="static"):
+        for g in range(kernels.shape[1]):
+            for i in range(k_y):
+                for j in range(k_x):
+                    out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
+    """The leading axis along which convolve puts maps side by side in vector lanes (a
+    broadcast axis of the inputs, along which every map reads the same image), or None to
+    put each map's own outputs in the lanes.
+
+    Decided by a cost per map, in vector multiply-adds (two a cycle): along rows, the
+    blocks' vectors, past the map's edge included, times the terms (k_y * k_x); across
+    maps, the positions' share of vectors times the terms, plus one scalar store per output
+    (a cycle each: lanes are written out one by one). Across maps when that costs at most
+    three quarters as much: for the weight derivative (small maps, 64 or more terms), not
+    for forward passes (9 or 25 terms, where the stores dominate)."""
+    block = kit_lanes_double if dtype == np.float64 else kit_lanes_float
+    width = kit_vector_double if dtype == np.float64 else kit_vector_float
+    terms = w_shape[len(w_shape) - 2] * w_shape[len(w_shape) - 1]
+    vectors, c0 = 0, 0
+    while c0 < out_x:
+        n_cols = min(block, out_x - c0)
+        vectors += block // width if 2 * n_cols > block else 1  # a full block, or a half
+        c0 += n_cols
+    along_rows = _round_up(out_y, 4) * vectors * terms / 2
+    best, best_cost = None, 0.75 * along_rows
+    for axis in range(len(x_shape) - 2):
+        g = w_shape[axis]
+        if x_shape[axis] == 1 and g > 1:
+            n_pos = out_y * out_x
+            cost = _round_up(n_pos, kit_positions) * (_round_up(g, width) // width) / g * terms / 2 + n_pos
+            if cost <= best_cost:
+                best, best_cost = axis, cost
+    return best
+
+
+def _convolve_across(inputs, weights, pad, axis, out):
+    """convolve, into `out`, with maps side by side in the lanes along `axis` (see
+    _across_axis): for every other leading index (a group), one image and g kernels."""
+    nd = inputs.ndim
+    lead = out.shape[:nd - 2]
+    in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
+    k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
+    out_y, out_x = out.shape[nd - 2], out.shape[nd - 1]
+    g = weights.shape[axis]
+    width = kit_vector_double if inputs.dtype == np.float64 else kit_vector_float
+    # The kernels of each group, flipped and interleaved: (n_w, k_y, k_x, gp), g rounded
+    # up to whole vectors, with zeros; n_w counts the other leading indices of weights.
+    w_rest = weights.shape[:axis] + weights.shape[axis + 1:nd - 2]
+    n_w = int(np.prod(w_rest))
+    gp = _round_up(g, width)
+    w = (np.zeros if gp > g else np.empty)((n_w, k_y, k_x, gp), dtype=weights.dtype)
+    _interleave_flipped(np.moveaxis(weights, axis, nd - 3).reshape(n_w, g, k_y, k_x), w)
+    # Which image, which kernels and which first output map each group has.
+    group_lead = lead[:axis] + lead[axis + 1:]
+    x_rest = inputs.shape[:axis] + inputs.shape[axis + 1:nd - 2]
+    n_x = int(np.prod(x_rest))
+    x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
+    w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(w_rest), group_lead)
+    first_map = np.take(np.arange(out.size // (out_y * out_x), dtype=np.intp).reshape(lead), 0, axis=axis)
+    map_size = out_y * out_x
+    x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
+    _correlate_across_all(x, w, np.ascontiguousarray(x_index).reshape(-1),
+                          np.ascontiguousarray(w_index).reshape(-1),
+                          np.ascontiguousarray(first_map * map_size).reshape(-1), g,
+                          int(np.prod(lead[axis + 1:])) * map_size, out.reshape(-1), out_y, out_x)
+    return out
 
 
 def convolve(inputs, weights, padding=0):
@@ -290,6 +499,9 @@ def convolve(inputs, weights, padding=0):
     n_out = out.size // (out_y * out_x)
     if n_out == 0:
         return out
+    axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
+    if axis is not None:
+        return _convolve_across(inputs, weights, pad, axis, out)
     # Which image and which kernel each output map reads: broadcasting done once, on indices.
     n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)

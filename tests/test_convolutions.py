@@ -160,6 +160,44 @@ def test_convolve_every_output_size_gives_the_in_order_sums_bit_for_bit(k, dtype
             np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
 
 
+def test_convolve_takes_lanes_across_maps_for_the_weight_derivative_only():
+    # The two ways convolve puts outputs in vector lanes must both be exercised by the tests
+    # below: across maps for the weight derivative's small maps (one image, many kernels),
+    # along rows for the forward pass's full-size maps.
+    for dtype in (np.float64, np.float32):
+        # convnet2's conv1 and conv2 weight derivatives: lanes across the 16 or 32 kernels.
+        assert convolutions._across_axis((100, 1, 1, 16, 16), (100, 16, 1, 16, 16), 5, 5, dtype) == 1
+        assert convolutions._across_axis((100, 1, 16, 8, 8), (100, 32, 1, 8, 8), 5, 5, dtype) == 1
+        # Forward passes (8x8 and 16x16 maps): along rows.
+        assert convolutions._across_axis((100, 1, 16, 8, 8), (1, 32, 16, 3, 3), 8, 8, dtype) is None
+        assert convolutions._across_axis((100, 1, 1, 16, 16), (1, 16, 1, 3, 3), 16, 16, dtype) is None
+        # No axis where the inputs are broadcast and the kernels are not: along rows.
+        assert convolutions._across_axis((100, 32, 12, 12), (100, 1, 8, 8), 5, 5, dtype) is None
+        assert convolutions._across_axis((1, 1, 12, 12), (1, 1, 8, 8), 5, 5, dtype) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("maps", [2, 3, 5, 8, 9, 16, 17, 33])
+def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dtype, monkeypatch):
+    # One image, `maps` kernels, with lanes across maps wherever the cost would choose them
+    # or not: counts around every vector width (2 to 16 lanes) and twice it; the broadcast
+    # axis first, in the middle and last; maps from 1x1 to 9x7 (a block of positions
+    # filled, or not); kernels as a flipped view, as the conv layer passes them.
+    rng = np.random.default_rng(maps)
+    for axis in (0, 1, 2):
+        monkeypatch.setattr(convolutions, "_across_axis", lambda *args: axis)
+        for out_y, out_x, k, padding in [(1, 1, 4, 0), (3, 3, 8, 1), (5, 5, 16, 2), (2, 7, 3, 1),
+                                         (9, 7, 5, 2), (4, 4, 2, 0)]:
+            lead_x, lead_w = [2, 3, 2], [2, 3, 2]
+            lead_x[axis], lead_w[axis] = 1, maps
+            in_y, in_x = out_y + k - 1 - 2 * padding, out_x + k - 1 - 2 * padding
+            x = rng.standard_normal(tuple(lead_x) + (in_y, in_x)).astype(dtype)
+            w = rng.standard_normal(tuple(lead_w) + (k, k)).astype(dtype)[..., ::-1, ::-1]
+            out = convolutions.convolve(x, w, padding=padding)
+            assert out.shape == tuple(lead_w) + (out_y, out_x) and out.flags.c_contiguous
+            np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
+
+
 def test_convolve_values_after_a_map_never_reach_its_outputs():
     # The blocks read (and discard) pixels past a map's edge: the next row, the next image.
     # Make those NaN and infinite: the first image's outputs must not see them.
