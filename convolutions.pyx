@@ -234,13 +234,14 @@ cdef extern from *:
     /* convolve's other inner block, for maps that read one image with different kernels
        (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
        x NV (1 or 2) vectors of W maps,
-           res[t * 2W + g] = sum over (i, j), in that order, of x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
+           res[t * 2W + g] = sum over (i, j), in that order, of
+                             x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
        for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
-       (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most of a block of
-       rows, whose vectors run along a row past the map's edge; lanes across maps all count.
-       Each output adds its terms in the same order as KIT_CORRELATE_BLOCK, and x * w is
-       w * x exactly: the same numbers, bit for bit. Reads nothing outside the map and the
-       kernels' gp lanes. */
+       (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most
+       of a block of rows, whose vectors run along a row past the map's edge; lanes across
+       maps all count. Each output adds its terms in the same order as KIT_CORRELATE_BLOCK,
+       and x * w is w * x exactly: the same numbers, bit for bit. Reads nothing outside the
+       map and the kernels' gp lanes. */
     #if defined(__GNUC__) || defined(__clang__)
     #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
     typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
