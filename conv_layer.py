@@ -15,7 +15,8 @@ does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x +
   columns of a matrix (`convolutions.im2col`), so the whole layer is one matrix product,
   filters (rows) times patches (columns); `convolutions.channels_to_maps` turns its result
   into maps (adding the biases and the ReLU in the same pass), and `maps_to_channels`
-  turns derivatives back.
+  turns derivatives back. In a training step the layer keeps the patch matrix from the
+  forward pass for the backward one, which needs the same matrix for the weight derivative.
 - Method 2: a cross-correlation with w is a true convolution with w flipped in both
   spatial axes, so the forward pass is `convolve(inputs, flipped weights, padding=p)`, and
   the backward pass is two more convolutions (see ComputeDown). `convolve` works at
@@ -39,6 +40,14 @@ from layer import ConfigError, Layer, _setting
 class ConvLayer(Layer):
 
     extra_keys_ = ("kernel_size", "stride", "padding", "convolve_method")
+    # NeuralNet.Train sets this to True for its training steps (as for dropout): only then
+    # does ComputeUp keep its patches for a ComputeDown. Validate and grad checks make none.
+    training_ = False
+    # Method 1's (inputs as given to ComputeUp, their patches), until ComputeDown takes them.
+    _kept_patches = None
+    # Bytes of input-derivative patches (w.T @ deriv) made at a time: a few images' worth
+    # stays in the cache for col2im, where a whole batch's (30 MB in convnet3) went to memory.
+    patch_chunk_bytes_ = 8 << 20
 
     def __init__(self, proto):
         super().__init__(proto)
@@ -87,11 +96,12 @@ class ConvLayer(Layer):
         inputs:  (batch, C, H, W), or (batch, C*H*W)
         returns: (batch, K, H', W'), H' = (H + 2p - k) // s + 1
         """
-        inputs = self._input_maps(inputs)
+        given, inputs = inputs, self._input_maps(inputs)
         batch_size = inputs.shape[0]
         K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
         if self.conv_method_ == 1:
             patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (C*k*k, N*H'*W')
+            self._kept_patches = (given, patches) if self.training_ else None
             # (K, N*H'*W') -> (N, K, H'*W'), biases and ReLU added on the way: the activation
             # Layer.ApplyActivation gives a hidden layer. An output layer's softmax comes after.
             maps = convolutions.channels_to_maps(self.w_ @ patches, self.b_, batch_size,
@@ -117,7 +127,7 @@ class ConvLayer(Layer):
         returns: (dC_by_dinputs (batch, C, H, W), or None for the input layer,
                   dw (K, C*k*k), db (1, K)), dw and db averaged over the mini-batch.
         """
-        input_shape = inputs.shape
+        input_shape, given = inputs.shape, inputs
         inputs = self._input_maps(inputs)
         batch_size = inputs.shape[0]
         K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
@@ -127,10 +137,9 @@ class ConvLayer(Layer):
             deriv, db = convolutions.maps_to_channels(dC_by_doutputs.reshape(batch_size, K, -1),
                                                       outputs.reshape(batch_size, K, -1),
                                                       relu=not self.is_output_)
-            patches = convolutions.im2col(inputs, k, s, p)
-            dw = deriv @ patches.T
+            dw = deriv @ self._patches_of(given, inputs).T
             if not self.is_input_:
-                dC_by_dinputs = convolutions.col2im(self.w_.T @ deriv, inputs.shape, k, s, p)
+                dC_by_dinputs = self._input_derivative(deriv, inputs.shape)
         else:
             deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
             db = deriv.sum(axis=(0, 2, 3))
@@ -156,3 +165,30 @@ class ConvLayer(Layer):
         if dC_by_dinputs is not None:
             dC_by_dinputs = np.reshape(dC_by_dinputs, input_shape)
         return dC_by_dinputs, dw, db
+
+    def _patches_of(self, given, inputs):
+        """Method 1's patch matrix (C*k*k, N*H'*W') of `inputs`: the one ComputeUp kept if it
+        was given this very array (one training step), else made anew (im2col)."""
+        kept, self._kept_patches = self._kept_patches, None
+        if kept is not None and kept[0] is given:
+            return kept[1]
+        return convolutions.im2col(inputs, self.kernel_size_, self.stride_, self.padding_)
+
+    def _input_derivative(self, deriv, input_shape):
+        """Method 1's derivative w.r.t. the inputs, (N, C, H, W), from deriv (K, N*H'*W'):
+        the patches' derivatives w.T @ deriv, scattered back by col2im, a few images at a
+        time. Each image's numbers are the same as in one product for the whole batch: in
+        float64. OpenBLAS's float32 product rounds a column differently with the number of
+        columns, so float32 makes it whole and keeps the numbers it always gave."""
+        n, positions = input_shape[0], deriv.shape[1] // max(input_shape[0], 1)
+        k, s, p = self.kernel_size_, self.stride_, self.padding_
+        per_image = self.w_.shape[1] * positions * deriv.itemsize
+        step = max(1, self.patch_chunk_bytes_ // max(per_image, 1))
+        if step >= n or deriv.dtype != np.float64:
+            return convolutions.col2im(self.w_.T @ deriv, input_shape, k, s, p)
+        d_inputs = np.empty(input_shape, dtype=deriv.dtype)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            d_inputs[start:stop] = convolutions.col2im(self.w_.T @ deriv[:, start * positions:stop * positions],
+                                                       (stop - start,) + tuple(input_shape[1:]), k, s, p)
+        return d_inputs

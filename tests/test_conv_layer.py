@@ -176,3 +176,55 @@ def test_method2_refuses_inputs_too_small_for_its_weight_derivative():
     make_conv(1, k=5, padding=1, in_shape=(3, 3, 1))
     with pytest.raises(ConfigError, match="method2"):
         make_conv(2, k=5, padding=1, in_shape=(3, 3, 1))
+
+
+def _method1_step(layer, x, d_out, training, chunk_bytes):
+    layer.training_, layer.patch_chunk_bytes_ = training, chunk_bytes
+    out = layer.ComputeUp(x)
+    return out, layer.ComputeDown(d_out, out, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (5, 2, 2), (2, 3, 0)])
+@pytest.mark.parametrize("chunk_images", [1, 2, 4])
+def test_method1_training_step_keeps_its_patches_and_chunks_its_input_derivative_to_the_same_bits(
+        k, stride, padding, chunk_images, dtype):
+    # A training step keeps the forward pass's patches for the weight derivative, and makes
+    # the input derivative a few images at a time (here 1, 2 or 4 of 5: the last chunk
+    # shorter; float32 in one product). Both give exactly the numbers of one im2col and one
+    # product per pass, and those match central differences.
+    layer = make_conv(1, k, stride, padding, in_shape=(9, 8, 3), num_channels=4, seed=k * stride)
+    rng = np.random.default_rng(k + 10 * chunk_images)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    d_out = rng.standard_normal((5, 4, layer.output_size_y_, layer.output_size_x_)).astype(dtype)
+    layer.w_, layer.b_ = layer.w_.astype(dtype), layer.b_.astype(dtype)
+    per_image = layer.w_.shape[1] * layer.output_size_y_ * layer.output_size_x_ * x.itemsize
+    plain_out, plain = _method1_step(layer, x, d_out, training=False, chunk_bytes=1 << 40)
+    assert layer._kept_patches is None
+    layer.training_ = True
+    assert layer.ComputeUp(x) is not None and layer._kept_patches[0] is x
+    out, step = _method1_step(layer, x, d_out, training=True, chunk_bytes=chunk_images * per_image)
+    assert layer._kept_patches is None  # taken by ComputeDown: no batch of patches held after
+    np.testing.assert_array_equal(out, plain_out)
+    for got, want in zip(step, plain):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+    if dtype == np.float64:
+        layer.training_ = False
+        _check_gradients(layer, x)
+
+
+def test_method1_uses_kept_patches_only_for_the_inputs_they_came_from():
+    # ComputeDown given other inputs than the last ComputeUp (a copy, even with equal values)
+    # makes their patches anew: the derivatives are those of the inputs it was given.
+    layer = make_conv(1, 3, 1, 1, in_shape=(6, 6, 2), num_channels=3, seed=5)
+    rng = np.random.default_rng(6)
+    x, other = rng.standard_normal((2, 2, 2, 6, 6))
+    d_out = rng.standard_normal((2, 3, 6, 6))
+    out_other = layer.ComputeUp(other)
+    want = layer.ComputeDown(d_out, out_other, other)
+    layer.training_ = True
+    layer.ComputeUp(x)
+    got = layer.ComputeDown(d_out, out_other, other.copy())
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
