@@ -44,16 +44,22 @@ def keep_freed_memory_for_reuse():
     derivatives, a few MB each). By default glibc hands such blocks back to the system
     and the next step takes a page fault for every 4 KiB to get them again: a quarter of
     a convnet1 epoch and 40 % of a net_2layer epoch here (alternating runs of one epoch).
-    Keeping them is simpler than having every layer manage buffers of its own. True if the
-    settings were taken (glibc); elsewhere (macOS, Windows, musl) it does nothing.
+    Keeping them is simpler than having every layer manage buffers of its own. Blocks
+    above 32 MB (the largest mmap threshold glibc takes) would still be mapped anew and
+    zeroed by the system every step: method 2's five-axis products in convnet3 are 52 MB,
+    and mapping them took a seventh of its step. So no block is mapped on its own
+    (M_MMAP_MAX 0; glibc still maps when the heap cannot grow). True if the settings were
+    taken (glibc); elsewhere (macOS, Windows, musl) it does nothing.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, TypeError, AttributeError):
         return False
-    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD of <malloc.h>
-    # Keep up to 512 MB of freed memory; serve blocks up to 32 MB (glibc's maximum) from it.
-    return bool(mallopt(trim_threshold, 512 << 20)) and bool(mallopt(mmap_threshold, 32 << 20))
+    # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD and M_MMAP_MAX of <malloc.h>
+    trim_threshold, mmap_threshold, mmap_max = -1, -3, -4
+    # Keep up to 512 MB of freed memory, and serve every block from it.
+    return (bool(mallopt(trim_threshold, 512 << 20)) and bool(mallopt(mmap_threshold, 32 << 20))
+            and bool(mallopt(mmap_max, 0)))
 
 
 keep_freed_memory_for_reuse()

@@ -387,3 +387,15 @@ def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
 def test_glibc_keeps_freed_memory_for_the_next_step():
     # Speed, not results: without it each step page-faults its big arrays back (README, Speed).
     assert net_module.keep_freed_memory_for_reuse() is True
+    # Even a block above glibc's largest mmap threshold (32 MB) comes from the heap, where
+    # freed memory stays, not from a mapping of its own, which the system zeroes each time.
+    big = np.empty(48 << 17)  # 48 MB
+    address = big.ctypes.data
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            low, high = (int(part, 16) for part in line.split()[0].split("-"))
+            if low <= address < high:
+                assert line.rstrip().endswith("[heap]"), line
+                break
+        else:
+            pytest.fail("the array's address is in no mapping of /proc/self/maps")
