@@ -343,15 +343,30 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
         g0 = g0 + n_g
 
 
-def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, ::1] w,
-                          const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
+def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
+                          bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
                           const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
                           real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
     """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
-    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart."""
-    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
+    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
+    With `interleave`, each group first interleaves its own kernels[w_index[o]] into
+    w[w_index[o]] (every group has kernels of its own): the correlations then read them from
+    the cache, where a pass of its own over all the kernels wrote them out to memory first."""
+    cdef Py_ssize_t o, n, g, i, j, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
+    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)  # whole elements: the caller checks
+    cdef const real* src
+    cdef real* dst
     # The groups are independent: split them across the cores.
     for o in prange(x_index.shape[0], nogil=True, schedule="static"):
+        if interleave:
+            n = w_index[o]
+            for g in range(n_maps):
+                for i in range(k_y):
+                    # Row k_y - 1 - i of kernel g, read backwards, to w[n, i, :, g].
+                    src = &kernels[n, g, k_y - 1 - i, k_x - 1]
+                    dst = &w[n, i, 0, g]
+                    for j in range(k_x):
+                        dst[j * gp] = src[-j * x_step]
         _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
                                k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
 
@@ -419,9 +434,14 @@ def _convolve_across(inputs, weights, pad, axis, out):
     n_w = int(np.prod(w_rest))
     gp = _round_up(g, width)
     w = (np.zeros if gp > g else np.empty)((n_w, k_y, k_x, gp), dtype=weights.dtype)
-    _interleave_flipped(np.moveaxis(weights, axis, nd - 3).reshape(n_w, g, k_y, k_x), w)
+    kernels = np.moveaxis(weights, axis, nd - 3).reshape(n_w, g, k_y, k_x)
     # Which image, which kernels and which first output map each group has.
     group_lead = lead[:axis] + lead[axis + 1:]
+    # Kernels of its own for every group (the weight derivative's: one image's derivatives):
+    # each group interleaves them as it goes. Kernels shared by groups are interleaved once.
+    own_kernels = n_w == int(np.prod(group_lead)) and kernels.strides[3] % kernels.itemsize == 0
+    if not own_kernels:
+        _interleave_flipped(kernels, w)
     x_rest = inputs.shape[:axis] + inputs.shape[axis + 1:nd - 2]
     n_x = int(np.prod(x_rest))
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
@@ -429,7 +449,7 @@ def _convolve_across(inputs, weights, pad, axis, out):
     first_map = np.take(np.arange(out.size // (out_y * out_x), dtype=np.intp).reshape(lead), 0, axis=axis)
     map_size = out_y * out_x
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
-    _correlate_across_all(x, w, np.ascontiguousarray(x_index).reshape(-1),
+    _correlate_across_all(x, kernels, w, own_kernels, np.ascontiguousarray(x_index).reshape(-1),
                           np.ascontiguousarray(w_index).reshape(-1),
                           np.ascontiguousarray(first_map * map_size).reshape(-1), g,
                           int(np.prod(lead[axis + 1:])) * map_size, out.reshape(-1), out_y, out_x)

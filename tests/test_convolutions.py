@@ -188,14 +188,21 @@ def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dty
         monkeypatch.setattr(convolutions, "_across_axis", lambda *args: axis)
         for out_y, out_x, k, padding in [(1, 1, 4, 0), (3, 3, 8, 1), (5, 5, 16, 2), (2, 7, 3, 1),
                                          (9, 7, 5, 2), (4, 4, 2, 0)]:
-            lead_x, lead_w = [2, 3, 2], [2, 3, 2]
-            lead_x[axis], lead_w[axis] = 1, maps
-            in_y, in_x = out_y + k - 1 - 2 * padding, out_x + k - 1 - 2 * padding
-            x = rng.standard_normal(tuple(lead_x) + (in_y, in_x)).astype(dtype)
-            w = rng.standard_normal(tuple(lead_w) + (k, k)).astype(dtype)[..., ::-1, ::-1]
-            out = convolutions.convolve(x, w, padding=padding)
-            assert out.shape == tuple(lead_w) + (out_y, out_x) and out.flags.c_contiguous
-            np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
+            # Kernels of their own for every group (the weight derivative's), or kernels
+            # shared by the groups along another axis.
+            other = (axis + 1) % 3
+            for shared in (False, True):
+                lead_x, lead_w = [2, 3, 2], [2, 3, 2]
+                lead_x[axis], lead_w[axis] = 1, maps
+                if shared:
+                    lead_w[other] = 1
+                in_y, in_x = out_y + k - 1 - 2 * padding, out_x + k - 1 - 2 * padding
+                x = rng.standard_normal(tuple(lead_x) + (in_y, in_x)).astype(dtype)
+                w = rng.standard_normal(tuple(lead_w) + (k, k)).astype(dtype)[..., ::-1, ::-1]
+                out = convolutions.convolve(x, w, padding=padding)
+                lead = np.broadcast_shapes(tuple(lead_x), tuple(lead_w))
+                assert out.shape == lead + (out_y, out_x) and out.flags.c_contiguous
+                np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
 
 
 def test_convolve_values_after_a_map_never_reach_its_outputs():
