@@ -47,7 +47,9 @@ and every time is a median.
    layers as they change), timed again on the same arrays against two independent
    references of the same padded 'valid' true convolution: scipy.signal.convolve2d looped
    over the broadcast leading axes, and scipy.signal.fftconvolve over axes (-2, -1). All
-   three must agree (np.allclose).
+   three must agree (np.allclose). Each is called for a quarter of a second (at least
+   --repeat calls, at most 500; --quick: --repeat calls) and the median taken: a call of a
+   third of a millisecond varies with when a sleeping thread wakes.
 4. Achieved GFLOP/s of convnet1 epochs: multiply-adds counted per layer from the config
    (conv forward N*K*C*k*k*H'*W', its input and weight derivatives as much again each, no
    input derivative in the first layer; FC forward N*in*out and the same for each
@@ -940,17 +942,25 @@ def fftconvolve_all(inputs, weights, padding):
     return fftconvolve(pad_last_two(inputs, padding), weights, mode="valid", axes=(-2, -1))
 
 
-def timed(function, repeat, *args):
-    """(median seconds over `repeat` calls, the last result)."""
+# convolve's shortest calls take a third of a millisecond, and one of three wakes a
+# sleeping thread late: each function is called until CONVOLVE_SECONDS have passed (at least
+# `repeat` calls, at most CONVOLVE_MAX_CALLS), the kit's and the references' alike.
+CONVOLVE_SECONDS, CONVOLVE_MAX_CALLS = 0.25, 500
+
+
+def timed(function, repeat, *args, seconds=0.0, max_calls=None):
+    """(median seconds over `repeat` calls, or as many more as fit in `seconds` up to
+    `max_calls`; the last result)."""
     times = []
-    for _ in range(repeat):
+    began = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - began < seconds and len(times) < max_calls):
         start = time.perf_counter()
         result = function(*args)
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
 
-def measure_convolve(models, configs, arrays, batch, repeat, notes):
+def measure_convolve(models, configs, arrays, batch, repeat, seconds, notes):
     import convolutions
 
     # Import and first-call costs of scipy are not the references' speed.
@@ -969,9 +979,10 @@ def measure_convolve(models, configs, arrays, batch, repeat, notes):
         for layer, call, inputs, weights, padding in calls:
             log(f"convolve: {model} {layer} {call}")
             convolutions.convolve(inputs, weights, padding)  # warm-up: page in the output
-            t_kit, result = timed(convolutions.convolve, repeat, inputs, weights, padding)
-            t_loop, ref_loop = timed(convolve2d_loop, repeat, inputs, weights, padding)
-            t_fft, ref_fft = timed(fftconvolve_all, repeat, inputs, weights, padding)
+            budget = dict(seconds=seconds, max_calls=CONVOLVE_MAX_CALLS)
+            t_kit, result = timed(convolutions.convolve, repeat, inputs, weights, padding, **budget)
+            t_loop, ref_loop = timed(convolve2d_loop, repeat, inputs, weights, padding, **budget)
+            t_fft, ref_fft = timed(fftconvolve_all, repeat, inputs, weights, padding, **budget)
             equal = (result.shape == ref_loop.shape == ref_fft.shape and np.allclose(result, ref_loop)
                      and np.allclose(result, ref_fft))
             all_equal &= equal
@@ -1241,8 +1252,11 @@ def section_convolve(setup):
     repeat = setup.args.repeat
     batch = QUICK_CONVOLVE_BATCH if setup.args.quick else CONVOLVE_BATCH
     notes = []
-    table = measure_convolve(models, setup.configs, setup.arrays, batch, repeat, notes)
-    out(f"### `convolutions.convolve` on method 2's calls (batch {batch}, float64; ms, median of {repeat})")
+    seconds = 0.0 if setup.args.quick else CONVOLVE_SECONDS
+    table = measure_convolve(models, setup.configs, setup.arrays, batch, repeat, seconds, notes)
+    calls = (f"median of the calls made in {seconds:g} s, at least {repeat}, at most {CONVOLVE_MAX_CALLS}"
+             if seconds else f"median of {repeat}")
+    out(f"### `convolutions.convolve` on method 2's calls (batch {batch}, float64; ms, {calls})")
     out()
     if table:
         out(markdown_table(["model", "layer", "call", "inputs * kernels -> output", "convolve",
