@@ -343,6 +343,23 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
         g0 = g0 + n_g
 
 
+cdef void _interleave_flipped_one(const real* last, Py_ssize_t g_step, Py_ssize_t y_step,
+                                  Py_ssize_t x_step, Py_ssize_t n_g, Py_ssize_t k_y, Py_ssize_t k_x,
+                                  real* w, Py_ssize_t gp) noexcept nogil:
+    """w[(i * k_x + j) * gp + g] = kernel g's value at (k_y - 1 - i, k_x - 1 - j), for the
+    n_g kernels whose last value (k_y - 1, k_x - 1) of kernel 0 is at `last`, any strides
+    (in elements): one group's kernels, flipped and side by side."""
+    cdef Py_ssize_t g, i, j
+    cdef const real* src
+    cdef real* dst
+    for g in range(n_g):
+        for i in range(k_y):
+            src = last + g * g_step - i * y_step
+            dst = w + i * k_x * gp + g
+            for j in range(k_x):
+                dst[j * gp] = src[-j * x_step]
+
+
 def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
                           bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
                           const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
@@ -351,36 +368,30 @@ def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernel
     interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
     With `interleave`, each group first interleaves its own kernels[w_index[o]] into
     w[w_index[o]] (every group has kernels of its own): the correlations then read them from
-    the cache, where a pass of its own over all the kernels wrote them out to memory first."""
-    cdef Py_ssize_t o, n, g, i, j, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
-    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)  # whole elements: the caller checks
-    cdef const real* src
-    cdef real* dst
+    the cache, where a pass of its own over all the kernels wrote them out to memory first.
+    kernels' strides are whole elements (the caller checks)."""
+    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
+    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
+    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
     # The groups are independent: split them across the cores.
     for o in prange(x_index.shape[0], nogil=True, schedule="static"):
         if interleave:
-            n = w_index[o]
-            for g in range(n_maps):
-                for i in range(k_y):
-                    # Row k_y - 1 - i of kernel g, read backwards, to w[n, i, :, g].
-                    src = &kernels[n, g, k_y - 1 - i, k_x - 1]
-                    dst = &w[n, i, 0, g]
-                    for j in range(k_x):
-                        dst[j * gp] = src[-j * x_step]
+            _interleave_flipped_one(&kernels[w_index[o], 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
+                                    n_maps, k_y, k_x, &w[w_index[o], 0, 0, 0], gp)
         _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
                                k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
 
 
 def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
     """out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]: kernels side by side,
-    flipped (any strides in; numpy's own strided copy of this took longer than the
-    correlations that read it)."""
-    cdef Py_ssize_t n, g, i, j, k_y = kernels.shape[2], k_x = kernels.shape[3]
+    flipped, for every n (strides in whole elements: the caller checks; numpy's own strided
+    copy of this took longer than the correlations that read it)."""
+    cdef Py_ssize_t n, k_y = kernels.shape[2], k_x = kernels.shape[3]
+    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
+    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
     for n in prange(kernels.shape[0], nogil=True, schedule="static"):
-        for g in range(kernels.shape[1]):
-            for i in range(k_y):
-                for j in range(k_x):
-                    out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]
+        _interleave_flipped_one(&kernels[n, 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
+                                kernels.shape[1], k_y, k_x, &out[n, 0, 0, 0], out.shape[3])
 
 
 def _round_up(n, m):
@@ -435,11 +446,13 @@ def _convolve_across(inputs, weights, pad, axis, out):
     gp = _round_up(g, width)
     w = (np.zeros if gp > g else np.empty)((n_w, k_y, k_x, gp), dtype=weights.dtype)
     kernels = np.moveaxis(weights, axis, nd - 3).reshape(n_w, g, k_y, k_x)
+    if any(step % kernels.itemsize for step in kernels.strides):  # odd byte offsets: copy whole
+        kernels = np.ascontiguousarray(kernels)
     # Which image, which kernels and which first output map each group has.
     group_lead = lead[:axis] + lead[axis + 1:]
     # Kernels of its own for every group (the weight derivative's: one image's derivatives):
     # each group interleaves them as it goes. Kernels shared by groups are interleaved once.
-    own_kernels = n_w == int(np.prod(group_lead)) and kernels.strides[3] % kernels.itemsize == 0
+    own_kernels = n_w == int(np.prod(group_lead))
     if not own_kernels:
         _interleave_flipped(kernels, w)
     x_rest = inputs.shape[:axis] + inputs.shape[axis + 1:nd - 2]

@@ -47,9 +47,10 @@ def keep_freed_memory_for_reuse():
     Keeping them is simpler than having every layer manage buffers of its own. Blocks
     above 32 MB (the largest mmap threshold glibc takes) would still be mapped anew and
     zeroed by the system every step: method 2's five-axis products in convnet3 are 52 MB,
-    and mapping them took a seventh of its step. So no block is mapped on its own
-    (M_MMAP_MAX 0; glibc still maps when the heap cannot grow). True if the settings were
-    taken (glibc); elsewhere (macOS, Windows, musl) it does nothing.
+    and mapping them took about a quarter of its train.py epoch (README, Speed). So no
+    block is mapped on its own (M_MMAP_MAX 0; glibc still maps when the heap cannot grow).
+    True if the settings were taken (glibc); elsewhere (macOS, Windows, musl) it does
+    nothing.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -968,6 +968,7 @@ def measure_convolve(models, configs, arrays, batch, repeat, seconds, notes):
     convolve2d_loop(*small, 1), fftconvolve_all(*small, 1)
     rows, totals = [], [0.0, 0.0, 0.0]
     all_equal = True
+    budget = dict(seconds=seconds, max_calls=CONVOLVE_MAX_CALLS)
     for model, name in models:
         try:
             calls = record_method2_calls(name, configs[name], arrays, batch)
@@ -979,7 +980,6 @@ def measure_convolve(models, configs, arrays, batch, repeat, seconds, notes):
         for layer, call, inputs, weights, padding in calls:
             log(f"convolve: {model} {layer} {call}")
             convolutions.convolve(inputs, weights, padding)  # warm-up: page in the output
-            budget = dict(seconds=seconds, max_calls=CONVOLVE_MAX_CALLS)
             t_kit, result = timed(convolutions.convolve, repeat, inputs, weights, padding, **budget)
             t_loop, ref_loop = timed(convolve2d_loop, repeat, inputs, weights, padding, **budget)
             t_fft, ref_fft = timed(fftconvolve_all, repeat, inputs, weights, padding, **budget)
