@@ -1,24 +1,29 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled kernels of the kit: every loop over pixels lives here.
 
-Three families of functions, each a small Python-visible wrapper that checks its
-arguments (raising ValueError that names the shapes) around a typed, GIL-free loop:
+Public functions, each a Python-visible wrapper that checks its arguments (raising ValueError
+that names the shapes) around typed, GIL-free loops:
 
-- ``convolve``          true 2-D convolution of the last two axes, with broadcasting over
-                        the leading axes. Conv method 2 is written with it.
-- ``im2col``/``col2im`` the input patches of a convolution as the columns of a matrix, and
-                        the scatter-add that undoes it. Conv method 1 is a matrix product on
-                        them; ``channels_to_maps``/``maps_to_channels`` turn its result into
-                        maps and back.
-- ``maxpool_forward``/``maxpool_backward``  max pooling and its derivative.
+- ``convolve``: true 2-D convolution of the last two axes, broadcast over the leading axes
+  (conv method 2).
+- ``im2col``, ``col2im``: the patches of a convolution as the columns of a matrix, and the
+  scatter-add that undoes it (conv method 1: one matrix product on them).
+- ``channels_to_maps``, ``maps_to_channels``: method 1's products as maps, and back.
+- ``maxpool_forward``, ``maxpool_backward``: max pooling and its derivative.
 
-All accept float64 and float32 (the output has the input's dtype) and any memory layout:
+All accept float32 and float64 (the output has the input's dtype) and any memory layout:
 non-contiguous views (``w[:, :, ::-1, ::-1]``, ``x[:, np.newaxis]``) are copied first.
-Build with ``python setup.py build_ext --inplace``.
+Below the public functions: the argument checks, then the typed kernels; convolve's
+innermost blocks are C vector code, in convolve_blocks.h. The examples assume
+``import numpy as np`` and ``from convolutions import *``; tests/test_convolutions_doctests.py
+runs them. Build with ``python setup.py build_ext --inplace``.
 """
 
 import numpy as np
 from cython.parallel import prange
+
+__all__ = ["convolve", "im2col", "col2im", "channels_to_maps", "maps_to_channels", "maxpool_forward",
+           "maxpool_backward"]
 
 ctypedef fused real:
     float
@@ -26,6 +31,440 @@ ctypedef fused real:
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+# ----------------------------------------------------------------------------------------
+# public functions
+# ----------------------------------------------------------------------------------------
+
+def convolve(inputs, weights, padding=0):
+    """True 2-D convolution (the kernel flipped) of the last two axes, broadcast over the others.
+
+    For every leading index, the image ``inputs[..., :, :]`` is convolved with the kernel
+    ``weights[..., :, :]`` as ``scipy.signal.convolve2d`` does it, after padding the image
+    with `padding` zeros on all four sides. Conv method 2 is written with it.
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64, shape (..., in_y, in_x)
+    weights : ndarray, shape (..., k_y, k_x)
+        The inputs' dtype and number of dimensions (at least 3). Each leading axis has the
+        same length in both arrays, or length 1 in one of them, which is then broadcast (as
+        numpy broadcasts).
+    padding : int, optional
+        Zeros on each side of each image, 0 <= padding < min(k_y, k_x): 0 is scipy's mode
+        'valid', k // 2 is 'same' (odd k), k - 1 is 'full'.
+
+    Returns
+    -------
+    ndarray of the inputs' dtype, shape (broadcast leading axes..., out_y, out_x)
+        With ``out = in + 2 * padding - k + 1`` along each of the last two axes.
+
+    Raises
+    ------
+    ValueError
+        For arrays of other or mixed dtypes, fewer than 3 or unequal numbers of dimensions,
+        leading axes that cannot broadcast, empty images or kernels, a padding out of range,
+        or a kernel larger than the padded input. The message names the shapes.
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> w = np.array([[[[1.0, 0.0], [0.0, 2.0]]]])
+    >>> convolve(x, w)  # flipped: out[y, c] = 2 * x[y, c] + 1 * x[y + 1, c + 1]
+    array([[[[ 4.,  7.],
+             [13., 16.]]]])
+    >>> from scipy.signal import convolve2d
+    >>> np.array_equal(convolve(x, w)[0, 0], convolve2d(x[0, 0], w[0, 0], mode="valid"))
+    True
+    >>> convolve(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), padding=1)
+    array([[[[4., 6., 4.],
+             [6., 9., 6.],
+             [4., 6., 4.]]]])
+
+    Broadcasting: two images of one channel, each convolved with the same three kernels.
+
+    >>> convolve(np.ones((2, 1, 8, 8)), np.ones((1, 3, 5, 5)), padding=2).shape
+    (2, 3, 8, 8)
+    """
+    if not isinstance(inputs, np.ndarray) or not isinstance(weights, np.ndarray):
+        raise ValueError(f"convolve: inputs and weights must be numpy arrays, got "
+                         f"{type(inputs).__name__} and {type(weights).__name__}")
+    shapes = f"inputs {inputs.shape} {inputs.dtype}, weights {weights.shape} {weights.dtype}"
+    if inputs.dtype not in _DTYPES or weights.dtype != inputs.dtype:
+        raise ValueError(f"convolve: inputs and weights must both be float32 or both float64 ({shapes})")
+    nd = inputs.ndim
+    if nd < 3 or weights.ndim != nd:
+        raise ValueError("convolve: inputs and weights must have the same number of dimensions, "
+                         f"at least 3 ({shapes})")
+    pad = _as_int(padding, f"convolve: padding ({shapes})")
+    lead = []
+    for axis in range(nd - 2):
+        a, b = inputs.shape[axis], weights.shape[axis]
+        if a != b and a != 1 and b != 1:
+            raise ValueError(f"convolve: leading axis {axis} cannot broadcast ({shapes})")
+        lead.append(b if a == 1 else a)
+    in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
+    k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
+    if min(in_y, in_x, k_y, k_x) < 1:
+        raise ValueError(f"convolve: empty image or kernel ({shapes})")
+    if not 0 <= pad < min(k_y, k_x):
+        raise ValueError(f"convolve: padding must satisfy 0 <= padding < kernel size, got {pad} ({shapes})")
+    out_y, out_x = in_y + 2 * pad - k_y + 1, in_x + 2 * pad - k_x + 1
+    if out_y < 1 or out_x < 1:
+        raise ValueError(f"convolve: kernel larger than the padded input, padding {pad} ({shapes})")
+
+    lead = tuple(lead)
+    out = np.empty(lead + (out_y, out_x), dtype=inputs.dtype)
+    n_out = out.size // (out_y * out_x)
+    if n_out == 0:
+        return out
+    axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
+    if axis is not None:
+        return _convolve_across(inputs, weights, pad, axis, out)
+    # Which image and which kernel each output map reads: broadcasting done once, on indices.
+    n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
+    x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)
+    w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(weights.shape[:nd - 2]), lead)
+    # Convolution = correlation with the flipped kernel, over the zero-padded image; doing
+    # the flip and the padding once here keeps the inner loop free of index tests. The
+    # padded images' buffer has room after them (see _slack).
+    x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad, room=_slack(in_x + 2 * pad))
+    w = np.ascontiguousarray(weights.reshape(n_w, k_y, k_x)[:, ::-1, ::-1])
+    _correlate_all(x, w, np.ascontiguousarray(x_index.reshape(n_out)),
+                   np.ascontiguousarray(w_index.reshape(n_out)), out.reshape(n_out, out_y, out_x))
+    return out
+
+
+def im2col(inputs, kernel_size, stride=1, padding=0):
+    """The k x k patches a convolution looks at, one patch per column (conv method 1).
+
+    A filter laid out as a row of C * k * k values, ordered (c, i, j), times column r is
+    that filter's cross-correlation output at position r: method 1 is one matrix product
+    with this matrix, for all filters at once.
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64, shape (N, C, H, W)
+    kernel_size : int
+        k >= 1, the patches' height and width.
+    stride : int, optional
+        Step between patches, >= 1.
+    padding : int, optional
+        Zeros on each side of each image, 0 <= padding < k.
+
+    Returns
+    -------
+    ndarray of the inputs' dtype, shape (C * k * k, N * out_y * out_x)
+        Rows ordered (c, i, j), columns (n, oy, ox), with
+        ``out = (H + 2 * padding - k) // stride + 1`` (W likewise).
+
+    Raises
+    ------
+    ValueError
+        If inputs is not a 4-D float32 or float64 array, kernel_size, stride or padding is
+        not an integer or out of range, or the kernel is larger than the padded input.
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> im2col(x, 2)  # the patches at (0, 0), (0, 1), (1, 0) and (1, 1)
+    array([[0., 1., 3., 4.],
+           [1., 2., 4., 5.],
+           [3., 4., 6., 7.],
+           [4., 5., 7., 8.]])
+    >>> im2col(x, 3, stride=2, padding=1).shape
+    (9, 4)
+    """
+    x = _as_real_array(inputs, "im2col: inputs")
+    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "im2col",
+                                          _as_int(kernel_size, "im2col: kernel_size") - 1)
+    cols = np.empty((x.shape[1] * k * k, x.shape[0] * out_y * out_x), dtype=x.dtype)
+    if cols.size:
+        if p:
+            x = _zero_padded(x, p)
+        _gather_patches(x, cols, k, s)
+    return cols
+
+
+def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
+    """Scatter-add patch columns back onto the images: the transpose of ``im2col``.
+
+    Given derivatives w.r.t. the patches, this gives the derivatives w.r.t. the inputs.
+
+    Parameters
+    ----------
+    cols : ndarray, float32 or float64, shape (C * k * k, N * out_y * out_x)
+        Laid out as ``im2col`` lays out the patches of inputs of `input_shape`.
+    input_shape : tuple of 4 ints
+        (N, C, H, W), the shape of those inputs.
+    kernel_size, stride, padding : int
+        As given to ``im2col``.
+
+    Returns
+    -------
+    ndarray of cols' dtype, shape `input_shape`
+        Each pixel the sum of every patch entry that copied it. What lands on the padding
+        belongs to no input and is dropped.
+
+    Raises
+    ------
+    ValueError
+        If cols is not a float32 or float64 array of the shape ``im2col`` would return,
+        input_shape is not 4 non-negative integers, or the window arguments are out of range
+        (as for ``im2col``).
+
+    Examples
+    --------
+    With every patch entry 1, each pixel counts the patches that hold it:
+
+    >>> col2im(np.ones((4, 4)), (1, 1, 3, 3), 2)
+    array([[[[1., 2., 1.],
+             [2., 4., 2.],
+             [1., 2., 1.]]]])
+    """
+    c = _as_real_array(cols, "col2im: cols")
+    try:
+        shape = tuple(_as_int(n, "col2im: input_shape entries") for n in input_shape)
+    except TypeError:
+        raise ValueError(f"col2im: input_shape must be a tuple of 4 integers, got {input_shape!r}") from None
+    k, s, p, out_y, out_x = _check_window(shape, kernel_size, stride, padding, "col2im",
+                                          _as_int(kernel_size, "col2im: kernel_size") - 1)
+    if min(shape) < 0:
+        raise ValueError(f"col2im: negative size in input_shape {shape}")
+    expected = (shape[1] * k * k, shape[0] * out_y * out_x)
+    if c.shape != expected:
+        raise ValueError(f"col2im: cols has shape {c.shape}, expected {expected} for input_shape "
+                         f"{shape}, kernel_size {k}, stride {s}, padding {p}")
+    n, ch, h, w = shape
+    padded = np.zeros((n, ch, h + 2 * p, w + 2 * p), dtype=c.dtype)
+    if c.size:
+        _scatter_patches(c, padded, k, s)
+    # What landed on the padding belongs to no input.
+    return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
+
+
+def channels_to_maps(products, bias, num_images, relu):
+    """Method 1's matrix product, as maps: bias added, ReLU if asked, images first.
+
+    One pass over memory, where numpy would take a transpose, an addition and a maximum.
+
+    Parameters
+    ----------
+    products : ndarray, float32 or float64, shape (K, N * P)
+        One row per channel, one column per image and output position, ordered as
+        ``im2col`` orders its columns.
+    bias : ndarray of products' dtype, K values
+    num_images : int
+        N >= 1.
+    relu : bool
+        True for ReLU, as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass), False for
+        no activation.
+
+    Returns
+    -------
+    ndarray of products' dtype, shape (N, K, P)
+        ``maps[n, f, q] = act(products[f, n * P + q] + bias[f])``.
+
+    Raises
+    ------
+    ValueError
+        If products is not a 2-D float32 or float64 array, bias has another dtype or not
+        one value per row, num_images is not a positive integer, or the columns do not split
+        into num_images equal parts.
+
+    Examples
+    --------
+    >>> products = np.array([[1.0, -2.0, 3.0, -4.0],
+    ...                      [5.0, 6.0, -7.0, 8.0]])  # 2 channels, 2 images x 2 positions
+    >>> channels_to_maps(products, np.array([0.0, 1.0]), 2, relu=True)
+    array([[[1., 0.],
+            [6., 7.]],
+    <BLANKLINE>
+           [[3., 0.],
+            [0., 9.]]])
+    """
+    m = _as_real_array(products, "channels_to_maps: products")
+    b = _as_real_array(bias, "channels_to_maps: bias", m.dtype).reshape(-1)
+    n = _as_int(num_images, "channels_to_maps: num_images")
+    if m.ndim != 2 or b.size != m.shape[0] or n < 1 or m.shape[1] % n:
+        raise ValueError(f"channels_to_maps: products {m.shape} must have a row per bias ({b.size}) "
+                         f"and a whole number of columns per image ({n} images)")
+    maps = np.empty((n, m.shape[0], m.shape[1] // n), dtype=m.dtype)
+    if maps.size:
+        _channels_to_maps(m, b, maps, bool(relu))
+    return maps
+
+
+def maps_to_channels(d_maps, outputs, relu):
+    """Derivatives w.r.t. a conv layer's outputs, laid out for method 1's matrix products.
+
+    The way back of ``channels_to_maps``: through the ReLU if asked, then to its layout.
+
+    Parameters
+    ----------
+    d_maps : ndarray, float32 or float64, shape (N, K, P)
+        Derivatives w.r.t. the layer's outputs.
+    outputs : ndarray of d_maps' dtype and shape
+        The layer's outputs.
+    relu : bool
+        True when the outputs went through ReLU: derivatives pass where outputs > 0 (as
+        ``d * (outputs > 0)``: inf and NaN give NaN there).
+
+    Returns
+    -------
+    channels : ndarray of d_maps' dtype, shape (K, N * P)
+        ``channels[f, n * P + q] = d'[n, f, q]``, the derivative w.r.t. the pre-activation.
+    bias_sum : ndarray of d_maps' dtype, shape (K,)
+        The sum of d' over positions, then over images: the bias derivative.
+
+    Raises
+    ------
+    ValueError
+        If an array is not float32 or float64, the dtypes differ, or d_maps and outputs
+        are not of one (N, K, P) shape.
+
+    Examples
+    --------
+    >>> d = np.array([[[1.0, 2.0], [3.0, 4.0]],
+    ...               [[5.0, 6.0], [7.0, 8.0]]])  # 2 images, 2 channels, 2 positions
+    >>> outputs = np.array([[[1.0, 0.0], [1.0, 1.0]],
+    ...                     [[0.0, 1.0], [1.0, 0.0]]])
+    >>> channels, bias_sum = maps_to_channels(d, outputs, relu=True)
+    >>> channels
+    array([[1., 0., 0., 6.],
+           [3., 4., 7., 0.]])
+    >>> bias_sum
+    array([ 7., 14.])
+    """
+    d = _as_real_array(d_maps, "maps_to_channels: d_maps")
+    o = _as_real_array(outputs, "maps_to_channels: outputs", d.dtype)
+    if d.ndim != 3 or o.shape != d.shape:
+        raise ValueError(f"maps_to_channels: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
+    channels = np.empty((d.shape[1], d.shape[0] * d.shape[2]), dtype=d.dtype)
+    image_sums = np.zeros(d.shape[:2], dtype=d.dtype)
+    if d.size:
+        _maps_to_channels(d, o, channels, image_sums, bool(relu))
+    return channels, image_sums.sum(axis=0)
+
+
+def maxpool_forward(inputs, kernel_size, stride, padding=0):
+    """Max over k x k windows moved by `stride`, per image and channel.
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64, shape (N, C, H, W)
+    kernel_size : int
+        k >= 1, the windows' height and width.
+    stride : int
+        Step between windows, >= 1.
+    padding : int, optional
+        0 <= padding <= k // 2 (as PyTorch), so that every window holds a real pixel.
+        Padding never wins the max.
+
+    Returns
+    -------
+    outputs : ndarray of the inputs' dtype, shape (N, C, out_y, out_x)
+        With ``out = (H + 2 * padding - k) // stride + 1`` (W likewise). A NaN wins its
+        window.
+    argmax : ndarray of intp, shape (N, C, out_y, out_x)
+        For each window, the flat index ``iy * W + ix`` of its first maximum in row-major
+        order: what ``maxpool_backward`` takes.
+
+    Raises
+    ------
+    ValueError
+        If inputs is not a 4-D float32 or float64 array or has maps without pixels, if
+        kernel_size, stride or padding is not an integer or out of range, or if the window
+        is larger than the padded input.
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, 5.0, 2.0, 0.0],
+    ...                 [3.0, 4.0, 8.0, 8.0],
+    ...                 [0.0, 0.0, 1.0, 2.0],
+    ...                 [0.0, 0.0, 3.0, 1.0]]]])
+    >>> outputs, argmax = maxpool_forward(x, 2, 2)
+    >>> outputs
+    array([[[[5., 8.],
+             [0., 3.]]]])
+    >>> argmax  # ties keep the first maximum
+    array([[[[ 1,  6],
+             [ 8, 14]]]])
+    """
+    x = _as_real_array(inputs, "maxpool_forward: inputs")
+    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "maxpool_forward",
+                                          _as_int(kernel_size, "maxpool_forward: kernel_size") // 2)
+    n, c, in_y, in_x = x.shape
+    if n * c > 0 and (in_y < 1 or in_x < 1):
+        # Maps without pixels: no window would hold a real pixel to win its max.
+        raise ValueError(f"maxpool_forward: inputs {x.shape} have maps without pixels")
+    out = np.empty((n, c, out_y, out_x), dtype=x.dtype)
+    argmax = np.empty((n, c, out_y, out_x), dtype=np.intp)
+    if out.size:
+        _maxpool_maps(x.reshape(n * c, in_y, in_x), out.reshape(n * c, out_y, out_x),
+                      argmax.reshape(n * c, out_y, out_x), k, s, p)
+    return out, argmax
+
+
+def maxpool_backward(d_outputs, argmax, input_shape):
+    """Route each window's derivative to the one input that won its max.
+
+    Parameters
+    ----------
+    d_outputs : ndarray, float32 or float64, shape (N, C, out_y, out_x)
+        Derivatives w.r.t. the pooled outputs.
+    argmax : ndarray of intp, shape (N, C, out_y, out_x)
+        As returned by ``maxpool_forward``.
+    input_shape : tuple of 4 ints
+        (N, C, H, W), the shape of the pooled inputs.
+
+    Returns
+    -------
+    ndarray of d_outputs' dtype, shape `input_shape`
+        Derivatives w.r.t. the inputs. Overlapping windows that share a maximum add their
+        derivatives.
+
+    Raises
+    ------
+    ValueError
+        If d_outputs is not a float32 or float64 array, argmax is not an intp array of its
+        shape or holds indices outside the H x W inputs, or input_shape is not 4 non-negative
+        integers that match.
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, 5.0, 2.0],
+    ...                 [3.0, 4.0, 0.0]]]])
+    >>> outputs, argmax = maxpool_forward(x, 2, 1)
+    >>> argmax  # both windows' maximum is the 5
+    array([[[[1, 1]]]])
+    >>> maxpool_backward(np.array([[[[10.0, 20.0]]]]), argmax, x.shape)
+    array([[[[ 0., 30.,  0.],
+             [ 0.,  0.,  0.]]]])
+    """
+    d = _as_real_array(d_outputs, "maxpool_backward: d_outputs")
+    try:
+        shape = tuple(_as_int(n, "maxpool_backward: input_shape entries") for n in input_shape)
+    except TypeError:
+        raise ValueError(f"maxpool_backward: input_shape must be 4 integers, got {input_shape!r}") from None
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.intp:
+        raise ValueError("maxpool_backward: argmax must be the intp array from maxpool_forward")
+    if d.ndim != 4 or argmax.shape != d.shape or len(shape) != 4 or shape[:2] != d.shape[:2] or min(shape) < 0:
+        raise ValueError(f"maxpool_backward: shapes do not match: d_outputs {d.shape}, argmax "
+                         f"{argmax.shape}, input_shape {shape}")
+    am = np.ascontiguousarray(argmax)
+    n, c, in_y, in_x = shape
+    if am.size and (am.min() < 0 or am.max() >= in_y * in_x):
+        raise ValueError(f"maxpool_backward: argmax holds indices outside the {in_y}x{in_x} inputs")
+    d_in = np.zeros(shape, dtype=d.dtype)
+    if d.size:
+        _unpool_maps(d.reshape(n * c, -1), am.reshape(n * c, -1), d_in.reshape(n * c, in_y * in_x))
+    return d_in
+
+
+# ----------------------------------------------------------------------------------------
+# shared helpers: argument checks, zero padding
+# ----------------------------------------------------------------------------------------
 
 def _as_real_array(array, what, dtype=None):
     """Return `array` as a C-contiguous float32/float64 ndarray, or raise ValueError."""
@@ -48,6 +487,23 @@ def _as_int(value, what):
     return int(value)
 
 
+def _check_window(shape, kernel_size, stride, padding, name, max_padding):
+    """Validate a (N, C, H, W) shape and window arguments; return ints and the output size."""
+    k = _as_int(kernel_size, f"{name}: kernel_size")
+    s = _as_int(stride, f"{name}: stride")
+    p = _as_int(padding, f"{name}: padding")
+    if len(shape) != 4:
+        raise ValueError(f"{name}: inputs must have 4 dimensions (N, C, H, W), got shape {shape}")
+    if k < 1 or s < 1:
+        raise ValueError(f"{name}: kernel_size and stride must be >= 1, got {k} and {s} (inputs {shape})")
+    if not 0 <= p <= max_padding:
+        raise ValueError(f"{name}: padding {p} out of range 0..{max_padding} for kernel_size {k} "
+                         f"(inputs {shape})")
+    if shape[2] + 2 * p < k or shape[3] + 2 * p < k:
+        raise ValueError(f"{name}: kernel_size {k} larger than the padded input (inputs {shape}, padding {p})")
+    return k, s, p, (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
+
+
 def _zero_padded(images, pad, room=0):
     """images (..., H, W) with `pad` zeros on all four sides, as a new C-contiguous array
     whose buffer has `room` spare values after it. (np.pad gives the same, with a tenth of a
@@ -62,153 +518,27 @@ def _zero_padded(images, pad, room=0):
 
 
 # ----------------------------------------------------------------------------------------
-# convolve
+# convolve: along rows or across maps, and the typed kernels
 # ----------------------------------------------------------------------------------------
 
-cdef extern from *:
-    """
-    /* _correlate_map's inner block, in C: 4 output rows x V * W outputs of a valid
-       correlation,
-           out[r, c] = sum over (i, j), in that order, of x[(r + i) * in_x + c + j] * w[i, j],
-       for r < 4 and c < V * W, of which only n_rows x n_cols are stored at out.
-
-       Each row is V (1 or 2) vectors of W lanes, a and b, and the 4 or 8 vectors are
-       independent chains of additions: that keeps the adders busy. The vectors are written
-       out (GCC/Clang vector extensions), one named variable each, because the compilers'
-       own vectorization of the same loops varied with the loop's shape and the target, and
-       was several times slower. Each output still adds its terms one at a time in the order
-       above, so every W and V, and the plain loops for other compilers, give the same numbers
-       bit for bit, as long as the compiler does not fuse a multiply and an add (setup.py
-       builds with -ffp-contract=off). Rows and lanes past the map read (and discard) what
-       follows it: up to 3 rows and V * W - 1 values past its end, which convolve leaves
-       room for (_slack). */
-    #if defined(__GNUC__) || defined(__clang__)
-    #define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
-    /* may_alias and the element's alignment: a vector may be read from any T. */          \
-    typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
-    static inline void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,        \
-                            Py_ssize_t k_x, T* out, Py_ssize_t out_x,                       \
-                            Py_ssize_t n_rows, Py_ssize_t n_cols) {                         \
-        NAME##_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0}; \
-        for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
-            const T* p = x + i * in_x;                                                       \
-            for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
-                const T wv = w[i * k_x + j];                                                 \
-                a0 = a0 + wv * *(const NAME##_vec*)(p + j);                                  \
-                a1 = a1 + wv * *(const NAME##_vec*)(p + in_x + j);                           \
-                a2 = a2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j);                       \
-                a3 = a3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j);                       \
-                if (V == 2) {  /* a constant: the compiler keeps one branch */              \
-                    b0 = b0 + wv * *(const NAME##_vec*)(p + j + W);                          \
-                    b1 = b1 + wv * *(const NAME##_vec*)(p + in_x + j + W);                   \
-                    b2 = b2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j + W);               \
-                    b3 = b3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j + W);               \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-        if (n_rows == 4 && n_cols == V * W) {                                                \
-            *(NAME##_vec*)out = a0;                                                          \
-            *(NAME##_vec*)(out + out_x) = a1;                                                \
-            *(NAME##_vec*)(out + 2 * out_x) = a2;                                            \
-            *(NAME##_vec*)(out + 3 * out_x) = a3;                                            \
-            if (V == 2) {                                                                    \
-                *(NAME##_vec*)(out + W) = b0;                                                \
-                *(NAME##_vec*)(out + out_x + W) = b1;                                        \
-                *(NAME##_vec*)(out + 2 * out_x + W) = b2;                                    \
-                *(NAME##_vec*)(out + 3 * out_x + W) = b3;                                    \
-            }                                                                                \
-            return;                                                                          \
-        }                                                                                    \
-        T lanes[4][V * W];                                                                   \
-        *(NAME##_vec*)lanes[0] = a0;                                                         \
-        *(NAME##_vec*)lanes[1] = a1;                                                         \
-        *(NAME##_vec*)lanes[2] = a2;                                                         \
-        *(NAME##_vec*)lanes[3] = a3;                                                         \
-        if (V == 2) {                                                                        \
-            *(NAME##_vec*)(lanes[0] + W) = b0;                                               \
-            *(NAME##_vec*)(lanes[1] + W) = b1;                                               \
-            *(NAME##_vec*)(lanes[2] + W) = b2;                                               \
-            *(NAME##_vec*)(lanes[3] + W) = b3;                                               \
-        }                                                                                    \
-        for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
-            for (Py_ssize_t c = 0; c < n_cols; c++) out[r * out_x + c] = lanes[r][c];        \
-    }
-    #else
-    #define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
-    static void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,               \
-                     Py_ssize_t k_x, T* out, Py_ssize_t out_x,                              \
-                     Py_ssize_t n_rows, Py_ssize_t n_cols) {                                \
-        for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
-            for (Py_ssize_t c = 0; c < n_cols; c++) {                                        \
-                T acc = 0;                                                                   \
-                for (Py_ssize_t i = 0; i < k_y; i++)                                         \
-                    for (Py_ssize_t j = 0; j < k_x; j++)                                     \
-                        acc = acc + w[i * k_x + j] * x[(r + i) * in_x + c + j];              \
-                out[r * out_x + c] = acc;                                                    \
-            }                                                                                \
-    }
-    #endif
-    /* Vectors as wide as the machine's registers (the compiler splits wider ones badly);
-       two per row where they are narrow (SSE2, NEON), so that a block spans 4 doubles. */
-    #if defined(__AVX512F__)
-    #define KIT_VECTOR_BYTES 64
-    #define KIT_VECTORS_PER_ROW 1
-    #elif defined(__AVX__)
-    #define KIT_VECTOR_BYTES 32
-    #define KIT_VECTORS_PER_ROW 1
-    #else
-    #define KIT_VECTOR_BYTES 16
-    #define KIT_VECTORS_PER_ROW 2
-    #endif
-    #define KIT_BLOCK_BYTES (KIT_VECTOR_BYTES * KIT_VECTORS_PER_ROW)
-    /* For each type: a block, and one half as wide (one vector per row) for maps as narrow
-       as that; kit_block_T picks one; kit_lanes_T outputs of a row make a block. */
-    #define KIT_BLOCKS(T)                                                                    \
-    KIT_CORRELATE_BLOCK(kit_full_block_##T, T, KIT_VECTOR_BYTES / sizeof(T), KIT_VECTORS_PER_ROW) \
-    KIT_CORRELATE_BLOCK(kit_half_block_##T, T, KIT_BLOCK_BYTES / 2 / sizeof(T), 1)          \
-    static inline void kit_block_##T(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y, \
-                                     Py_ssize_t k_x, T* out, Py_ssize_t out_x,              \
-                                     Py_ssize_t n_rows, Py_ssize_t n_cols, int half) {      \
-        if (half) kit_half_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);     \
-        else kit_full_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);          \
-    }                                                                                        \
-    static const Py_ssize_t kit_lanes_##T = KIT_BLOCK_BYTES / sizeof(T);                 \
-    static const Py_ssize_t kit_vector_##T = KIT_VECTOR_BYTES / sizeof(T);
-    KIT_BLOCKS(double)
-    KIT_BLOCKS(float)
-    """
-    const Py_ssize_t kit_lanes_double
+# convolve's innermost blocks, in C vectors (GCC/Clang vector extensions; plain loops for other
+# compilers, with the same numbers bit for bit): see the header for what each one computes.
+cdef extern from "convolve_blocks.h":
+    const Py_ssize_t kit_lanes_double    # outputs of a row that make one block (along rows)
     const Py_ssize_t kit_lanes_float
-    const Py_ssize_t kit_vector_double
+    const Py_ssize_t kit_vector_double   # values in one vector register
     const Py_ssize_t kit_vector_float
+    const Py_ssize_t kit_positions       # output positions of one block across maps
     void kit_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
                           double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                           bint half) noexcept nogil
     void kit_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
                          float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                          bint half) noexcept nogil
-
-
-cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t k_y,
-                         Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid
-    correlation), in blocks of 4 rows x one vector register (two where registers are
-    narrow), or half as wide where that is enough (the weight derivative's maps are k x k).
-    May read up to _slack(in_x) values past the map."""
-    cdef Py_ssize_t y, c0, n_rows, n_cols
-    cdef Py_ssize_t lanes = kit_lanes_double if real is double else kit_lanes_float
-    for y in range(0, out_y, 4):
-        n_rows = min(4, out_y - y)
-        c0 = 0
-        while c0 < out_x:
-            n_cols = min(lanes, out_x - c0)
-            if real is double:
-                kit_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
-                                 n_rows, n_cols, 2 * n_cols <= lanes)
-            else:
-                kit_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
-                                n_rows, n_cols, 2 * n_cols <= lanes)
-            c0 = c0 + n_cols
+    void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t in_x, const double* w,
+                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, bint two) noexcept nogil
+    void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
+                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, bint two) noexcept nogil
 
 
 def _slack(in_x):
@@ -216,182 +546,6 @@ def _slack(in_x):
     in_x wide (3 rows, and a block's row less one value): `convolve` leaves this much room
     after its images."""
     return 3 * in_x + 16
-
-
-def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
-                   const Py_ssize_t[::1] w_index, real[:, :, ::1] out):
-    """out[o] = valid correlation of x[x_index[o]] with w[w_index[o]], for every o."""
-    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2]
-    cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
-    # The output maps are independent: split them across the cores (OpenMP, when built with it).
-    for o in prange(out.shape[0], nogil=True, schedule="static"):
-        _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
-                       &out[o, 0, 0], out_y, out_x)
-
-
-cdef extern from *:
-    """
-    /* convolve's other inner block, for maps that read one image with different kernels
-       (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
-       x NV (1 or 2) vectors of W maps,
-           res[t * 2W + g] = sum over (i, j), in that order, of
-                             x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
-       for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
-       (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most
-       of a block of rows, whose vectors run along a row past the map's edge; lanes across
-       maps all count. Each output adds its terms in the same order as KIT_CORRELATE_BLOCK,
-       and x * w is w * x exactly: the same numbers, bit for bit. Reads nothing outside the
-       map and the kernels' gp lanes. */
-    #if defined(__GNUC__) || defined(__clang__)
-    #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
-    typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
-    static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,  \
-                            Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {         \
-        /* Fixed-size arrays in fully unrolled loops: the compiler keeps them in registers. */ \
-        NAME##_vec a[KIT_POSITIONS], b[KIT_POSITIONS];                                       \
-        for (int t = 0; t < KIT_POSITIONS; t++) a[t] = b[t] = (NAME##_vec){0};               \
-        for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
-            for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
-                const Py_ssize_t q = i * in_x + j;                                           \
-                const T* wp = w + (i * k_x + j) * gp;                                        \
-                const NAME##_vec u = *(const NAME##_vec*)wp;                                 \
-                const NAME##_vec v = NV == 2 ? *(const NAME##_vec*)(wp + W) : u;             \
-                _Pragma("GCC unroll 8")                                                      \
-                for (int t = 0; t < KIT_POSITIONS; t++) {                                    \
-                    const T s = x[off[t] + q];                                               \
-                    a[t] = a[t] + s * u;                                                     \
-                    if (NV == 2) b[t] = b[t] + s * v;  /* a constant: one branch is kept */  \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-        for (int t = 0; t < KIT_POSITIONS; t++) {                                            \
-            *(NAME##_vec*)(res + t * 2 * W) = a[t];                                          \
-            if (NV == 2) *(NAME##_vec*)(res + t * 2 * W + W) = b[t];                         \
-        }                                                                                    \
-    }
-    #else
-    #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
-    static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,         \
-                     Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {                \
-        for (int t = 0; t < KIT_POSITIONS; t++)                                              \
-            for (int g = 0; g < NV * W; g++) {                                               \
-                T acc = 0;                                                                   \
-                for (Py_ssize_t i = 0; i < k_y; i++)                                         \
-                    for (Py_ssize_t j = 0; j < k_x; j++)                                     \
-                        acc = acc + x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g];    \
-                res[t * 2 * W + g] = acc;                                                    \
-            }                                                                                \
-    }
-    #endif
-    /* 8 positions x 2 vectors where there are 32 vector registers (AVX-512, and Arm's 64-bit
-       NEON), 4 where there are 16: the accumulators, the kernels' vectors and the image's
-       values fit, and the kernels' vectors are loaded once for more positions. */
-    #if defined(__AVX512F__) || defined(__aarch64__)
-    #define KIT_POSITIONS 8
-    #else
-    #define KIT_POSITIONS 4
-    #endif
-    #define KIT_ACROSS_BLOCKS(T)                                                             \
-    KIT_ACROSS_BLOCK(kit_across1_##T, T, KIT_VECTOR_BYTES / sizeof(T), 1)                   \
-    KIT_ACROSS_BLOCK(kit_across2_##T, T, KIT_VECTOR_BYTES / sizeof(T), 2)                   \
-    static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t in_x,   \
-                                      const T* w, Py_ssize_t gp, Py_ssize_t k_y,            \
-                                      Py_ssize_t k_x, T* res, int two) {                    \
-        if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res);                       \
-        else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res);                           \
-    }
-    KIT_ACROSS_BLOCKS(double)
-    KIT_ACROSS_BLOCKS(float)
-    static const Py_ssize_t kit_positions = KIT_POSITIONS;
-    """
-    const Py_ssize_t kit_positions
-    void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t in_x, const double* w,
-                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, bint two) noexcept nogil
-    void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
-                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, bint two) noexcept nogil
-
-
-cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t n_maps,
-                                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, real* out,
-                                 Py_ssize_t map_stride, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """out[g * map_stride + y * out_x + c] = sum over (i, j), in that order, of
-    x[y + i, c + j] * w[i, j, g], for every map g < n_maps: the valid correlations of one
-    image with n_maps interleaved kernels (gp values per (i, j): n_maps rounded up to whole
-    vectors)."""
-    cdef Py_ssize_t width = kit_vector_double if real is double else kit_vector_float
-    cdef Py_ssize_t n_pos = out_y * out_x
-    cdef Py_ssize_t off[8]
-    cdef Py_ssize_t g0, n_g, p0, p, t, g
-    cdef real res[256]  # kit_positions (<= 8) x 2 vectors of up to 16 values (64-byte registers)
-    g0 = 0
-    while g0 < n_maps:
-        n_g = min(2 * width, n_maps - g0)
-        p0 = 0
-        while p0 < n_pos:
-            # A last block with fewer positions repeats its last one.
-            for t in range(kit_positions):
-                p = min(p0 + t, n_pos - 1)
-                off[t] = (p // out_x) * in_x + p % out_x
-            if real is double:
-                kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
-            else:
-                kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
-            for t in range(min(kit_positions, n_pos - p0)):
-                for g in range(n_g):
-                    out[(g0 + g) * map_stride + p0 + t] = res[t * 2 * width + g]
-            p0 = p0 + kit_positions
-        g0 = g0 + n_g
-
-
-cdef void _interleave_flipped_one(const real* last, Py_ssize_t g_step, Py_ssize_t y_step,
-                                  Py_ssize_t x_step, Py_ssize_t n_g, Py_ssize_t k_y, Py_ssize_t k_x,
-                                  real* w, Py_ssize_t gp) noexcept nogil:
-    """w[(i * k_x + j) * gp + g] = kernel g's value at (k_y - 1 - i, k_x - 1 - j), for the
-    n_g kernels whose last value (k_y - 1, k_x - 1) of kernel 0 is at `last`, any strides
-    (in elements): one group's kernels, flipped and side by side."""
-    cdef Py_ssize_t g, i, j
-    cdef const real* src
-    cdef real* dst
-    for g in range(n_g):
-        for i in range(k_y):
-            src = last + g * g_step - i * y_step
-            dst = w + i * k_x * gp + g
-            for j in range(k_x):
-                dst[j * gp] = src[-j * x_step]
-
-
-def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
-                          bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
-                          const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
-                          real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
-    """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
-    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
-    With `interleave`, each group first interleaves its own kernels[w_index[o]] into
-    w[w_index[o]] (every group has kernels of its own): the correlations then read them from
-    the cache, where a pass of its own over all the kernels wrote them out to memory first.
-    kernels' strides are whole elements (the caller checks)."""
-    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
-    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
-    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
-    # The groups are independent: split them across the cores.
-    for o in prange(x_index.shape[0], nogil=True, schedule="static"):
-        if interleave:
-            _interleave_flipped_one(&kernels[w_index[o], 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
-                                    n_maps, k_y, k_x, &w[w_index[o], 0, 0, 0], gp)
-        _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
-                               k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
-
-
-def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
-    """out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]: kernels side by side,
-    flipped, for every n (strides in whole elements: the caller checks; numpy's own strided
-    copy of this took longer than the correlations that read it)."""
-    cdef Py_ssize_t n, k_y = kernels.shape[2], k_x = kernels.shape[3]
-    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
-    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
-    for n in prange(kernels.shape[0], nogil=True, schedule="static"):
-        _interleave_flipped_one(&kernels[n, 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
-                                kernels.shape[1], k_y, k_x, &out[n, 0, 0, 0], out.shape[3])
 
 
 def _round_up(n, m):
@@ -469,107 +623,125 @@ def _convolve_across(inputs, weights, pad, axis, out):
     return out
 
 
-def convolve(inputs, weights, padding=0):
-    """True 2-D convolution (the kernel is flipped) of the last two axes of two arrays.
+def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
+                   const Py_ssize_t[::1] w_index, real[:, :, ::1] out):
+    """out[o] = valid correlation of x[x_index[o]] with w[w_index[o]], for every o."""
+    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2]
+    cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
+    # The output maps are independent: split them across the cores (OpenMP, when built with it).
+    for o in prange(out.shape[0], nogil=True, schedule="static"):
+        _correlate_map(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0], k_y, k_x,
+                       &out[o, 0, 0], out_y, out_x)
 
-    For every leading index, the image ``inputs[..., :, :]`` is convolved with the kernel
-    ``weights[..., :, :]``, exactly as ``scipy.signal.convolve2d`` would do it, after
-    padding the image with `padding` zeros on all four sides.
 
-    Parameters
-    ----------
-    inputs : ndarray, float32 or float64, shape (..., in_y, in_x)
-    weights : ndarray, same dtype and number of dimensions (at least 3), shape (..., k_y, k_x)
-        Every leading axis must be equal in both arrays, or 1 in one of them: the axis
-        of length 1 is broadcast, as numpy broadcasts.
-    padding : int, 0 <= padding < min(k_y, k_x)
-        0 is scipy's mode 'valid', k // 2 is 'same' (odd k), k - 1 is 'full'.
+cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t k_y,
+                         Py_ssize_t k_x, real* out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """out[y, c] = sum over (i, j), in that order, of x[y + i, c + j] * w[i, j] (valid
+    correlation), in blocks of 4 rows x one vector register (two where registers are
+    narrow), or half as wide where that is enough (the weight derivative's maps are k x k).
+    May read up to _slack(in_x) values past the map."""
+    cdef Py_ssize_t y, c0, n_rows, n_cols
+    cdef Py_ssize_t lanes = kit_lanes_double if real is double else kit_lanes_float
+    for y in range(0, out_y, 4):
+        n_rows = min(4, out_y - y)
+        c0 = 0
+        while c0 < out_x:
+            n_cols = min(lanes, out_x - c0)
+            if real is double:
+                kit_block_double(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
+                                 n_rows, n_cols, 2 * n_cols <= lanes)
+            else:
+                kit_block_float(x + y * in_x + c0, in_x, w, k_y, k_x, out + y * out_x + c0, out_x,
+                                n_rows, n_cols, 2 * n_cols <= lanes)
+            c0 = c0 + n_cols
 
-    Returns
-    -------
-    ndarray of the inputs' dtype, shape (broadcast leading axes..., out_y, out_x) with
-    ``out = in + 2 * padding - k + 1`` along each axis.
 
-    Examples
-    --------
-    inputs (2, 4, 20, 20) with weights (2, 1, 3, 3), padding 0 -> (2, 4, 18, 18)
-    inputs (100, 1, 8, 20, 20) with weights (1, 16, 8, 5, 5), padding 2 -> (100, 16, 8, 20, 20)
+def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
+                          bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
+                          const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
+                          real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
+    """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
+    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
+    With `interleave`, each group first interleaves its own kernels[w_index[o]] into
+    w[w_index[o]] (every group has kernels of its own): the correlations then read them from
+    the cache, where a pass of its own over all the kernels wrote them out to memory first.
+    kernels' strides are whole elements (the caller checks)."""
+    cdef Py_ssize_t o, in_x = x.shape[2], k_y = w.shape[1], k_x = w.shape[2], gp = w.shape[3]
+    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
+    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
+    # The groups are independent: split them across the cores.
+    for o in prange(x_index.shape[0], nogil=True, schedule="static"):
+        if interleave:
+            _interleave_flipped_one(&kernels[w_index[o], 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
+                                    n_maps, k_y, k_x, &w[w_index[o], 0, 0, 0], gp)
+        _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
+                               k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
 
-    Raises
-    ------
-    ValueError for anything else: other or mixed dtypes, fewer than 3 or unequal numbers
-    of dimensions, leading axes that cannot broadcast, a padding out of range, or a
-    kernel larger than the padded input. The message names the shapes.
-    """
-    if not isinstance(inputs, np.ndarray) or not isinstance(weights, np.ndarray):
-        raise ValueError(f"convolve: inputs and weights must be numpy arrays, got "
-                         f"{type(inputs).__name__} and {type(weights).__name__}")
-    shapes = f"inputs {inputs.shape} {inputs.dtype}, weights {weights.shape} {weights.dtype}"
-    if inputs.dtype not in _DTYPES or weights.dtype != inputs.dtype:
-        raise ValueError(f"convolve: inputs and weights must both be float32 or both float64 ({shapes})")
-    nd = inputs.ndim
-    if nd < 3 or weights.ndim != nd:
-        raise ValueError("convolve: inputs and weights must have the same number of dimensions, "
-                         f"at least 3 ({shapes})")
-    pad = _as_int(padding, f"convolve: padding ({shapes})")
-    lead = []
-    for axis in range(nd - 2):
-        a, b = inputs.shape[axis], weights.shape[axis]
-        if a != b and a != 1 and b != 1:
-            raise ValueError(f"convolve: leading axis {axis} cannot broadcast ({shapes})")
-        lead.append(b if a == 1 else a)
-    in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
-    k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
-    if min(in_y, in_x, k_y, k_x) < 1:
-        raise ValueError(f"convolve: empty image or kernel ({shapes})")
-    if not 0 <= pad < min(k_y, k_x):
-        raise ValueError(f"convolve: padding must satisfy 0 <= padding < kernel size, got {pad} ({shapes})")
-    out_y, out_x = in_y + 2 * pad - k_y + 1, in_x + 2 * pad - k_x + 1
-    if out_y < 1 or out_x < 1:
-        raise ValueError(f"convolve: kernel larger than the padded input, padding {pad} ({shapes})")
 
-    lead = tuple(lead)
-    out = np.empty(lead + (out_y, out_x), dtype=inputs.dtype)
-    n_out = out.size // (out_y * out_x)
-    if n_out == 0:
-        return out
-    axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
-    if axis is not None:
-        return _convolve_across(inputs, weights, pad, axis, out)
-    # Which image and which kernel each output map reads: broadcasting done once, on indices.
-    n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
-    x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)
-    w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(weights.shape[:nd - 2]), lead)
-    # Convolution = correlation with the flipped kernel, over the zero-padded image; doing
-    # the flip and the padding once here keeps the inner loop free of index tests. The
-    # padded images' buffer has room after them (see _slack).
-    x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad, room=_slack(in_x + 2 * pad))
-    w = np.ascontiguousarray(weights.reshape(n_w, k_y, k_x)[:, ::-1, ::-1])
-    _correlate_all(x, w, np.ascontiguousarray(x_index.reshape(n_out)),
-                   np.ascontiguousarray(w_index.reshape(n_out)), out.reshape(n_out, out_y, out_x))
-    return out
+def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
+    """out[n, i, j, g] = kernels[n, g, k_y - 1 - i, k_x - 1 - j]: kernels side by side,
+    flipped, for every n (strides in whole elements: the caller checks; numpy's own strided
+    copy of this took longer than the correlations that read it)."""
+    cdef Py_ssize_t n, k_y = kernels.shape[2], k_x = kernels.shape[3]
+    cdef Py_ssize_t g_step = kernels.strides[1] // sizeof(real), y_step = kernels.strides[2] // sizeof(real)
+    cdef Py_ssize_t x_step = kernels.strides[3] // sizeof(real)
+    for n in prange(kernels.shape[0], nogil=True, schedule="static"):
+        _interleave_flipped_one(&kernels[n, 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
+                                kernels.shape[1], k_y, k_x, &out[n, 0, 0, 0], out.shape[3])
+
+
+cdef void _interleave_flipped_one(const real* last, Py_ssize_t g_step, Py_ssize_t y_step,
+                                  Py_ssize_t x_step, Py_ssize_t n_g, Py_ssize_t k_y, Py_ssize_t k_x,
+                                  real* w, Py_ssize_t gp) noexcept nogil:
+    """w[(i * k_x + j) * gp + g] = kernel g's value at (k_y - 1 - i, k_x - 1 - j), for the
+    n_g kernels whose last value (k_y - 1, k_x - 1) of kernel 0 is at `last`, any strides
+    (in elements): one group's kernels, flipped and side by side."""
+    cdef Py_ssize_t g, i, j
+    cdef const real* src
+    cdef real* dst
+    for g in range(n_g):
+        for i in range(k_y):
+            src = last + g * g_step - i * y_step
+            dst = w + i * k_x * gp + g
+            for j in range(k_x):
+                dst[j * gp] = src[-j * x_step]
+
+
+cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t n_maps,
+                                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, real* out,
+                                 Py_ssize_t map_stride, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """out[g * map_stride + y * out_x + c] = sum over (i, j), in that order, of
+    x[y + i, c + j] * w[i, j, g], for every map g < n_maps: the valid correlations of one
+    image with n_maps interleaved kernels (gp values per (i, j): n_maps rounded up to whole
+    vectors)."""
+    cdef Py_ssize_t width = kit_vector_double if real is double else kit_vector_float
+    cdef Py_ssize_t n_pos = out_y * out_x
+    cdef Py_ssize_t off[8]
+    cdef Py_ssize_t g0, n_g, p0, p, t, g
+    cdef real res[256]  # kit_positions (<= 8) x 2 vectors of up to 16 values (64-byte registers)
+    g0 = 0
+    while g0 < n_maps:
+        n_g = min(2 * width, n_maps - g0)
+        p0 = 0
+        while p0 < n_pos:
+            # A last block with fewer positions repeats its last one.
+            for t in range(kit_positions):
+                p = min(p0 + t, n_pos - 1)
+                off[t] = (p // out_x) * in_x + p % out_x
+            if real is double:
+                kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
+            else:
+                kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
+            for t in range(min(kit_positions, n_pos - p0)):
+                for g in range(n_g):
+                    out[(g0 + g) * map_stride + p0 + t] = res[t * 2 * width + g]
+            p0 = p0 + kit_positions
+        g0 = g0 + n_g
 
 
 # ----------------------------------------------------------------------------------------
-# im2col / col2im
+# im2col / col2im kernels
 # ----------------------------------------------------------------------------------------
-
-def _check_window(shape, kernel_size, stride, padding, name, max_padding):
-    """Validate a (N, C, H, W) shape and window arguments; return ints and the output size."""
-    k = _as_int(kernel_size, f"{name}: kernel_size")
-    s = _as_int(stride, f"{name}: stride")
-    p = _as_int(padding, f"{name}: padding")
-    if len(shape) != 4:
-        raise ValueError(f"{name}: inputs must have 4 dimensions (N, C, H, W), got shape {shape}")
-    if k < 1 or s < 1:
-        raise ValueError(f"{name}: kernel_size and stride must be >= 1, got {k} and {s} (inputs {shape})")
-    if not 0 <= p <= max_padding:
-        raise ValueError(f"{name}: padding {p} out of range 0..{max_padding} for kernel_size {k} "
-                         f"(inputs {shape})")
-    if shape[2] + 2 * p < k or shape[3] + 2 * p < k:
-        raise ValueError(f"{name}: kernel_size {k} larger than the padded input (inputs {shape}, padding {p})")
-    return k, s, p, (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1
-
 
 def _gather_patches(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s):
     """Copy every k x k patch (all channels) of the padded images x into a column of cols."""
@@ -611,56 +783,12 @@ def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k
                             dst[ox * s] = dst[ox * s] + src[ox]
 
 
-def im2col(inputs, kernel_size, stride=1, padding=0):
-    """The k x k patches a convolution looks at, one patch per column.
-
-    inputs: (N, C, H, W), float32 or float64.
-    returns: (C * k * k, N * out_y * out_x), columns ordered (n, oy, ox) and rows (c, i, j),
-    with out = (H + 2 * padding - k) // stride + 1 and 0 <= padding < k. Padding holds 0.
-    A filter laid out as (C, k, k), as a row, times column r is that filter's
-    cross-correlation output at position r: conv method 1 is one matrix product with
-    this matrix, all filters at once.
-    """
-    x = _as_real_array(inputs, "im2col: inputs")
-    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "im2col",
-                                          _as_int(kernel_size, "im2col: kernel_size") - 1)
-    cols = np.empty((x.shape[1] * k * k, x.shape[0] * out_y * out_x), dtype=x.dtype)
-    if cols.size:
-        if p:
-            x = _zero_padded(x, p)
-        _gather_patches(x, cols, k, s)
-    return cols
-
-
-def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
-    """Scatter-add patch columns back onto the image: the transpose of ``im2col``.
-
-    cols: (C * k * k, N * out_y * out_x), as ``im2col`` returns for inputs of `input_shape`.
-    returns: (N, C, H, W) where each pixel is the sum of every patch entry that copied it
-    (derivatives w.r.t. the inputs, given derivatives w.r.t. the patches).
-    """
-    c = _as_real_array(cols, "col2im: cols")
-    try:
-        shape = tuple(_as_int(n, "col2im: input_shape entries") for n in input_shape)
-    except TypeError:
-        raise ValueError(f"col2im: input_shape must be a tuple of 4 integers, got {input_shape!r}") from None
-    k, s, p, out_y, out_x = _check_window(shape, kernel_size, stride, padding, "col2im",
-                                          _as_int(kernel_size, "col2im: kernel_size") - 1)
-    if min(shape) < 0:
-        raise ValueError(f"col2im: negative size in input_shape {shape}")
-    expected = (shape[1] * k * k, shape[0] * out_y * out_x)
-    if c.shape != expected:
-        raise ValueError(f"col2im: cols has shape {c.shape}, expected {expected} for input_shape "
-                         f"{shape}, kernel_size {k}, stride {s}, padding {p}")
-    n, ch, h, w = shape
-    padded = np.zeros((n, ch, h + 2 * p, w + 2 * p), dtype=c.dtype)
-    if c.size:
-        _scatter_patches(c, padded, k, s)
-    # What landed on the padding belongs to no input.
-    return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
-
+# ----------------------------------------------------------------------------------------
+# channels_to_maps / maps_to_channels kernels
+# ----------------------------------------------------------------------------------------
 
 def _channels_to_maps(const real[:, ::1] products, const real[::1] bias, real[:, :, ::1] maps, bint relu):
+    """maps[n, f, q] = act(products[f, n * n_pos + q] + bias[f]) (see channels_to_maps)."""
     cdef Py_ssize_t n, f, q, n_pos = maps.shape[2], n_ch = maps.shape[1]
     cdef real v, b
     # Images are independent: one per core.
@@ -675,30 +803,9 @@ def _channels_to_maps(const real[:, ::1] products, const real[::1] bias, real[:,
                 maps[n, f, q] = v
 
 
-def channels_to_maps(products, bias, num_images, relu):
-    """Method 1's matrix product, as maps: bias added, ReLU if asked, images first.
-
-    products: (K, N * P), one row per channel, one column per image and output position
-    (as ``im2col`` orders its columns); bias: K values; relu: True for ReLU, False for none.
-    returns: (N, K, P) of products' dtype, maps[n, f, q] = act(products[f, n * P + q] +
-    bias[f]), where act is ReLU as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass) or
-    nothing. One pass over memory, where numpy would take a transpose, an addition and a
-    maximum.
-    """
-    m = _as_real_array(products, "channels_to_maps: products")
-    b = _as_real_array(bias, "channels_to_maps: bias", m.dtype).reshape(-1)
-    n = _as_int(num_images, "channels_to_maps: num_images")
-    if m.ndim != 2 or b.size != m.shape[0] or n < 1 or m.shape[1] % n:
-        raise ValueError(f"channels_to_maps: products {m.shape} must have a row per bias ({b.size}) "
-                         f"and a whole number of columns per image ({n} images)")
-    maps = np.empty((n, m.shape[0], m.shape[1] // n), dtype=m.dtype)
-    if maps.size:
-        _channels_to_maps(m, b, maps, bool(relu))
-    return maps
-
-
 def _maps_to_channels(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, ::1] channels,
                       real[:, ::1] image_sums, bint relu):
+    """channels[f, n * n_pos + q] = d'[n, f, q]; image_sums[n, f] = their sum over q."""
     cdef Py_ssize_t n, q, f, n_pos = d.shape[2], n_ch = d.shape[1]
     cdef real v, acc
     # Images are independent: one per core. Each image's sums go to its own row of
@@ -716,30 +823,22 @@ def _maps_to_channels(const real[:, :, ::1] d, const real[:, :, ::1] outputs, re
             image_sums[n, f] = acc
 
 
-def maps_to_channels(d_maps, outputs, relu):
-    """Derivatives w.r.t. a conv layer's outputs, laid out for method 1's matrix products.
-
-    d_maps, outputs: (N, K, P), derivatives w.r.t. the layer's outputs and the outputs;
-    relu: True when the outputs went through ReLU (derivatives pass where outputs > 0).
-    returns: (channels, bias_sum): channels (K, N * P) with channels[f, n * P + q] =
-    d'[n, f, q], the derivative w.r.t. the pre-activation, laid out as ``channels_to_maps``
-    takes it; and bias_sum (K,), the sum of d' over positions, then images (the bias
-    derivative).
-    """
-    d = _as_real_array(d_maps, "maps_to_channels: d_maps")
-    o = _as_real_array(outputs, "maps_to_channels: outputs", d.dtype)
-    if d.ndim != 3 or o.shape != d.shape:
-        raise ValueError(f"maps_to_channels: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
-    channels = np.empty((d.shape[1], d.shape[0] * d.shape[2]), dtype=d.dtype)
-    image_sums = np.zeros(d.shape[:2], dtype=d.dtype)
-    if d.size:
-        _maps_to_channels(d, o, channels, image_sums, bool(relu))
-    return channels, image_sums.sum(axis=0)
-
-
 # ----------------------------------------------------------------------------------------
-# max pooling
+# max pooling kernels
 # ----------------------------------------------------------------------------------------
+
+def _maxpool_maps(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :, ::1] argmax,
+                  Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
+    """Max pooling of every map m of x into out[m] and argmax[m] (see maxpool_forward)."""
+    cdef Py_ssize_t m, in_y = x.shape[1], in_x = x.shape[2]
+    cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
+    cdef bint two_by_two = k == 2 and s == 2 and p == 0
+    for m in prange(x.shape[0], nogil=True, schedule="static"):
+        if two_by_two:
+            _maxpool_map_2x2(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
+        else:
+            _maxpool_map(&x[m, 0, 0], in_y, in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x, k, s, p)
+
 
 cdef void _maxpool_map(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* out,
                        Py_ssize_t* argmax, Py_ssize_t out_y, Py_ssize_t out_x,
@@ -799,72 +898,10 @@ cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize
             argmax[oy * out_x + ox] = best
 
 
-def _maxpool_maps(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :, ::1] argmax,
-                  Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
-    cdef Py_ssize_t m, in_y = x.shape[1], in_x = x.shape[2]
-    cdef Py_ssize_t out_y = out.shape[1], out_x = out.shape[2]
-    cdef bint two_by_two = k == 2 and s == 2 and p == 0
-    for m in prange(x.shape[0], nogil=True, schedule="static"):
-        if two_by_two:
-            _maxpool_map_2x2(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
-        else:
-            _maxpool_map(&x[m, 0, 0], in_y, in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x, k, s, p)
-
-
-def maxpool_forward(inputs, kernel_size, stride, padding=0):
-    """Max over k x k windows moved by `stride`, per image and channel.
-
-    inputs: (N, C, H, W), float32 or float64; 0 <= padding <= kernel_size // 2 (as PyTorch),
-    so that every window holds at least one real pixel. Padding never wins.
-    returns: (outputs, argmax), both (N, C, out_y, out_x) with
-    out = (H + 2 * padding - k) // stride + 1; argmax holds, for each window, the flat index
-    iy * W + ix of its first maximum in row-major order (what ``maxpool_backward`` needs).
-    """
-    x = _as_real_array(inputs, "maxpool_forward: inputs")
-    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "maxpool_forward",
-                                          _as_int(kernel_size, "maxpool_forward: kernel_size") // 2)
-    n, c, in_y, in_x = x.shape
-    if n * c > 0 and (in_y < 1 or in_x < 1):
-        # Maps without pixels: no window would hold a real pixel to win its max.
-        raise ValueError(f"maxpool_forward: inputs {x.shape} have maps without pixels")
-    out = np.empty((n, c, out_y, out_x), dtype=x.dtype)
-    argmax = np.empty((n, c, out_y, out_x), dtype=np.intp)
-    if out.size:
-        _maxpool_maps(x.reshape(n * c, in_y, in_x), out.reshape(n * c, out_y, out_x),
-                      argmax.reshape(n * c, out_y, out_x), k, s, p)
-    return out, argmax
-
-
 def _unpool_maps(const real[:, ::1] d_out, const Py_ssize_t[:, ::1] argmax, real[:, ::1] d_in):
+    """d_in[m, argmax[m, i]] += d_out[m, i] for every map m and output i."""
     cdef Py_ssize_t m, i
     for m in prange(d_out.shape[0], nogil=True, schedule="static"):
         for i in range(d_out.shape[1]):
             # Overlapping windows may share a maximum: their derivatives add.
             d_in[m, argmax[m, i]] = d_in[m, argmax[m, i]] + d_out[m, i]
-
-
-def maxpool_backward(d_outputs, argmax, input_shape):
-    """Route each window's derivative to the one input that won its max.
-
-    d_outputs: (N, C, out_y, out_x) derivatives w.r.t. the pooled outputs.
-    argmax:    (N, C, out_y, out_x) intp, as returned by ``maxpool_forward``.
-    returns:   (N, C, H, W) derivatives w.r.t. the inputs, of d_outputs' dtype.
-    """
-    d = _as_real_array(d_outputs, "maxpool_backward: d_outputs")
-    try:
-        shape = tuple(_as_int(n, "maxpool_backward: input_shape entries") for n in input_shape)
-    except TypeError:
-        raise ValueError(f"maxpool_backward: input_shape must be 4 integers, got {input_shape!r}") from None
-    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.intp:
-        raise ValueError("maxpool_backward: argmax must be the intp array from maxpool_forward")
-    if d.ndim != 4 or argmax.shape != d.shape or len(shape) != 4 or shape[:2] != d.shape[:2] or min(shape) < 0:
-        raise ValueError(f"maxpool_backward: shapes do not match: d_outputs {d.shape}, argmax "
-                         f"{argmax.shape}, input_shape {shape}")
-    am = np.ascontiguousarray(argmax)
-    n, c, in_y, in_x = shape
-    if am.size and (am.min() < 0 or am.max() >= in_y * in_x):
-        raise ValueError(f"maxpool_backward: argmax holds indices outside the {in_y}x{in_x} inputs")
-    d_in = np.zeros(shape, dtype=d.dtype)
-    if d.size:
-        _unpool_maps(d.reshape(n * c, -1), am.reshape(n * c, -1), d_in.reshape(n * c, in_y * in_x))
-    return d_in

@@ -14,6 +14,7 @@ an add into one instruction, which rounds once instead of twice: every build the
 same numbers, bit for bit.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -22,22 +23,47 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools._distutils.ccompiler import new_compiler
-from setuptools._distutils.errors import CompileError, LinkError
 from setuptools._distutils.sysconfig import customize_compiler
 
 
+@contextlib.contextmanager
+def output_discarded():
+    """Send what subprocesses write to stdout and stderr to /dev/null meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such descriptors to redirect: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def compiler_accepts(flags, source="int main(void) { return 0; }\n"):
-    """Compile and link a tiny C program with these flags; True if that works."""
+    """Compile and link a tiny C program with these flags; True if that works. The
+    compiler's complaints are discarded: a refusal is expected, and the notices say it."""
     compiler = new_compiler()
     customize_compiler(compiler)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, output_discarded():
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
             f.write(source)
         try:
             objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
             compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=flags)
-        except (CompileError, LinkError):
+        except Exception:
+            # Any failure is a refusal. Catching CompileError and LinkError is not enough:
+            # which class of them the compiler raises depends on the setuptools version and
+            # on whether its module was imported as distutils or as setuptools._distutils
+            # (two copies, two classes), and a missing compiler raises yet others.
             return False
     return True
 
@@ -61,10 +87,13 @@ else:
     print("convolutions: building for any machine of this architecture (the compiler refused "
           "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
 
+# convolve's C vector blocks, included by convolutions.pyx: a change to them rebuilds it.
+HEADERS = ["convolve_blocks.h"]
 extension = Extension(
     "convolutions",
     ["convolutions.pyx"],
-    include_dirs=[numpy.get_include()],
+    depends=HEADERS,
+    include_dirs=[os.path.dirname(os.path.abspath(__file__)), numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=optimize + openmp,
     extra_link_args=openmp,

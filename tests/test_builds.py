@@ -20,7 +20,7 @@ def build(tmp_path, name, variable):
     """Build convolutions.pyx in a folder of its own with one of setup.py's switches; load it."""
     folder = tmp_path / name
     folder.mkdir()
-    for source in ("convolutions.pyx", "setup.py"):
+    for source in ("convolutions.pyx", "convolve_blocks.h", "setup.py"):
         shutil.copy(REPO_ROOT / source, folder)
     result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=folder,
                             env={**os.environ, variable: "1"}, capture_output=True, text=True, timeout=600)

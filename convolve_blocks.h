@@ -1,0 +1,202 @@
+/* convolve_blocks.h: convolve's inner blocks, in C vectors, for convolutions.pyx.
+
+   Two blocks, each for double and float:
+   - kit_block_T   4 output rows x one or two vectors of outputs of one map (along rows);
+   - kit_across_T  a few output positions x one or two vectors of maps that read the same
+                   image (across maps: the weight derivative's broadcast).
+   Both add each output's terms one at a time in one fixed order, so that every vector width,
+   and the plain C loops for compilers without vector extensions, give the same numbers bit
+   for bit (with -ffp-contract=off, as setup.py builds). */
+#ifndef KIT_CONVOLVE_BLOCKS_H
+#define KIT_CONVOLVE_BLOCKS_H
+
+#include <Python.h>  /* Py_ssize_t; Cython has included it already, before any other header */
+
+/* ---- along rows ------------------------------------------------------------------- */
+
+/* _correlate_map's inner block, in C: 4 output rows x V * W outputs of a valid
+   correlation,
+       out[r, c] = sum over (i, j), in that order, of x[(r + i) * in_x + c + j] * w[i, j],
+   for r < 4 and c < V * W, of which only n_rows x n_cols are stored at out.
+
+   Each row is V (1 or 2) vectors of W lanes, a and b, and the 4 or 8 vectors are
+   independent chains of additions: that keeps the adders busy. The vectors are written
+   out (GCC/Clang vector extensions), one named variable each, because the compilers'
+   own vectorization of the same loops varied with the loop's shape and the target, and
+   was several times slower. Each output still adds its terms one at a time in the order
+   above, so every W and V, and the plain loops for other compilers, give the same numbers
+   bit for bit, as long as the compiler does not fuse a multiply and an add (setup.py
+   builds with -ffp-contract=off). Rows and lanes past the map read (and discard) what
+   follows it: up to 3 rows and V * W - 1 values past its end, which convolve leaves
+   room for (_slack). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
+/* may_alias and the element's alignment: a vector may be read from any T. */          \
+typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
+static inline void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,        \
+                        Py_ssize_t k_x, T* out, Py_ssize_t out_x,                       \
+                        Py_ssize_t n_rows, Py_ssize_t n_cols) {                         \
+    NAME##_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0}; \
+    for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
+        const T* p = x + i * in_x;                                                       \
+        for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
+            const T wv = w[i * k_x + j];                                                 \
+            a0 = a0 + wv * *(const NAME##_vec*)(p + j);                                  \
+            a1 = a1 + wv * *(const NAME##_vec*)(p + in_x + j);                           \
+            a2 = a2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j);                       \
+            a3 = a3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j);                       \
+            if (V == 2) {  /* a constant: the compiler keeps one branch */              \
+                b0 = b0 + wv * *(const NAME##_vec*)(p + j + W);                          \
+                b1 = b1 + wv * *(const NAME##_vec*)(p + in_x + j + W);                   \
+                b2 = b2 + wv * *(const NAME##_vec*)(p + 2 * in_x + j + W);               \
+                b3 = b3 + wv * *(const NAME##_vec*)(p + 3 * in_x + j + W);               \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    if (n_rows == 4 && n_cols == V * W) {                                                \
+        *(NAME##_vec*)out = a0;                                                          \
+        *(NAME##_vec*)(out + out_x) = a1;                                                \
+        *(NAME##_vec*)(out + 2 * out_x) = a2;                                            \
+        *(NAME##_vec*)(out + 3 * out_x) = a3;                                            \
+        if (V == 2) {                                                                    \
+            *(NAME##_vec*)(out + W) = b0;                                                \
+            *(NAME##_vec*)(out + out_x + W) = b1;                                        \
+            *(NAME##_vec*)(out + 2 * out_x + W) = b2;                                    \
+            *(NAME##_vec*)(out + 3 * out_x + W) = b3;                                    \
+        }                                                                                \
+        return;                                                                          \
+    }                                                                                    \
+    T lanes[4][V * W];                                                                   \
+    *(NAME##_vec*)lanes[0] = a0;                                                         \
+    *(NAME##_vec*)lanes[1] = a1;                                                         \
+    *(NAME##_vec*)lanes[2] = a2;                                                         \
+    *(NAME##_vec*)lanes[3] = a3;                                                         \
+    if (V == 2) {                                                                        \
+        *(NAME##_vec*)(lanes[0] + W) = b0;                                               \
+        *(NAME##_vec*)(lanes[1] + W) = b1;                                               \
+        *(NAME##_vec*)(lanes[2] + W) = b2;                                               \
+        *(NAME##_vec*)(lanes[3] + W) = b3;                                               \
+    }                                                                                    \
+    for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
+        for (Py_ssize_t c = 0; c < n_cols; c++) out[r * out_x + c] = lanes[r][c];        \
+}
+#else
+#define KIT_CORRELATE_BLOCK(NAME, T, W, V)                                               \
+static void NAME(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y,               \
+                 Py_ssize_t k_x, T* out, Py_ssize_t out_x,                              \
+                 Py_ssize_t n_rows, Py_ssize_t n_cols) {                                \
+    for (Py_ssize_t r = 0; r < n_rows; r++)                                              \
+        for (Py_ssize_t c = 0; c < n_cols; c++) {                                        \
+            T acc = 0;                                                                   \
+            for (Py_ssize_t i = 0; i < k_y; i++)                                         \
+                for (Py_ssize_t j = 0; j < k_x; j++)                                     \
+                    acc = acc + w[i * k_x + j] * x[(r + i) * in_x + c + j];              \
+            out[r * out_x + c] = acc;                                                    \
+        }                                                                                \
+}
+#endif
+/* Vectors as wide as the machine's registers (the compiler splits wider ones badly);
+   two per row where they are narrow (SSE2, NEON), so that a block spans 4 doubles. */
+#if defined(__AVX512F__)
+#define KIT_VECTOR_BYTES 64
+#define KIT_VECTORS_PER_ROW 1
+#elif defined(__AVX__)
+#define KIT_VECTOR_BYTES 32
+#define KIT_VECTORS_PER_ROW 1
+#else
+#define KIT_VECTOR_BYTES 16
+#define KIT_VECTORS_PER_ROW 2
+#endif
+#define KIT_BLOCK_BYTES (KIT_VECTOR_BYTES * KIT_VECTORS_PER_ROW)
+/* For each type: a block, and one half as wide (one vector per row) for maps as narrow
+   as that; kit_block_T picks one; kit_lanes_T outputs of a row make a block. */
+#define KIT_BLOCKS(T)                                                                    \
+KIT_CORRELATE_BLOCK(kit_full_block_##T, T, KIT_VECTOR_BYTES / sizeof(T), KIT_VECTORS_PER_ROW) \
+KIT_CORRELATE_BLOCK(kit_half_block_##T, T, KIT_BLOCK_BYTES / 2 / sizeof(T), 1)          \
+static inline void kit_block_##T(const T* x, Py_ssize_t in_x, const T* w, Py_ssize_t k_y, \
+                                 Py_ssize_t k_x, T* out, Py_ssize_t out_x,              \
+                                 Py_ssize_t n_rows, Py_ssize_t n_cols, int half) {      \
+    if (half) kit_half_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);     \
+    else kit_full_block_##T(x, in_x, w, k_y, k_x, out, out_x, n_rows, n_cols);          \
+}                                                                                        \
+static const Py_ssize_t kit_lanes_##T = KIT_BLOCK_BYTES / sizeof(T);                 \
+static const Py_ssize_t kit_vector_##T = KIT_VECTOR_BYTES / sizeof(T);
+KIT_BLOCKS(double)
+KIT_BLOCKS(float)
+
+/* ---- across maps ------------------------------------------------------------------ */
+
+/* convolve's other inner block, for maps that read one image with different kernels
+   (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
+   x NV (1 or 2) vectors of W maps,
+       res[t * 2W + g] = sum over (i, j), in that order, of
+                         x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
+   for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
+   (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most
+   of a block of rows, whose vectors run along a row past the map's edge; lanes across
+   maps all count. Each output adds its terms in the same order as KIT_CORRELATE_BLOCK,
+   and x * w is w * x exactly: the same numbers, bit for bit. Reads nothing outside the
+   map and the kernels' gp lanes. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
+static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,  \
+                        Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {         \
+    /* Fixed-size arrays in fully unrolled loops: the compiler keeps them in registers. */ \
+    NAME##_vec a[KIT_POSITIONS], b[KIT_POSITIONS];                                       \
+    for (int t = 0; t < KIT_POSITIONS; t++) a[t] = b[t] = (NAME##_vec){0};               \
+    for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
+        for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
+            const Py_ssize_t q = i * in_x + j;                                           \
+            const T* wp = w + (i * k_x + j) * gp;                                        \
+            const NAME##_vec u = *(const NAME##_vec*)wp;                                 \
+            const NAME##_vec v = NV == 2 ? *(const NAME##_vec*)(wp + W) : u;             \
+            _Pragma("GCC unroll 8")                                                      \
+            for (int t = 0; t < KIT_POSITIONS; t++) {                                    \
+                const T s = x[off[t] + q];                                               \
+                a[t] = a[t] + s * u;                                                     \
+                if (NV == 2) b[t] = b[t] + s * v;  /* a constant: one branch is kept */  \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    for (int t = 0; t < KIT_POSITIONS; t++) {                                            \
+        *(NAME##_vec*)(res + t * 2 * W) = a[t];                                          \
+        if (NV == 2) *(NAME##_vec*)(res + t * 2 * W + W) = b[t];                         \
+    }                                                                                    \
+}
+#else
+#define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,         \
+                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {                \
+    for (int t = 0; t < KIT_POSITIONS; t++)                                              \
+        for (int g = 0; g < NV * W; g++) {                                               \
+            T acc = 0;                                                                   \
+            for (Py_ssize_t i = 0; i < k_y; i++)                                         \
+                for (Py_ssize_t j = 0; j < k_x; j++)                                     \
+                    acc = acc + x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g];    \
+            res[t * 2 * W + g] = acc;                                                    \
+        }                                                                                \
+}
+#endif
+/* 8 positions x 2 vectors where there are 32 vector registers (AVX-512, and Arm's 64-bit
+   NEON), 4 where there are 16: the accumulators, the kernels' vectors and the image's
+   values fit, and the kernels' vectors are loaded once for more positions. */
+#if defined(__AVX512F__) || defined(__aarch64__)
+#define KIT_POSITIONS 8
+#else
+#define KIT_POSITIONS 4
+#endif
+#define KIT_ACROSS_BLOCKS(T)                                                             \
+KIT_ACROSS_BLOCK(kit_across1_##T, T, KIT_VECTOR_BYTES / sizeof(T), 1)                   \
+KIT_ACROSS_BLOCK(kit_across2_##T, T, KIT_VECTOR_BYTES / sizeof(T), 2)                   \
+static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t in_x,   \
+                                  const T* w, Py_ssize_t gp, Py_ssize_t k_y,            \
+                                  Py_ssize_t k_x, T* res, int two) {                    \
+    if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res);                       \
+    else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res);                           \
+}
+KIT_ACROSS_BLOCKS(double)
+KIT_ACROSS_BLOCKS(float)
+static const Py_ssize_t kit_positions = KIT_POSITIONS;
+
+#endif  /* KIT_CONVOLVE_BLOCKS_H */
