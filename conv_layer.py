@@ -12,11 +12,8 @@ The layer *cross-correlates* its inputs with its filters (as every deep learning
 does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x + j - p].
 
 - Method 1: the dot product of each filter with each input patch. The patches are the
-  columns of a matrix (`convolutions.im2col`), so the whole layer is one matrix product,
-  filters (rows) times patches (columns); `convolutions.channels_to_maps` turns its result
-  into maps (adding the biases and the ReLU in the same pass), and `maps_to_channels`
-  turns derivatives back. In a training step the layer keeps the patch matrix from the
-  forward pass for the backward one, which needs the same matrix for the weight derivative.
+  columns of one matrix (im2col), so the whole layer is one matrix product, filters (rows)
+  times patches (columns), laid out as maps. What makes it fast is in patch_matrix.py.
 - Method 2: a cross-correlation with w is a true convolution with w flipped in both
   spatial axes, so the forward pass is `convolve(inputs, flipped weights, padding=p)`, and
   the backward pass is two more convolutions (see ComputeDown). `convolve` works at
@@ -24,36 +21,25 @@ does): out[n, f, y, x] = sum_{c,i,j} w[f, c, i, j] * in[n, c, s*y + i - p, s*x +
   derivatives back on that stride-1 grid with zeros between them.
 """
 
-import os
-
 import numpy as np
 
-# The kernels' OpenMP threads sleep between calls instead of spinning: on two cores a thread
-# spinning for the next kernel call takes the core that BLAS, or another program, needs, and
-# a training epoch then runs several times slower. OpenMP reads this once, when the compiled
-# module loads, so it must be set before the import (and setdefault lets a user choose).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import convolutions  # noqa: E402
-from layer import ConfigError, Layer, _setting
+import convolutions
+from config import ConfigError, layer_setting
+from layer import Layer
+from patch_matrix import PatchMatrix
 
 
 class ConvLayer(Layer):
 
     extra_keys_ = ("kernel_size", "stride", "padding", "convolve_method")
-    # NeuralNet.Train sets this to True for its training steps (as for dropout): only then
-    # does ComputeUp keep its patches for a ComputeDown. Validate and grad checks make none.
+    # True in Train's training steps (as for dropout): only then does method 1 keep its patches.
     training_ = False
-    # Method 1's (inputs as given to ComputeUp, their patches), until ComputeDown takes them.
-    _kept_patches = None
-    # Bytes of input-derivative patches (w.T @ deriv) made at a time: a few images' worth
-    # stays in the cache for col2im, where a whole batch's (30 MB in convnet3) went to memory.
-    patch_chunk_bytes_ = 8 << 20
 
     def __init__(self, proto):
         super().__init__(proto)
-        self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)
-        self.stride_ = _setting(proto, "stride", int, default=1, minimum=1)
-        self.padding_ = _setting(proto, "padding", int, default=0, minimum=0)
+        self.kernel_size_ = layer_setting(proto, "kernel_size", int, minimum=1)
+        self.stride_ = layer_setting(proto, "stride", int, default=1, minimum=1)
+        self.padding_ = layer_setting(proto, "padding", int, default=0, minimum=0)
         method = proto.get("convolve_method", "method1")
         if method not in ("method1", "method2"):
             raise ConfigError(f"layer '{self.name_}': key 'convolve_method' must be method1 or method2, "
@@ -62,6 +48,7 @@ class ConvLayer(Layer):
         if self.padding_ >= self.kernel_size_:
             raise ConfigError(f"layer '{self.name_}': key 'padding' must be smaller than kernel_size "
                               f"({self.kernel_size_}), got {self.padding_}")
+        self.patch_matrix_ = PatchMatrix(self.kernel_size_, self.stride_, self.padding_)
 
     def Initialize(self, size_y, size_x, channels, rng=None):
         """Make the filters for a size_y x size_x x channels input; return the output size."""
@@ -100,14 +87,11 @@ class ConvLayer(Layer):
         batch_size = inputs.shape[0]
         K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
         if self.conv_method_ == 1:
-            patches = convolutions.im2col(inputs, k, self.stride_, self.padding_)  # (C*k*k, N*H'*W')
-            self._kept_patches = (given, patches) if self.training_ else None
-            # (K, N*H'*W') -> (N, K, H'*W'), biases and ReLU added on the way: the activation
-            # Layer.ApplyActivation gives a hidden layer. An output layer's softmax comes after.
-            maps = convolutions.channels_to_maps(self.w_ @ patches, self.b_, batch_size,
-                                                 relu=not self.is_output_)
-            outputs = maps.reshape(batch_size, K, self.output_size_y_, self.output_size_x_)
-            return self.ApplyActivation(outputs) if self.is_output_ else outputs
+            # Every filter's dot product with every patch: filters (K, C*k*k) times patches.
+            patches = self.patch_matrix_.patches(given, inputs, keep=self.training_)  # (C*k*k, N*H'*W')
+            products = self.w_ @ patches  # (K, N*H'*W')
+            # As maps (N, K, H', W'), plus the biases, through the activation.
+            return self.patch_matrix_.activated_maps(products, self.b_, self)
         else:
             w_flip = self.w_.reshape(K, C, k, k)[:, :, ::-1, ::-1]
             # BEGIN SOLUTION
@@ -133,13 +117,12 @@ class ConvLayer(Layer):
         K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
         dC_by_dinputs = None
         if self.conv_method_ == 1:
-            # (K, N*H'*W'): a column per patch, like im2col's; through ReLU's derivative.
-            deriv, db = convolutions.maps_to_channels(dC_by_doutputs.reshape(batch_size, K, -1),
-                                                      outputs.reshape(batch_size, K, -1),
-                                                      relu=not self.is_output_)
-            dw = deriv @ self._patches_of(given, inputs).T
+            # Through the activation, as columns like the patches' (K, N*H'*W'); db sums them.
+            deriv, db = self.patch_matrix_.activation_derivatives(dC_by_doutputs, outputs, self)
+            dw = deriv @ self.patch_matrix_.patches_again(given, inputs).T
             if not self.is_input_:
-                dC_by_dinputs = self._input_derivative(deriv, inputs.shape)
+                # Each patch's derivative w.T @ deriv, added back onto the image (col2im).
+                dC_by_dinputs = self.patch_matrix_.input_derivative(self.w_, deriv, inputs.shape)
         else:
             deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
             db = deriv.sum(axis=(0, 2, 3))
@@ -165,30 +148,3 @@ class ConvLayer(Layer):
         if dC_by_dinputs is not None:
             dC_by_dinputs = np.reshape(dC_by_dinputs, input_shape)
         return dC_by_dinputs, dw, db
-
-    def _patches_of(self, given, inputs):
-        """Method 1's patch matrix (C*k*k, N*H'*W') of `inputs`: the one ComputeUp kept if it
-        was given this very array (one training step), else made anew (im2col)."""
-        kept, self._kept_patches = self._kept_patches, None
-        if kept is not None and kept[0] is given:
-            return kept[1]
-        return convolutions.im2col(inputs, self.kernel_size_, self.stride_, self.padding_)
-
-    def _input_derivative(self, deriv, input_shape):
-        """Method 1's derivative w.r.t. the inputs, (N, C, H, W), from deriv (K, N*H'*W'):
-        the patches' derivatives w.T @ deriv, scattered back by col2im, a few images at a
-        time. Each image's numbers are the same as in one product for the whole batch: in
-        float64. OpenBLAS's float32 product rounds a column differently with the number of
-        columns, so float32 makes it whole and keeps the numbers it always gave."""
-        n, positions = input_shape[0], deriv.shape[1] // max(input_shape[0], 1)
-        k, s, p = self.kernel_size_, self.stride_, self.padding_
-        per_image = self.w_.shape[1] * positions * deriv.itemsize
-        step = max(1, self.patch_chunk_bytes_ // max(per_image, 1))
-        if step >= n or deriv.dtype != np.float64:
-            return convolutions.col2im(self.w_.T @ deriv, input_shape, k, s, p)
-        d_inputs = np.empty(input_shape, dtype=deriv.dtype)
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            d_inputs[start:stop] = convolutions.col2im(self.w_.T @ deriv[:, start * positions:stop * positions],
-                                                       (stop - start,) + tuple(input_shape[1:]), k, s, p)
-        return d_inputs

@@ -14,7 +14,8 @@ its seed (and keeps in its resume state).
 
 import numpy as np
 
-from layer import Layer, _setting
+from config import layer_setting
+from layer import Layer
 
 
 class DropoutLayer(Layer):
@@ -25,7 +26,7 @@ class DropoutLayer(Layer):
 
     def __init__(self, proto):
         super().__init__(proto)
-        self.dropout_rate_ = _setting(proto, "dropout_rate", float, minimum=0.0, below=1.0)
+        self.dropout_rate_ = layer_setting(proto, "dropout_rate", float, minimum=0.0, below=1.0)
         self.rng_ = np.random.default_rng()  # NeuralNet replaces it with one from its seed
         self.mask_ = None
 

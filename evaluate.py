@@ -10,9 +10,13 @@ cross entropy when the config sets checkpoint_on: cross_entropy) and prints
 import argparse
 import sys
 
-from data.usps import DataError
-from layer import ConfigError
-from net import NeuralNet, load_config
+import runtime
+
+runtime.configure("batches")  # threads and memory, before numpy loads
+
+from config import ConfigError, load_config  # noqa: E402
+from data.usps import DataError  # noqa: E402
+from net import NeuralNet  # noqa: E402
 
 
 def evaluate(net):

@@ -7,17 +7,16 @@ random entries of each parameter. The relative error ||analytic - numeric|| /
 """
 
 import argparse
-import os
 import sys
 
-# One example at a time: BLAS threads only add overhead to such small products (here they
-# made grad checks several times slower). Set before numpy loads BLAS; yours wins if set.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import runtime
+
+runtime.configure("single_example")  # one example at a time: one BLAS thread
 
 import numpy as np  # noqa: E402
 
-from layer import ConfigError  # noqa: E402
-from net import NeuralNet, load_config  # noqa: E402
+from config import ConfigError, load_config  # noqa: E402
+from net import NeuralNet  # noqa: E402
 
 EPSILON = 1e-5
 THRESHOLD = 1e-4

@@ -10,59 +10,9 @@ softmax (predictions - targets), so the output layer passes its derivative throu
 unchanged (see `ComputeActivationDeriv`).
 """
 
-import difflib
-
 import numpy as np
 
-
-class ConfigError(ValueError):
-    """A config that cannot describe a network; the message names the key and the layer."""
-
-
-def check_keys(mapping, known, where):
-    """Refuse keys that are not in `known`, suggesting the closest one: a typo such as
-    'epsilion' must not be silently ignored."""
-    for key in mapping:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
-            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
-
-
-def yaml_number(value):
-    """PyYAML reads 1e-3 (no dot) as a string: such a string as a float; anything else unchanged."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _setting(proto, key, kind, default=None, minimum=None, below=None):
-    """Read one setting of a layer from its config entry, with a clear error when it is bad."""
-    name = proto.get("name", "?")
-    if key not in proto:
-        if default is None:
-            raise ConfigError(f"layer '{name}': missing key '{key}'")
-        return default
-    value = proto[key]
-    if kind is float:
-        value = yaml_number(value)
-    if kind is int and isinstance(value, bool) or kind is float and isinstance(value, bool):
-        raise ConfigError(f"layer '{name}': key '{key}' must be a number, got {value!r}")
-    if kind is int and not isinstance(value, int):
-        raise ConfigError(f"layer '{name}': key '{key}' must be an integer, got {value!r}")
-    if kind is float and not isinstance(value, (int, float)):
-        raise ConfigError(f"layer '{name}': key '{key}' must be a number, got {value!r}")
-    value = kind(value)
-    if not np.isfinite(value):
-        raise ConfigError(f"layer '{name}': key '{key}' must be finite, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"layer '{name}': key '{key}' must be >= {minimum}, got {value!r}")
-    if below is not None and value >= below:
-        raise ConfigError(f"layer '{name}': key '{key}' must be below {below}, got {value!r}")
-    return value
+from config import ConfigError, check_keys, layer_setting
 
 
 class Layer:
@@ -90,11 +40,11 @@ class Layer:
         self.w_ = None
         self.b_ = None
         if self.has_params_:
-            self.num_channels_ = _setting(proto, "num_channels", int, minimum=1)
-            self.init_wt_ = _setting(proto, "init_wt", float, minimum=0.0)
-            self.epsilon_ = _setting(proto, "epsilon", float, minimum=0.0)
-            self.momentum_ = _setting(proto, "momentum", float, default=0.0, minimum=0.0, below=1.0)
-            self.l2_decay_ = _setting(proto, "l2_decay", float, default=0.0, minimum=0.0)
+            self.num_channels_ = layer_setting(proto, "num_channels", int, minimum=1)
+            self.init_wt_ = layer_setting(proto, "init_wt", float, minimum=0.0)
+            self.epsilon_ = layer_setting(proto, "epsilon", float, minimum=0.0)
+            self.momentum_ = layer_setting(proto, "momentum", float, default=0.0, minimum=0.0, below=1.0)
+            self.l2_decay_ = layer_setting(proto, "l2_decay", float, default=0.0, minimum=0.0)
 
     # --- place in the network -------------------------------------------------------------
     def SetAsInput(self):

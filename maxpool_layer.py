@@ -10,13 +10,11 @@ USPS, whose background is exactly 0 -- sending it to every tied input, as the 20
 did, would count that derivative several times.
 """
 
-import os
-
 import numpy as np
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before the kernels load: see conv_layer.py
-import convolutions  # noqa: E402
-from layer import ConfigError, Layer, _setting
+import convolutions
+from config import ConfigError, layer_setting
+from layer import Layer
 
 
 class MaxPoolLayer(Layer):
@@ -26,11 +24,11 @@ class MaxPoolLayer(Layer):
 
     def __init__(self, proto):
         super().__init__(proto)
-        self.kernel_size_ = _setting(proto, "kernel_size", int, minimum=1)
-        self.stride_ = _setting(proto, "stride", int, default=self.kernel_size_, minimum=1)
-        self.padding_ = _setting(proto, "padding", int, default=0, minimum=0)
+        self.kernel_size_ = layer_setting(proto, "kernel_size", int, minimum=1)
+        self.stride_ = layer_setting(proto, "stride", int, default=self.kernel_size_, minimum=1)
+        self.padding_ = layer_setting(proto, "padding", int, default=0, minimum=0)
         # Optional: pooling keeps the channels, so a stated count must match the input's.
-        self.declared_channels_ = _setting(proto, "num_channels", int, default=0, minimum=1) or None
+        self.declared_channels_ = layer_setting(proto, "num_channels", int, default=0, minimum=1) or None
         if self.padding_ > self.kernel_size_ // 2:
             raise ConfigError(f"layer '{self.name_}': key 'padding' must be at most kernel_size // 2 "
                               f"({self.kernel_size_ // 2}), got {self.padding_}")

@@ -10,17 +10,17 @@ Without IMAGE it uses the photo of Grace Hopper that matplotlib ships.
 import argparse
 import sys
 
-import os
+import runtime
 
-import numpy as np
+runtime.configure("batches")  # threads and memory, before numpy loads
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before the kernels load: see conv_layer.py
+import numpy as np  # noqa: E402
+
 import convolutions  # noqa: E402
+from display import is_headless  # noqa: E402
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
-# matplotlib backends that draw to files only: with one of these there is no window.
-NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 KERNELS = {"Laplacian": LAPLACIAN, "Sobel": SOBEL_X, "Sobel, transposed": SOBEL_X.T}
 
 
@@ -79,7 +79,7 @@ def main(argv=None):
     for ax in axes.flat:
         ax.axis("off")
     figure.tight_layout()
-    headless = matplotlib.get_backend().lower() in NON_INTERACTIVE
+    headless = is_headless()
     out = args.out or ("convolutions.png" if headless else None)
     if out:
         figure.savefig(out, dpi=80)

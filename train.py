@@ -9,18 +9,15 @@ Exit status: 0 done, 1 training diverged, 2 bad input (config, data), 130 interr
 """
 
 import argparse
-import os
 import sys
 
-# Before numpy loads OpenBLAS: its idle threads spin for only 2**4 cycles (the default is
-# 2**28) before they sleep. A step alternates matrix products with the kit's own kernels,
-# whose OpenMP threads need the cores those spinning threads would hold: a convnet1
-# method-2 epoch took 1.98 s with the default and 1.47 s with this (README, Speed).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import runtime
 
+runtime.configure("batches")  # threads and memory, before numpy loads
+
+from config import ConfigError, load_config  # noqa: E402
 from data.usps import DataError  # noqa: E402
-from layer import ConfigError  # noqa: E402
-from net import NeuralNet, TrainingDiverged, load_config  # noqa: E402
+from net import NeuralNet, TrainingDiverged  # noqa: E402
 
 
 def main(argv=None):

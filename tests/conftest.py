@@ -1,22 +1,25 @@
-"""Shared fixtures: the repository on sys.path, the USPS data (prepared once per session
-from the local mirror into a temporary directory), small slices of it, and configs
-written into tmp_path with absolute paths (tests never write into data/ or runs/).
+"""Shared fixtures: the repository on sys.path, the test process tuned by runtime.py (role
+single_example), the USPS data (prepared once per session from the local mirror into a
+temporary directory), small slices of it, configs written into tmp_path with absolute paths
+(tests never write into data/ or runs/), numeric_gradient and small synthetic networks.
+The kernels' references are in tests/references.py.
 """
 
 import os
 import sys
 from pathlib import Path
 
-# Before numpy is imported: the tests multiply small matrices, where OpenBLAS's threads
-# cost more than they give on 2 cores. Results do not depend on the thread count.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as conv_layer.py sets it for the kit
-# No screen in CI: matplotlib must draw to files.
-os.environ.setdefault("MPLBACKEND", "Agg")
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+import runtime  # noqa: E402
+
+# Before numpy is imported: the tests multiply small matrices, one example or a few at a
+# time, where OpenBLAS's threads cost more than they give. Results do not depend on it.
+runtime.configure("single_example")
+# No screen in CI: matplotlib must draw to files.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

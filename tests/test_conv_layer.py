@@ -6,7 +6,7 @@ import pytest
 
 from conftest import numeric_gradient
 from conv_layer import ConvLayer
-from layer import ConfigError
+from config import ConfigError
 
 
 def make_conv(method, k=3, stride=1, padding=0, in_shape=(7, 7, 2), num_channels=3, role="hidden", seed=0):
@@ -179,7 +179,7 @@ def test_method2_refuses_inputs_too_small_for_its_weight_derivative():
 
 
 def _method1_step(layer, x, d_out, training, chunk_bytes):
-    layer.training_, layer.patch_chunk_bytes_ = training, chunk_bytes
+    layer.training_, layer.patch_matrix_.chunk_bytes_ = training, chunk_bytes
     out = layer.ComputeUp(x)
     return out, layer.ComputeDown(d_out, out, x)
 
@@ -200,11 +200,11 @@ def test_method1_training_step_keeps_its_patches_and_chunks_its_input_derivative
     layer.w_, layer.b_ = layer.w_.astype(dtype), layer.b_.astype(dtype)
     per_image = layer.w_.shape[1] * layer.output_size_y_ * layer.output_size_x_ * x.itemsize
     plain_out, plain = _method1_step(layer, x, d_out, training=False, chunk_bytes=1 << 40)
-    assert layer._kept_patches is None
+    assert layer.patch_matrix_.kept_ is None
     layer.training_ = True
-    assert layer.ComputeUp(x) is not None and layer._kept_patches[0] is x
+    assert layer.ComputeUp(x) is not None and layer.patch_matrix_.kept_[0] is x
     out, step = _method1_step(layer, x, d_out, training=True, chunk_bytes=chunk_images * per_image)
-    assert layer._kept_patches is None  # taken by ComputeDown: no batch of patches held after
+    assert layer.patch_matrix_.kept_ is None  # taken by ComputeDown: no batch of patches held after
     np.testing.assert_array_equal(out, plain_out)
     for got, want in zip(step, plain):
         assert got.dtype == dtype

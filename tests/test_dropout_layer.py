@@ -10,8 +10,9 @@ import pytest
 from conftest import numeric_gradient
 from dropout_layer import DropoutLayer
 from grad_check import THRESHOLD, check_gradients
-from layer import ConfigError
-from net import ActivationDisplay, NeuralNet
+from config import ConfigError
+from display import ActivationDisplay
+from net import NeuralNet
 from tools import analyze
 
 

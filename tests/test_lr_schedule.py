@@ -2,14 +2,16 @@
 layers' epsilons, resuming, bad keys; and that runs without the new keys are unchanged."""
 
 import io
+import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 import net as net_module
 from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
-from layer import ConfigError
+from config import ConfigError
 from lr_schedule import lr_multiplier
 from net import NeuralNet
 
@@ -123,18 +125,21 @@ def test_resuming_with_another_schedule_or_epoch_count_is_refused(tmp_path):
     NeuralNet(c, seed=0).Train(max_epochs=2, resume=True, log=io.StringIO())  # the same run: fine
 
 
-def test_a_last_state_of_four_columns_from_before_schedules_still_resumes(tmp_path):
+@pytest.mark.parametrize("key,change,words", [
+    ("stats", lambda a: a[:, :4], "its statistics have shape (1, 4), not (1, 5)"),
+    ("rng_states", lambda a: np.array(json.dumps(json.loads(str(a))[:2])), "2 generator states, not 4"),
+])
+def test_a_last_state_of_another_layout_is_refused_by_name(tmp_path, key, change, words):
     c = config(tmp_path)
     net = NeuralNet(c, seed=0)
     net.Train(max_epochs=1, log=io.StringIO())
     path = net.LastStatePath()
     with np.load(path) as f:
         state = dict(f)
-    state["stats"] = state["stats"][:, :4]
+    state[key] = change(state[key])
     np.savez(path, **state)
-    resumed = NeuralNet(c, seed=0)
-    resumed.Train(max_epochs=2, resume=True, log=io.StringIO())
-    assert np.load(tmp_path / "s.npy")[:, 4].tolist() == [1.0, 1.0]
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        NeuralNet(c, seed=0).Train(max_epochs=2, resume=True, log=io.StringIO())
 
 
 @pytest.mark.parametrize("keys,words", [

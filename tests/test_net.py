@@ -6,10 +6,9 @@ import io
 import numpy as np
 import pytest
 
-import net as net_module
 from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
-from layer import ConfigError
-from net import NeuralNet, load_config
+from config import ConfigError, load_config
+from net import NeuralNet
 
 # ----------------------------------------------------------------------------------------
 # building
@@ -335,20 +334,6 @@ def test_load_data_rejects_a_missing_file_and_arrays_of_the_wrong_size(tmp_path)
         NeuralNet(small_config(tmp_path, incomplete)).LoadData()
 
 
-def test_write_atomically_leaves_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "file.bin"
-    net_module.write_atomically(str(path), lambda f: f.write(b"old"))
-
-    def failing(f):
-        f.write(b"half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        net_module.write_atomically(str(path), failing)
-    assert path.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
-
-
 # ----------------------------------------------------------------------------------------
 # which epoch the checkpoint keeps
 # ----------------------------------------------------------------------------------------
@@ -381,21 +366,3 @@ def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
     config["checkpoint_on"] = "loss"
     with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy or cross_entropy"):
         NeuralNet(config)
-
-
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="a glibc setting")
-def test_glibc_keeps_freed_memory_for_the_next_step():
-    # Speed, not results: without it each step page-faults its big arrays back (README, Speed).
-    assert net_module.keep_freed_memory_for_reuse() is True
-    # Even a block above glibc's largest mmap threshold (32 MB) comes from the heap, where
-    # freed memory stays, not from a mapping of its own, which the system zeroes each time.
-    big = np.empty(48 << 17)  # 48 MB
-    address = big.ctypes.data
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            low, high = (int(part, 16) for part in line.split()[0].split("-"))
-            if low <= address < high:
-                assert line.rstrip().endswith("[heap]"), line
-                break
-        else:
-            pytest.fail("the array's address is in no mapping of /proc/self/maps")

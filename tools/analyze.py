@@ -28,14 +28,18 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
+import runtime  # noqa: E402
+
+runtime.configure("batches")  # threads and memory, before numpy loads
+
 import numpy as np  # noqa: E402
 
+from config import ConfigError, load_config  # noqa: E402
 from conv_layer import ConvLayer  # noqa: E402
 from dropout_layer import DropoutLayer  # noqa: E402
 from fc_layer import FCLayer  # noqa: E402
-from layer import ConfigError  # noqa: E402
 from maxpool_layer import MaxPoolLayer  # noqa: E402
-from net import NeuralNet, load_config  # noqa: E402
+from net import NeuralNet  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 
 COLUMNS = {  # name: heading

@@ -61,12 +61,14 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# One process per submission: BLAS threads would only compete (and forking is safer without them).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
+
+import runtime  # noqa: E402
+
+# One process per submission: BLAS threads would only compete (and forking is safer without them).
+runtime.configure("single_example")
 
 from tools.cli import OneLineParser  # noqa: E402
 from tools.regions import PIECES, find_regions, loops_in  # noqa: E402
@@ -407,7 +409,8 @@ def run_probe(probe_name, source, limits, seed, forward="student"):
             resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+        # One core per piece: the grader runs pieces side by side.
+        env = dict(os.environ, **runtime.environment("single_example"), OMP_NUM_THREADS="1", MPLBACKEND="Agg")
         start = time.monotonic()
         with open(tmp / "stdout.txt", "wb") as out, open(tmp / "stderr.txt", "wb") as err:
             process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--probe", "spec.json"],

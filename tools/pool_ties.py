@@ -12,13 +12,17 @@ import io
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from layer import ConfigError  # noqa: E402
+import runtime  # noqa: E402
+
+runtime.configure("batches")  # threads and memory, before numpy loads
+
+import numpy as np  # noqa: E402
+
+from config import ConfigError, load_config  # noqa: E402
 from maxpool_layer import MaxPoolLayer  # noqa: E402
-from net import NeuralNet, load_config  # noqa: E402
+from net import NeuralNet  # noqa: E402
 
 
 def count_ties(layer, inputs):

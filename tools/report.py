@@ -23,12 +23,16 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
+import runtime  # noqa: E402
+
+runtime.configure("batches")  # threads and memory, before numpy loads
+
 import numpy as np  # noqa: E402
 
 from data.usps import DataError  # noqa: E402
 from evaluate import evaluate  # noqa: E402
-from layer import ConfigError  # noqa: E402
-from net import NeuralNet, load_config, with_lr_factor  # noqa: E402
+from config import ConfigError, load_config  # noqa: E402
+from net import NeuralNet  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
@@ -50,8 +54,7 @@ class ModelReport:
 
 
 def load_stats(path, source):
-    """The (epochs, 5) statistics train.py writes, or None if there is no such file yet.
-    A file of the kit before learning-rate schedules has 4 columns: its factor was 1."""
+    """The (epochs, 5) statistics train.py writes, or None if there is no such file yet."""
     if path is None or not os.path.exists(path):
         return None
     try:
@@ -59,10 +62,10 @@ def load_stats(path, source):
     except Exception as e:  # truncated, not .npy, pickled
         raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file "
                           f"({type(e).__name__}: {e})") from None
-    if stats.ndim != 2 or stats.shape[1] not in (4, 5) or not len(stats):
+    if stats.ndim != 2 or stats.shape[1] != 5 or not len(stats):
         raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {stats.shape}, "
-                          "not (epochs, 5) or (epochs, 4)")
-    return with_lr_factor(stats)
+                          "not (epochs, 5)")
+    return stats
 
 
 def collect(config_path, evaluate_model=True):

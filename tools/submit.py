@@ -27,10 +27,14 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
+import runtime  # noqa: E402
+
+runtime.configure("batches")  # threads and memory, before numpy loads
+
 import numpy as np  # noqa: E402
 
 from data.usps import DataError  # noqa: E402
-from layer import ConfigError  # noqa: E402
+from config import ConfigError  # noqa: E402
 from tools import analyze, report  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 from tools.regions import PIECES, find_regions  # noqa: E402
