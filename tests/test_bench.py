@@ -1,5 +1,6 @@
-"""tools/bench.py: the flop count against hand-computed numbers, its epoch loop against
-NeuralNet.Train, its command line, and a --quick run end to end."""
+"""tools/bench.py and its parts (tools/bench_*.py): the flop count against hand-computed
+numbers, its epoch loop against NeuralNet.Train, its command line, and a --quick run end to
+end."""
 
 import contextlib
 import importlib.util
@@ -12,9 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from config import load_config
 from conftest import REPO_ROOT, load_shipped_config
-from net import NeuralNet, load_config
-from tools import bench
+from net import NeuralNet
+from tools import bench, bench_configs, bench_convolve, bench_epochs, bench_torch
 
 # 4x4x1 input -> conv 2 maps 3x3 pad 1 (input layer) -> 4x4x2 -> max 2x2 -> 2x2x2 -> FC 10.
 TINY = {
@@ -31,21 +33,21 @@ def test_flops_of_a_tiny_net_match_a_hand_count():
     # conv1: 2 maps x 1 channel x 3x3 x 4x4 outputs = 288 multiply-adds forward; as the input
     # layer it computes only the weight derivative backward (288). Pooling: none.
     # output: 8 inputs x 10 = 80 forward; weight and input derivatives 160 backward.
-    assert bench.flops_per_image(TINY) == (2 * (288 + 80), 2 * (288 + 160))
+    assert bench_configs.flops_per_image(TINY) == (2 * (288 + 80), 2 * (288 + 160))
     # 3 training images forward and backward, 2 validation images forward.
-    assert bench.epoch_flops(TINY, 3, 2) == 3 * (736 + 896) + 2 * 736 == 6368
+    assert bench_configs.epoch_flops(TINY, 3, 2) == 3 * (736 + 896) + 2 * 736 == 6368
 
 
 def test_flops_of_convnet1_match_a_hand_count():
-    forward, backward = bench.flops_per_image(load_shipped_config("convnet1_method1.yaml"))
+    forward, backward = bench_configs.flops_per_image(load_shipped_config("convnet1_method1.yaml"))
     conv1, conv2, fc1, out = 16 * 9 * 16 * 16, 32 * 16 * 9 * 8 * 8, 512 * 512, 512 * 10
     assert forward == 2 * (conv1 + conv2 + fc1 + out)
     assert backward == 2 * (conv1 + 2 * (conv2 + fc1 + out))
 
 
 def test_the_recorded_convolve_calls_are_method_2_s_per_layer(small_npz):
-    calls = bench.record_method2_calls("convnet1_method1", load_shipped_config("convnet1_method1.yaml"),
-                                       bench.load_arrays(small_npz), 10)
+    calls = bench_convolve.record_method2_calls("convnet1_method1", load_shipped_config("convnet1_method1.yaml"),
+                                                bench_configs.load_arrays(small_npz), 10)
     # conv1 is the input layer: no input derivative.
     assert sorted((layer, call) for layer, call, *_ in calls) == [
         ("conv1", "forward"), ("conv1", "weight derivative"),
@@ -54,15 +56,16 @@ def test_the_recorded_convolve_calls_are_method_2_s_per_layer(small_npz):
 
 
 def test_training_configs_are_those_with_data_and_epochs():
-    names = list(bench.training_configs())
+    names = list(bench_configs.training_configs())
     assert names[:7] == ["logreg", "net_1layer", "net_2layer", "convnet1_method1", "convnet1_method2",
                          "convnet2", "convnet3"]
     assert not [n for n in names if "gradcheck" in n or n == "lenet"]
 
 
 def test_the_rows_merge_configs_that_are_the_same_network():
-    configs = bench.training_configs()
-    groups = bench.plan_rows({n: configs[n] for n in ("logreg", "convnet1_method1", "convnet1_method2")})
+    configs = bench_configs.training_configs()
+    groups = bench_epochs.plan_rows({n: configs[n] for n in ("logreg", "convnet1_method1",
+                                                              "convnet1_method2")})
     rows = [(row.names, row.method) for group in groups.values() for row in group]
     assert rows == [(["logreg"], ""), (["convnet1_method1", "convnet1_method2"], "method1"),
                     (["convnet1_method1", "convnet1_method2"], "method2")]
@@ -85,7 +88,7 @@ def test_the_benchmark_epoch_is_train_s_epoch(name, overrides, make_config, smal
         trained = NeuralNet(load_config(config_path), seed=0)
     trained.LoadData()
     trained.Train(max_epochs=1, display=False, log=io.StringIO())
-    run = bench.KitRun(name, load_config(config_path), small_npz, None, tmp_path / "bench")
+    run = bench_epochs.KitRun(name, load_config(config_path), small_npz, None, tmp_path / "bench")
     assert run.epoch() > 0
     expected, got = trained.GetParameters(), run.net.GetParameters()
     assert expected.keys() == got.keys()
@@ -98,13 +101,13 @@ def test_the_torch_model_takes_the_kit_s_steps(name, small_npz, tmp_path):
     """Same forward pass, and after two SGD steps on one batch (momentum, L2 on the weights
     only, per-layer learning rates) the same parameters: the comparison is like for like."""
     torch = pytest.importorskip("torch")
-    config = bench.training_configs()[name]
-    run = bench.KitRun(name, config, small_npz, None, tmp_path)
+    config = bench_configs.training_configs()[name]
+    run = bench_epochs.KitRun(name, config, small_npz, None, tmp_path)
     net = run.net
     params = {k: np.array(v) for k, v in net.GetParameters().items()}
-    model = bench.TorchRun(torch, config, params, bench.load_arrays(small_npz), None, torch.float64)
-    assert bench.check_torch_forward(net, model.validation_probabilities(100), bench.Row([name], "", config),
-                                     []) < 1e-12
+    model = bench_torch.TorchRun(torch, config, params, bench_configs.load_arrays(small_npz), None, torch.float64)
+    row = bench_epochs.Row([name], "", config)
+    assert bench_torch.check_torch_forward(net, model.validation_probabilities(100), row, []) < 1e-12
     x, t = net.train_[0][:100], net.train_[1][:100]
     images, labels = model.train[0][:100], model.train[1][:100]
     for _ in range(2):

@@ -1,5 +1,5 @@
-"""The compiled kernels against independent references: scipy.signal.convolve2d for
-convolve, plain numpy loops written here for im2col, col2im and max pooling."""
+"""The compiled kernels against independent references (tests/references.py):
+scipy.signal.convolve2d for convolve, plain numpy loops for im2col, col2im and max pooling."""
 
 import subprocess
 import sys
@@ -12,77 +12,10 @@ from hypothesis import strategies as st
 
 import convolutions
 from conftest import REPO_ROOT
+from references import (col2im_reference, convolve_reference, im2col_reference, maxpool_backward_reference,
+                        maxpool_reference)
 
 HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=True)
-
-
-# ----------------------------------------------------------------------------------------
-# references
-# ----------------------------------------------------------------------------------------
-
-def convolve_reference(x, w, padding):
-    """scipy's true 2-D convolution of every broadcast (image, kernel) pair, in float64."""
-    lead = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
-    xb = np.broadcast_to(x, lead + x.shape[-2:]).astype(np.float64)
-    wb = np.broadcast_to(w, lead + w.shape[-2:]).astype(np.float64)
-    out_y = x.shape[-2] + 2 * padding - w.shape[-2] + 1
-    out_x = x.shape[-1] + 2 * padding - w.shape[-1] + 1
-    out = np.empty(lead + (out_y, out_x))
-    for idx in np.ndindex(*lead):
-        out[idx] = scipy.signal.convolve2d(np.pad(xb[idx], padding), wb[idx], mode="valid")
-    return out
-
-
-def im2col_reference(x, k, s, p):
-    n_img, _, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    columns = []
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                columns.append(xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1))
-    return np.array(columns, dtype=x.dtype).reshape(n_img * out_y * out_x, -1).T
-
-
-def col2im_reference(cols, shape, k, s, p):
-    n_img, n_ch, h, w = shape
-    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    xp = np.zeros((n_img, n_ch, h + 2 * p, w + 2 * p))
-    column = 0
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[:, column].reshape(n_ch, k, k)
-                column += 1
-    return xp[:, :, p:p + h, p:p + w]
-
-
-def maxpool_reference(x, k, s, p):
-    """(outputs, argmax) with -inf padding, argmax = first maximum in row-major order."""
-    n_img, n_ch, h, w = x.shape
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
-    out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    out = np.empty((n_img, n_ch, out_y, out_x))
-    argmax = np.empty((n_img, n_ch, out_y, out_x), dtype=np.int64)
-    for n in range(n_img):
-        for c in range(n_ch):
-            for oy in range(out_y):
-                for ox in range(out_x):
-                    window = xp[n, c, oy * s:oy * s + k, ox * s:ox * s + k]
-                    i, j = np.unravel_index(np.argmax(window), window.shape)  # first max
-                    out[n, c, oy, ox] = window[i, j]
-                    argmax[n, c, oy, ox] = (oy * s + i - p) * w + (ox * s + j - p)
-    return out, argmax
-
-
-def maxpool_backward_reference(d_out, argmax, shape):
-    n_img, n_ch, h, w = shape
-    d_in = np.zeros((n_img, n_ch, h * w))
-    for n in range(n_img):
-        for c in range(n_ch):
-            np.add.at(d_in[n, c], argmax[n, c].reshape(-1), d_out[n, c].reshape(-1))
-    return d_in.reshape(shape)
 
 
 def tolerance(dtype):
@@ -639,7 +572,7 @@ def test_maxpool_forward_matches_loop_reference_with_first_maximum_on_ties(case)
     shape, k, stride, padding, values, seed = case
     x = _pool_inputs(shape, values, seed)
     out, argmax = convolutions.maxpool_forward(x, k, stride, padding)
-    ref_out, ref_argmax = maxpool_reference(x, k, stride, padding)
+    ref_out, ref_argmax, _ = maxpool_reference(x, k, stride, padding)
     assert argmax.dtype == np.intp
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
@@ -653,7 +586,7 @@ def test_maxpool_backward_matches_loop_reference_and_preserves_the_sum(case):
     out, argmax = convolutions.maxpool_forward(x, k, stride, padding)
     d_out = np.random.default_rng(seed + 1).standard_normal(out.shape)
     d_in = convolutions.maxpool_backward(d_out, argmax, shape)
-    _, ref_argmax = maxpool_reference(x, k, stride, padding)
+    _, ref_argmax, _ = maxpool_reference(x, k, stride, padding)
     np.testing.assert_allclose(d_in, maxpool_backward_reference(d_out, ref_argmax, shape), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d_in.sum(axis=(2, 3)), d_out.sum(axis=(2, 3)), rtol=1e-10, atol=1e-10)
 
@@ -704,7 +637,7 @@ def test_maxpool_float32_forward_and_backward():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
     out, argmax = convolutions.maxpool_forward(x, 3, 2, 1)
-    ref_out, ref_argmax = maxpool_reference(x, 3, 2, 1)
+    ref_out, ref_argmax, _ = maxpool_reference(x, 3, 2, 1)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, ref_out.astype(np.float32))
     np.testing.assert_array_equal(argmax, ref_argmax)
@@ -719,7 +652,7 @@ def test_maxpool_accepts_non_contiguous_inputs():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 6, 6, 3)).transpose(0, 3, 1, 2)
     out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
-    ref_out, ref_argmax = maxpool_reference(np.array(x), 2, 2, 0)
+    ref_out, ref_argmax, _ = maxpool_reference(np.array(x), 2, 2, 0)
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(argmax, ref_argmax)
 

@@ -5,8 +5,8 @@ dimensions, sizes 0 and 1, kernel sizes / strides / paddings out of range, huge 
 integers at all, and any memory layout (C and Fortran order, flipped, strided, transposed,
 broadcast, read-only and byte-swapped views, nested lists). An oracle written here from
 the documented contracts says whether a call is valid: a valid call must give the answer
-of an independent reference (scipy.signal.convolve2d, plain numpy loops) in the input's
-dtype, an invalid one must raise ValueError; a byte-swapped float array may do either.
+of an independent reference (scipy.signal.convolve2d, plain numpy loops: tests/references.py)
+in the input's dtype, an invalid one must raise ValueError; a byte-swapped float array may do either.
 Any other exception fails, and no argument may change. A batch of random calls also runs
 in a child process, where a segfault shows as a negative return code instead of killing
 pytest.
@@ -29,17 +29,17 @@ import sys
 
 import numpy as np
 import pytest
-import scipy.signal
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 import convolutions
+from config import ConfigError
 from conftest import REPO_ROOT, numeric_gradient
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
-from layer import ConfigError
 from maxpool_layer import MaxPoolLayer
-from test_convolutions import col2im_reference as col2im_loop_reference
+from references import (col2im_reference, convolve_reference, im2col_reference, maxpool_backward_reference,
+                        maxpool_reference, window_size)
 
 # Examples per property (and calls in the child process): cited by the README.
 CONVOLVE_CASES = 600
@@ -244,10 +244,6 @@ def native(dtype):
     return dtype.newbyteorder("=")
 
 
-def window_size(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
-
-
 def convolve_verdict(x, w, padding):
     v = worst(array_verdict(x), array_verdict(w))
     if v == INVALID or native(x.dtype) != native(w.dtype):
@@ -364,74 +360,6 @@ def assert_unchanged(a, before):
 
 def tolerance(dtype):
     return dict(rtol=1e-4, atol=1e-5) if np.dtype(dtype).itemsize == 4 else dict(rtol=1e-10, atol=1e-12)
-
-
-# ----------------------------------------------------------------------------------------
-# references, in float64 and plain numpy / scipy
-# ----------------------------------------------------------------------------------------
-
-def convolve_reference(x, w, padding):
-    x, w = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
-    lead = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
-    xb, wb = np.broadcast_to(x, lead + x.shape[-2:]), np.broadcast_to(w, lead + w.shape[-2:])
-    out = np.empty(lead + (x.shape[-2] + 2 * padding - w.shape[-2] + 1, x.shape[-1] + 2 * padding - w.shape[-1] + 1))
-    for idx in np.ndindex(*lead):
-        out[idx] = scipy.signal.convolve2d(np.pad(xb[idx], padding), wb[idx], mode="valid")
-    return out
-
-
-def im2col_reference(x, k, s, p):
-    x = np.asarray(x, dtype=np.float64)
-    n_img, n_ch, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    cols = np.zeros((n_ch * k * k, n_img * out_y * out_x))
-    column = 0
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                cols[:, column] = xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1)
-                column += 1
-    return cols
-
-
-def col2im_reference(cols, shape, k, s, p):
-    # The loop reference of test_convolutions.py, on float64 copies of any layout.
-    return col2im_loop_reference(np.asarray(cols, dtype=np.float64), shape, k, s, p)
-
-
-def maxpool_reference(x, k, s, p):
-    """(outputs, argmax, window_has_nan): max over each window clipped to the real pixels;
-    argmax the first maximum in row-major order (for a window with a NaN: any NaN)."""
-    x = np.asarray(x, dtype=np.float64)
-    n_img, n_ch, h, w = x.shape
-    out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    out = np.empty((n_img, n_ch, out_y, out_x))
-    argmax = np.empty((n_img, n_ch, out_y, out_x), dtype=np.int64)
-    has_nan = np.zeros((n_img, n_ch, out_y, out_x), dtype=bool)
-    for oy in range(out_y):
-        y0, y1 = max(oy * s - p, 0), min(oy * s - p + k, h)
-        for ox in range(out_x):
-            x0, x1 = max(ox * s - p, 0), min(ox * s - p + k, w)
-            for n in range(n_img):
-                for c in range(n_ch):
-                    window = x[n, c, y0:y1, x0:x1].reshape(-1)
-                    i = int(np.argmax(window))
-                    out[n, c, oy, ox] = window[i]
-                    argmax[n, c, oy, ox] = (y0 + i // (x1 - x0)) * w + x0 + i % (x1 - x0)
-                    has_nan[n, c, oy, ox] = np.isnan(window).any()
-    return out, argmax, has_nan
-
-
-def maxpool_backward_reference(d_outputs, argmax, shape):
-    n_img, n_ch, h, w = shape
-    d = np.asarray(d_outputs, dtype=np.float64)
-    am = np.asarray(argmax).astype(np.int64)
-    d_in = np.zeros((n_img, n_ch, h * w))
-    for n in range(n_img):
-        for c in range(n_ch):
-            np.add.at(d_in[n, c], am[n, c].reshape(-1), d[n, c].reshape(-1))
-    return d_in.reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------
