@@ -99,7 +99,8 @@ def test_everything_but_the_regions_is_the_kit_itself(generated):
         kept = [line for n, line in enumerate(original, 1) if not any(a <= n <= b for a, b in spans)]
         new_spans = [(r.first, r.last) for r in marked_regions("\n".join(blanked), name)]
         assert kept == [line for n, line in enumerate(blanked, 1) if not any(a <= n <= b for a, b in new_spans)]
-    for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "configs/logreg.yaml"):
+    for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "convolve_blocks.h",
+                 "configs/logreg.yaml"):
         assert (out / name).read_bytes() == (REPO_ROOT / name).read_bytes()
 
 
@@ -112,13 +113,93 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
         assert parts[0] not in ("runs", "build") and "__pycache__" not in parts, path
         assert not path.endswith((".so", ".c", ".o", ".npz", ".npy", ".gz", ".pyc", ".zip")), path
     assert not {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"} & files
-    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "data/usps.py", "grad_check.py",
+    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h",
+                   "MANIFEST.in", "data/usps.py", "grad_check.py",
                    "play_with_convolutions.py", "tools/analyze.py", "tools/report.py", "tools/submit.py",
-                   "tools/regions.py", "configs/convnet2.yaml", "tests/conftest.py"):
+                   "tools/regions.py", "configs/convnet2.yaml", "tests/conftest.py", "docs/course-tools.md"):
         assert needed in files, needed
     with zipfile.ZipFile(zip_path) as archive:
         assert sorted(archive.namelist()) == sorted(f"{out.name}/{f}" for f in files)
     assert handout.STAFF_BEGIN not in (out / "README.md").read_text()
+
+
+def test_the_staff_parts_of_the_readme_and_of_the_docs_are_not_handed_out(generated):
+    out, zip_path = generated
+    documents = sorted(p.relative_to(REPO_ROOT).as_posix() for p in [REPO_ROOT / "README.md",
+                                                                     *(REPO_ROOT / "docs").glob("*.md")])
+    with_staff = [rel for rel in documents if handout.STAFF_BEGIN in (REPO_ROOT / rel).read_text()]
+    assert "README.md" in with_staff and "docs/course-tools.md" in with_staff
+    with zipfile.ZipFile(zip_path) as archive:
+        zipped = {name.split("/", 1)[1]: archive.read(name).decode() for name in archive.namelist()}
+    for rel in documents:
+        if rel in handout.STAFF_ONLY:
+            assert not (out / rel).exists(), rel
+            continue
+        original, handed_out = (REPO_ROOT / rel).read_text(), (out / rel).read_text()
+        assert handed_out == handout.strip_staff_only(original, rel) == zipped[rel], rel
+        assert handout.STAFF_BEGIN not in handed_out and handout.STAFF_END not in handed_out, rel
+    tools_doc = (out / "docs/course-tools.md").read_text()
+    assert "## Analyse a model" in tools_doc and "## The hand-in" in tools_doc  # the students' parts stay
+    assert "autograde.py SUBMISSION" not in tools_doc and "## Hand out" not in tools_doc
+
+
+def _small_kit(tmp_path, documents):
+    """A kit of the two student files and `documents` ({relative path: text})."""
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    for name in STUDENT_FILES:
+        shutil.copy2(REPO_ROOT / name, kit / name)
+    for rel, text in documents.items():
+        (kit / rel).parent.mkdir(parents=True, exist_ok=True)
+        (kit / rel).write_text(text)
+    return kit
+
+
+def test_a_staff_block_in_a_docs_file_is_stripped_and_the_rest_kept(tmp_path):
+    begin, end = handout.STAFF_BEGIN, handout.STAFF_END
+    kit = _small_kit(tmp_path, {
+        "README.md": f"# Kit\n{begin}\nreadme secret\n{end}\nread on\n",
+        "docs/guide.md": f"# Guide\nfor students\n\n{begin}\n## Grading\ndocs secret\n{end}\nmore for students\n",
+        "docs/tools.md": f"one\n  {begin}\nsecond secret\n  {end}\ntwo\n",
+    })
+    out = tmp_path / "out"
+    handout.make_handout(out, tmp_path / "out.zip", kit)
+    assert (out / "README.md").read_text() == "# Kit\nread on\n"
+    assert (out / "docs/guide.md").read_text() == "# Guide\nfor students\n\nmore for students\n"
+    assert (out / "docs/tools.md").read_text() == "one\ntwo\n"
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        text = "".join(archive.read(name).decode() for name in archive.namelist() if name.endswith(".md"))
+    assert "secret" not in text and "Grading" not in text and "more for students" in text
+
+
+@pytest.mark.parametrize("documents, words", [
+    ({"docs/guide.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n"}, ["docs/guide.md", "line 2", "never closed"]),
+    ({"docs/guide.md": f"a\n{handout.STAFF_END}\nb\n"}, ["docs/guide.md", "line 2", "without"]),
+    ({"README.md": f"{handout.STAFF_BEGIN}\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\n"},
+     ["README.md", "line 2", "inside"]),
+    # Staff markers where nothing strips them: a Markdown file outside docs/, a marker inside a line.
+    ({"notes/staff.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\n"},
+     ["notes/staff.md", "staff marker", "nothing zipped"]),
+    ({"docs/guide.md": f"a <b>{handout.STAFF_BEGIN}</b> secret {handout.STAFF_END}\n"},
+     ["docs/guide.md", "staff marker", "nothing zipped"]),
+])
+def test_staff_text_that_would_not_be_stripped_is_refused_in_one_line(tmp_path, capsys, documents, words):
+    kit = _small_kit(tmp_path, documents)
+    assert handout.main([str(tmp_path / "out"), "--kit", str(kit), "--zip", str(tmp_path / "out.zip")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+    assert not (tmp_path / "out.zip").exists()
+
+
+def test_a_solution_line_copied_into_a_docs_file_is_caught_and_nothing_zipped(tmp_path, capsys):
+    line = handout.solution_lines(REPO_ROOT)[0]
+    kit = _small_kit(tmp_path, {"docs/hints.md": f"# Hints\n\n    {line}\n"})
+    assert handout.main([str(tmp_path / "out"), "--kit", str(kit), "--zip", str(tmp_path / "out.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "docs/hints.md" in err and "solution text" in err and "nothing zipped" in err
+    assert not (tmp_path / "out.zip").exists()
 
 
 def test_every_generated_python_source_parses(generated):
@@ -203,6 +284,13 @@ def test_a_kit_without_its_markers_is_refused_naming_the_file(tmp_path, capsys):
 def test_staff_only_blocks_of_the_readme_are_removed():
     text = f"a\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\nb\n"
     assert handout.strip_staff_only(text) == "a\nb\n"
+
+
+def test_the_readme_and_the_docs_are_the_documents_stripped():
+    for rel in ("README.md", "docs/speed.md", "docs/course-tools.md"):
+        assert handout.is_staff_stripped(rel), rel
+    for rel in ("tools/README.md", "docs/figure.png", "notes.md", "fc_layer.py"):
+        assert not handout.is_staff_stripped(rel), rel
 
 
 def test_help_exits_0():

@@ -7,11 +7,15 @@ NotImplementedError("<Class.Method>: ..."), and writes OUT_DIR.zip of it.
 
 Left out: build products (build/, *.so, *.c, *.o, __pycache__, *.egg-info), data and
 run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png, convolutions.png, *.zip),
-hidden folders (.git, .venv, .ci, caches), the staff's tools and their tests (STAFF_ONLY),
-and the parts of README.md between `<!-- BEGIN STAFF ONLY -->` and `<!-- END STAFF ONLY -->`.
-Before it writes the zip it checks that no line of any region survives in the kit.
+hidden folders (.git, .venv, .ci, caches), the staff's tools, their tests and any document
+that is staff material only (STAFF_ONLY), and the parts of README.md and docs/*.md
+(STAFF_STRIPPED) between `<!-- BEGIN STAFF ONLY -->` and `<!-- END STAFF ONLY -->` lines.
+Before it writes the zip it checks that no line of any region survives in the kit, and that
+no staff marker does (a marker in a file that is not stripped, or not on a line of its own,
+would hand out what follows it).
 
-Exit status: 0 written, 2 bad input (OUT_DIR not empty, a kit without its four regions).
+Exit status: 0 written, 2 bad input (OUT_DIR not empty, a kit without its four regions, a
+staff block left open or a staff marker where it would not be stripped).
 """
 
 import argparse
@@ -31,7 +35,10 @@ from tools.regions import ALL_PIECES, PIECES, RegionError, marked_regions  # noq
 EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
 EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
                   "*_display.png", "convolutions.png"]
+# Left out whole. A document of docs/ that is staff material only goes here too.
 STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"}
+# Handed out without their staff-only blocks (fnmatch patterns of kit-relative paths).
+STAFF_STRIPPED = ("README.md", "docs/*.md")
 STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"
 
 # What each blank says: what to compute, from what, and the handout's hints. Our own words.
@@ -103,16 +110,31 @@ def blank_source(source, path):
     return "".join(lines), regions
 
 
-def strip_staff_only(text):
-    """README text without its staff-only blocks."""
-    kept, skipping = [], False
-    for line in text.splitlines(keepends=True):
+def is_staff_stripped(rel):
+    """Whether the kit file `rel` (posix, relative) is handed out without its staff-only blocks."""
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in STAFF_STRIPPED)
+
+
+def strip_staff_only(text, path="README.md"):
+    """`text` (a Markdown document) without its staff-only blocks: every line from a
+    STAFF_BEGIN line to the next STAFF_END line, both included. Raises HandoutError, naming
+    `path` and the line, for a block left open, an END without its BEGIN, or a BEGIN inside
+    a block."""
+    kept, opened = [], None
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if line.strip() == STAFF_BEGIN:
-            skipping = True
+            if opened:
+                raise HandoutError(f"{path}, line {number}: {STAFF_BEGIN} inside the staff block "
+                                   f"opened at line {opened}")
+            opened = number
         elif line.strip() == STAFF_END:
-            skipping = False
-        elif not skipping:
+            if not opened:
+                raise HandoutError(f"{path}, line {number}: {STAFF_END} without its {STAFF_BEGIN}")
+            opened = None
+        elif not opened:
             kept.append(line)
+    if opened:
+        raise HandoutError(f"{path}, line {opened}: {STAFF_BEGIN} is never closed by {STAFF_END}")
     return "".join(kept)
 
 
@@ -150,7 +172,8 @@ def solution_lines(kit):
 
 
 def surviving_lines(out_dir, lines):
-    """[(file, line)] for each of `lines` found in a text file under out_dir."""
+    """[(file, line)] for each of `lines` found in a text file under out_dir (the solution
+    lines; also the staff markers)."""
     hits = []
     for path in sorted(Path(out_dir).rglob("*")):
         if path.is_file():
@@ -188,8 +211,8 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
             text, regions = blank_source((kit / rel).read_text(), rel)
             sources[rel] = text
             blanked.extend(r.piece for r in regions)
-        elif rel == "README.md":
-            sources[rel] = strip_staff_only((kit / rel).read_text())
+        elif is_staff_stripped(rel):
+            sources[rel] = strip_staff_only((kit / rel).read_text(), rel)
     missing = [p for p in ALL_PIECES if p not in blanked]
     if missing:
         raise HandoutError(f"{kit}: no solution region for {', '.join(missing)}")
@@ -206,6 +229,12 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
     if leaks:
         where, line = leaks[0]
         raise HandoutError(f"{out_dir / where}: holds solution text {line!r}; nothing zipped")
+    markers = surviving_lines(out_dir, [STAFF_BEGIN, STAFF_END])
+    if markers:
+        where, marker = markers[0]
+        raise HandoutError(f"{out_dir / where}: holds the staff marker {marker} (staff-only blocks are "
+                           f"removed from {', '.join(STAFF_STRIPPED)} only, on lines of their own); "
+                           f"nothing zipped")
     if zip_path:
         write_zip(out_dir, zip_path)
     return files, blanked
