@@ -5,27 +5,43 @@ Loads the config's checkpoint_file (the best model by validation accuracy, or by
 cross entropy when the config sets checkpoint_on: cross_entropy) and prints
     CE      : Train x Val y Test z
     Accuracy: Train x Val y Test z
+
+Exit status: 0, 1 a piece of the assignment not written yet, 2 bad input (config, data, a
+checkpoint that is missing, damaged or gives no finite numbers; kernels not built).
 """
 
-import argparse
+import math
 import sys
 
 import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
+from command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+
+require_compiled_kernels("evaluate.py")
+
+import numpy as np  # noqa: E402
+
 from config import ConfigError, load_config  # noqa: E402
 from data.usps import DataError  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
 
-def evaluate(net):
-    """{'train': (CE, accuracy), 'validation': ..., 'test': ...} for a net with its data loaded."""
-    return {name: net.Validate(getattr(net, name + "_")) for name in ("train", "validation", "test")}
+def evaluate(net, checkpoint=None):
+    """{'train': (CE, accuracy), 'validation': ..., 'test': ...} for a net with its data loaded
+    and the parameters of `checkpoint` (default: the config's); ConfigError if they give no
+    finite cross entropy (finite weights can still overflow)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below, in one line
+        results = {name: net.Validate(getattr(net, name + "_")) for name in ("train", "validation", "test")}
+    if not all(math.isfinite(value) for pair in results.values() for value in pair):
+        raise ConfigError(f"{net.source_}: checkpoint {checkpoint or net.checkpoint_file_} gives NaN or infinite "
+                          f"outputs, not a cross entropy; train again (python train.py {net.source_})")
+    return results
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate a trained model from its checkpoint.")
+    parser = OneLineParser(prog="evaluate.py", description="Evaluate a trained model from its checkpoint.")
     parser.add_argument("config", help="the config the model was trained with")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of the config's")
     args = parser.parse_args(argv)
@@ -33,10 +49,13 @@ def main(argv=None):
         net = NeuralNet(load_config(args.config))
         net.Load(args.checkpoint)
         net.LoadData(test=True)
-        results = evaluate(net)
+        results = evaluate(net, args.checkpoint)
     except (ConfigError, DataError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
+    except NotImplementedError as e:
+        print(f"evaluate.py: error: not written yet: {e}", file=sys.stderr)
+        return 1
     (tr_ce, tr_acc), (va_ce, va_acc), (te_ce, te_acc) = results.values()
     print(f"CE      : Train {tr_ce:.4f} Val {va_ce:.4f} Test {te_ce:.4f}")
     print(f"Accuracy: Train {tr_acc:.4f} Val {va_acc:.4f} Test {te_acc:.4f}")

@@ -13,6 +13,10 @@ import runtime
 
 runtime.configure("single_example")  # one example at a time: one BLAS thread
 
+from command_line import require_compiled_kernels  # noqa: E402
+
+require_compiled_kernels("grad_check.py")
+
 import numpy as np  # noqa: E402
 
 from config import ConfigError, load_config  # noqa: E402

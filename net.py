@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 import checkpoints
-from config import ConfigError, check_window_fits, load_config, network_entries, read_settings
+import run_files
+from config import ConfigError, check_layer_fits, check_seed, load_config, network_entries, read_settings
 from conv_layer import ConvLayer
 from data.augment import AugmentSettings, augment
 from data.dataset import load_sets
@@ -45,7 +46,7 @@ class NeuralNet:
         for key, value in read_settings(config, self.source_).items():
             setattr(self, key + "_", value)  # max_epochs_, batch_size_, ...
         self.augment_ = AugmentSettings(self.augment_translate_, self.augment_rotate_, self.augment_scale_)
-        self.seed_ = seed
+        self.seed_ = check_seed(seed)
         init_seq, shuffle_seq, display_seq, augment_seq, dropout_seq = np.random.SeedSequence(seed).spawn(5)
         self.shuffle_rng_ = np.random.default_rng(shuffle_seq)
         self.display_rng_ = np.random.default_rng(display_seq)
@@ -70,9 +71,7 @@ class NeuralNet:
                               "layer with num_channels 10, one unit per digit")
         size = (self.input_image_size_y_, self.input_image_size_x_, self.input_num_channels_)
         for layer in layers:
-            if hasattr(layer, "kernel_size_"):
-                check_window_fits(layer.name_, layer.kernel_size_, layer.stride_, layer.padding_, size,
-                                  self.source_)
+            check_layer_fits(layer, size, self.batch_size_, self.dtype_, self.source_)  # before it allocates
             layer.dtype_ = np.dtype(self.dtype_)
             try:
                 size = layer.Initialize(*size, rng=rng)
@@ -82,8 +81,8 @@ class NeuralNet:
 
     # --- passes ---------------------------------------------------------------------------
     def Fprop(self, inputs):
-        """inputs (batch, H*W*C) -> states [inputs, outputs of layer 1, ..., predictions]."""
-        states = [inputs]
+        """inputs (batch, H*W*C) -> states [inputs in the net's dtype, outputs of layer 1, ..., predictions]."""
+        states = [np.asarray(inputs, dtype=self.dtype_)]
         for layer in self.layer_:
             states.append(layer.ComputeUp(states[-1]))
         return states
@@ -145,14 +144,21 @@ class NeuralNet:
         log = sys.stdout if log is None else log
         max_epochs = self.max_epochs_ if max_epochs is None else max_epochs
         display = self.display_ if display is None else display
-        for key in ("checkpoint_file", "performance_stats"):
-            if getattr(self, key + "_") is None:
-                raise ConfigError(f"{self.source_}: key '{key}' is needed to train")
-        if not hasattr(self, "train_"):
-            self.LoadData()
-        self.stats_, self.best_acc_, self.best_ce_, self.best_epoch_, self.epoch_ = [], -1.0, np.inf, 0, 0
-        if resume:
-            self._resume(max_epochs, log)
+        with run_files.claimed(self):  # outputs checked and locked before anything is trained or written
+            if not hasattr(self, "train_"):
+                self.LoadData()
+            self.stats_, self.best_acc_, self.best_ce_, self.best_epoch_, self.epoch_ = [], -1.0, np.inf, 0, 0
+            self.run_ = checkpoints.run_fingerprint(self)
+            if resume:
+                self._resume(max_epochs, log)
+            self._epochs(max_epochs, display, log)
+        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.checkpoint_on_ == "accuracy" else
+                f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
+        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.checkpoint_file_}", file=log, flush=True)
+        return self.best_acc_
+
+    def _epochs(self, max_epochs, display, log):
+        """The epochs of Train after the last finished one, each saved as it ends."""
         train_x, train_t = self.train_
         num_train = train_x.shape[0]
         num_steps = -(-num_train // self.batch_size_)  # every image, every epoch
@@ -195,10 +201,6 @@ class NeuralNet:
                       f"Val CE {row[2]:.4f} Acc {row[3]:.4f}"
                       + (f"  LR x{lr_factor:.4g}" if self.lr_schedule_ != "constant" else ""),
                       file=log, flush=True)
-        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.checkpoint_on_ == "accuracy" else
-                f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
-        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.checkpoint_file_}", file=log, flush=True)
-        return self.best_acc_
 
     def _end_epoch(self, epoch, row):
         """Record an epoch's statistics: the stats file, the checkpoint if it improved, the last state."""
@@ -211,7 +213,7 @@ class NeuralNet:
             self.Save()
         self.epoch_ = epoch
         checkpoints.save_last_state(self.LastStatePath(), self.layer_, self.stats_, self.epoch_, self.best_epoch_,
-                                    self.seed_, self.best_acc_, self._rngs())
+                                    self.seed_, self.best_acc_, self._rngs(), self.run_)
 
     def epoch_lr_multiplier(self, epoch, num_epochs):
         """The factor of every layer's epsilon in `epoch` (from 1) of a `num_epochs` run."""
@@ -261,13 +263,9 @@ class NeuralNet:
         return checkpoints.last_state_path(self.checkpoint_file_)
 
     def _resume(self, max_epochs, log):
-        """Go on from the last state: parameters, momentum, statistics and generators."""
-        path = self.LastStatePath()
-        state = checkpoints.load_last_state(path, self.source_, self.seed_, len(self._rngs()),
-                                            lambda epoch: self.epoch_lr_multiplier(epoch, max_epochs))
-        checkpoints.restore_layers(self.layer_, state, path, self.source_)
-        for rng, rng_state in zip(self._rngs(), state["rng_states"]):
-            rng.bit_generator.state = rng_state
+        """Go on from the last state (if it is this run's): parameters, momentum, statistics and generators."""
+        state = checkpoints.resume_from(self.LastStatePath(), self.source_, self.layer_, self.seed_, self._rngs(),
+                                        self.run_, lambda epoch: self.epoch_lr_multiplier(epoch, max_epochs))
         self.stats_, self.epoch_, self.best_epoch_ = state["stats"], state["epoch"], state["best_epoch"]
         self.best_acc_, self.best_ce_ = state["best_acc"], state["best_ce"]
         print(f"Resuming after epoch {self.epoch_} (best validation accuracy so far "
@@ -292,9 +290,6 @@ class NeuralNet:
         path = path or self.checkpoint_file_
         if path is None:
             raise ConfigError(f"{self.source_}: key 'checkpoint_file' is needed to load a model")
-        params = checkpoints.load_checkpoint(path, self.source_)
+        params = checkpoints.load_checkpoint(path, self.source_, self.layer_)  # shapes checked
         for layer in self.layer_:
-            try:
-                layer.SetParameters(params)
-            except ConfigError as e:
-                raise ConfigError(f"{self.source_}: checkpoint {path}: {e}") from None
+            layer.SetParameters(params)

@@ -4,36 +4,74 @@ Each colour channel is convolved with a Laplacian (edges in every direction) and
 Sobel kernels (horizontal and vertical gradients) by `convolutions.convolve`, with
 'same' padding (k // 2) so the results keep the photo's size. Shows a 2x2 figure
 (photo + three results); on a machine without a screen it writes a PNG instead.
-Without IMAGE it uses the photo of Grace Hopper that matplotlib ships.
+Without IMAGE it uses the photo of Grace Hopper that matplotlib ships. An image's size is
+read from its header before it is decoded: at most MAX_PIXELS pixels (4096 x 4096; a
+10000 x 10000 photo would take some 14 GB), at least 2 x 2 (the kernels' 'same' padding).
+
+Exit status: 0, or 2 for bad input (an image that cannot be read or used, an --out that
+cannot be written; kernels not built).
 """
 
-import argparse
 import sys
 
 import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
+from command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+
+require_compiled_kernels("play_with_convolutions.py")
+
 import numpy as np  # noqa: E402
 
 import convolutions  # noqa: E402
+from checkpoints import write_atomically  # noqa: E402
+from config import ConfigError  # noqa: E402
 from display import is_headless  # noqa: E402
+from files import open_regular  # noqa: E402
+from run_files import check_output  # noqa: E402
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
 KERNELS = {"Laplacian": LAPLACIAN, "Sobel": SOBEL_X, "Sobel, transposed": SOBEL_X.T}
+# Each pixel costs some 200 bytes on the way (float64 channels, three filtered copies, their
+# display scaling, the figure): a 4096 x 4096 RGB PNG peaked at 3.4 GB and took 23 s
+# (/usr/bin/time -v python play_with_convolutions.py big.png --out out.png).
+MAX_PIXELS = 4096 * 4096
+MIN_SIDE = max(len(k) for k in KERNELS.values()) // 2 + 1  # convolve's padding must stay below the size
+
+
+class ImageError(ValueError):
+    """An image the kernels cannot be shown on: too large or too small."""
 
 
 def load_image(path=None):
-    """(channels, H, W) float64 in [0, 1] from an image file (default: matplotlib's sample photo)."""
+    """(channels, H, W) float64 in [0, 1] from an image file (default: matplotlib's sample photo),
+    its size checked from its header before it is decoded (ImageError)."""
     import matplotlib.image
     from matplotlib import cbook
+    from PIL import Image, UnidentifiedImageError  # matplotlib reads images with Pillow: it is there
 
     if path is None:
         with cbook.get_sample_data("grace_hopper.jpg") as f:
             image = matplotlib.image.imread(f, format="jpg")
     else:
-        image = matplotlib.image.imread(path)
+        with open_regular(path) as f:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the size is checked below
+            try:
+                with Image.open(f) as header:  # reads the header, not the pixels
+                    (width, height), kind = header.size, header.format
+            except UnidentifiedImageError:
+                raise ImageError("not an image file that Pillow reads (PNG, JPEG, ...)") from None
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{width}x{height} pixels, more than the {MAX_PIXELS // 2**20} megapixels "
+                                 "this shows (make it smaller first)")
+            if min(width, height) < MIN_SIDE:
+                raise ImageError(f"{width}x{height} pixels; the kernels need at least {MIN_SIDE}x{MIN_SIDE}")
+            f.seek(0)
+            image = matplotlib.image.imread(f, format=(kind or "png").lower())
     image = np.asarray(image, dtype=float)
     if image.max() > 1:
         image = image / 255.0
@@ -56,7 +94,8 @@ def to_display(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Convolve a photo with Laplacian and Sobel kernels.")
+    parser = OneLineParser(prog="play_with_convolutions.py",
+                           description="Convolve a photo with Laplacian and Sobel kernels.")
     parser.add_argument("image", nargs="?", help="an image file (default: matplotlib's grace_hopper.jpg)")
     parser.add_argument("--out", help="write the figure to this PNG instead of showing it")
     args = parser.parse_args(argv)
@@ -65,10 +104,22 @@ def main(argv=None):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    headless = is_headless()
+    out = args.out or ("convolutions.png" if headless else None)
+    try:
+        if out:
+            check_output(out, "--out", {"the image itself": args.image})
+    except ConfigError as e:
+        print(f"play_with_convolutions.py: error: {e}", file=sys.stderr)
+        return 2
     try:
         image = load_image(args.image)
+    except ImageError as e:
+        print(f"play_with_convolutions.py: error: image {args.image}: {e}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, SyntaxError) as e:
-        print(f"play_with_convolutions.py: error: cannot read image {args.image}: {e}", file=sys.stderr)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        print(f"play_with_convolutions.py: error: cannot read image {args.image}: {reason}", file=sys.stderr)
         return 2
     figure, axes = plt.subplots(2, 2, figsize=(8, 8))
     axes[0, 0].imshow(image.transpose(1, 2, 0).squeeze(), cmap="gray")
@@ -79,10 +130,12 @@ def main(argv=None):
     for ax in axes.flat:
         ax.axis("off")
     figure.tight_layout()
-    headless = is_headless()
-    out = args.out or ("convolutions.png" if headless else None)
     if out:
-        figure.savefig(out, dpi=80)
+        try:
+            write_atomically(out, lambda f: figure.savefig(f, format="png", dpi=80))
+        except ConfigError as e:
+            print(f"play_with_convolutions.py: error: {e}", file=sys.stderr)
+            return 2
         print(f"wrote {out}" + (" (no screen here to show it)" if not args.out else ""))
     else:
         plt.show()

@@ -4,27 +4,45 @@ Prints one line per epoch (time, training and validation cross entropy and accur
 saves the statistics to the config's performance_stats after every epoch and the model
 to its checkpoint_file whenever validation accuracy improves. Every epoch it also saves
 the run's last state beside the checkpoint, so an interrupted run can go on with --resume.
+While it runs, its output files are locked: a second run on them stops at once.
 
-Exit status: 0 done, 1 training diverged, 2 bad input (config, data), 130 interrupted.
+Exit status: 0 done, 1 training diverged or a piece of the assignment not written yet,
+2 bad input (config, data, a file that cannot be written, outputs in use by another run,
+kernels not built), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): both leave every
+file whole and say how to go on with --resume.
 """
 
-import argparse
+import signal
 import sys
+import threading
 
 import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
+from command_line import OneLineParser, require_compiled_kernels, seed  # noqa: E402
+
+require_compiled_kernels("train.py")
+
+from checkpoints import OutputError  # noqa: E402
 from config import ConfigError, load_config  # noqa: E402
 from data.usps import DataError  # noqa: E402
 from net import NeuralNet, TrainingDiverged  # noqa: E402
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's time limit, a shutdown), handled as Ctrl-C is."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train a network described by a YAML config.")
+    parser = OneLineParser(prog="train.py", description="Train a network described by a YAML config.")
     parser.add_argument("config", help="e.g. configs/logreg.yaml")
     parser.add_argument("--epochs", type=int, help="override the config's max_epochs")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s); "
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**63 - 1 (default %(default)s); "
                         "the same seed gives the same run")
     parser.add_argument("--no-display", action="store_true", help="do not show the activations figure")
     parser.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an "
@@ -32,31 +50,44 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    # Only the main thread may handle signals (main() can be called from others, e.g. a notebook's).
+    handling = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
     net = None
     try:
         net = NeuralNet(load_config(args.config), seed=args.seed)
         net.LoadData()
         net.Train(max_epochs=args.epochs, display=False if args.no_display else None, resume=args.resume)
+    except OutputError as e:
+        print(f"train.py: error: {e}; stopped {saved_summary(net, args)}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except NotImplementedError as e:
+        print(f"train.py: error: not written yet: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         # In a terminal the progress line has no newline yet.
-        print(("\n" if sys.stdout.isatty() else "") + f"train.py: {interruption_summary(net, args)}",
+        print(("\n" if sys.stdout.isatty() else "") + f"train.py: {how} {saved_summary(net, args)}",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if handling:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
-def interruption_summary(net, args):
-    """One line on what an interrupted run leaves behind (every file in it is whole)."""
+def saved_summary(net, args):
+    """What a run that stopped early leaves behind (every file in it is whole), and how to go on."""
     done = getattr(net, "epoch_", 0) if net is not None else 0
     if not done:
-        return "interrupted before the first epoch ended; nothing was saved"
-    return (f"interrupted after epoch {done}: stats in {net.performance_stats_}, best checkpoint "
+        return "before the first epoch ended; nothing was saved"
+    return (f"after epoch {done}: stats in {net.performance_stats_}, best checkpoint "
             f"(epoch {net.best_epoch_}, validation accuracy {net.best_acc_:.4f}) in {net.checkpoint_file_}; "
             f"go on with: python train.py {args.config} --resume" + (f" --seed {args.seed}" if args.seed else ""))
 

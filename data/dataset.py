@@ -7,40 +7,57 @@ images of the wrong size, labels that are not one-hot, or NaN.
 """
 
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
 from config import ConfigError
+from files import missing, numbers, physical_memory, read_npz
 
 
 def load_sets(path, names, pixels, dtype, source):
     """{name: (images (N, pixels), one-hot labels (N, 10))} for every set in `names`, read
     from the .npz at `path` in `dtype`. The USPS file (usps.npz) is prepared on first use.
-    `source` is the config, named in every message."""
-    if not os.path.exists(path):
+    `source` is the config, named in every message. Each array is read only once its header
+    says it has the shape the config asks for (and fits in memory, as the copy in `dtype` must
+    too); nothing else in the file is decompressed."""
+    if missing(path):
         if os.path.basename(path) != "usps.npz":
             raise ConfigError(f"{source}: key 'data_path': {path} does not exist "
                               f"(python data/usps.py --out {path} makes the USPS file)")
         from data import usps  # only here: fetching needs the network code
 
         usps.ensure(path)
+    wanted = [key for name in names for key in (name, name + "_labels")]
+
+    def accept(key, shape, kind):
+        if not numbers(kind):
+            raise ConfigError(f"{source}: key 'data_path': '{key}' in {path} holds {kind} values, not numbers")
+        if not key.endswith("_labels") and (len(shape) != 2 or shape[1] != pixels):
+            raise ConfigError(f"{source}: key 'input_image_size_y'/'input_image_size_x'/"
+                              f"'input_num_channels': '{key}' in {path} has images of shape "
+                              f"{shape[1:]}, the config says {pixels} pixels per image")
+
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [key for name in names for key in (name, name + "_labels") if key not in f.files]
-            if missing:
-                raise ConfigError(f"{source}: key 'data_path': {path} lacks the arrays "
-                                  f"{', '.join(missing)} (python data/usps.py --out {path} rewrites it)")
-            sets = {name: (f[name], f[name + "_labels"]) for name in names}
+        # Half the memory per array: each is copied once more into `dtype`.
+        arrays = read_npz(path, wanted, accept, limit=physical_memory() // 2)
     except ConfigError:
         raise
-    except Exception as e:  # not a zip, truncated, pickled: any of numpy's many errors
+    except OSError as e:
+        if e.strerror:  # not a regular file, unreadable, a loop of links: the system's word for it
+            raise ConfigError(f"{source}: key 'data_path': cannot read {path} ({e.strerror})") from None
         raise ConfigError(f"{source}: key 'data_path': {path} is not a readable .npz data file "
                           f"({type(e).__name__})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, MemoryError) as e:
+        raise ConfigError(f"{source}: key 'data_path': {path} is not a readable .npz data file "
+                          f"({type(e).__name__})") from None
+    absent = [key for key in wanted if key not in arrays]
+    if absent:
+        raise ConfigError(f"{source}: key 'data_path': {path} lacks the arrays "
+                          f"{', '.join(absent)} (python data/usps.py --out {path} rewrites it)")
+    sets = {name: (arrays[name], arrays[name + "_labels"]) for name in names}
     for name, (x, t) in sets.items():
-        if x.ndim != 2 or x.shape[1] != pixels:
-            raise ConfigError(f"{source}: key 'input_image_size_y'/'input_image_size_x'/"
-                              f"'input_num_channels': '{name}' in {path} has images of shape "
-                              f"{x.shape[1:]}, the config says {pixels} pixels per image")
         one_hot = t.ndim == 2 and t.shape[1] == 10 and np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=1) == 1)
         if t.shape[0] != x.shape[0] or not one_hot:
             raise ConfigError(f"{source}: key 'data_path': '{name}_labels' in {path} must be one-hot "

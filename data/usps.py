@@ -16,7 +16,6 @@ digits are drawn at random from the training file with a fixed seed, so everyone
 the same split.
 """
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -27,7 +26,13 @@ import tempfile
 import urllib.error
 import urllib.request
 
-import numpy as np
+if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers are one folder up
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from command_line import OneLineParser  # noqa: E402
+from files import atomic_write, check_regular_or_absent, open_regular, same_file  # noqa: E402
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {
@@ -50,39 +55,46 @@ def content_digest(labels, pixels):
     return hashlib.sha256(blob).hexdigest()
 
 
-def read_digits(path):
-    """Read one USPS .gz file: returns (labels (N,) int, pixels (N, 256) in [-1, 1])."""
+def read_digits(path, shown=None):
+    """Read one USPS .gz file: returns (labels (N,) int, pixels (N, 256) in [-1, 1]).
+    `shown` names it in messages (default `path`): the mirror file or URL a copy came from."""
+    shown = path if shown is None else shown
     try:
-        with gzip.open(path, "rt") as f:
+        with open_regular(path) as raw, gzip.open(raw, "rt") as f:
             table = np.loadtxt(f, ndmin=2)
     except (OSError, EOFError, ValueError) as e:
-        raise DataError(f"{path}: not a readable USPS file ({e})") from None
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise DataError(f"{shown}: not a readable USPS file ({reason})") from None
     if table.shape[1] != 257:
-        raise DataError(f"{path}: expected 257 numbers per line (label + 16x16 pixels), got {table.shape[1]}")
+        raise DataError(f"{shown}: expected 257 numbers per line (label + 16x16 pixels), got {table.shape[1]}")
     return table[:, 0].astype(np.int64), table[:, 1:]
 
 
-def verify(path, name):
+def verify(path, name, shown=None):
     """Read `path` as the USPS file `name` and check its rows and content digest."""
+    shown = path if shown is None else shown
     rows, digest = FILES[name]
-    labels, pixels = read_digits(path)
+    labels, pixels = read_digits(path, shown)
     if len(labels) != rows:
-        raise DataError(f"{path}: {len(labels)} digits, expected {rows} for {name}")
+        raise DataError(f"{shown}: {len(labels)} digits, expected {rows} for {name}")
     if content_digest(labels, pixels) != digest:
-        raise DataError(f"{path}: content digest does not match the published {name}; file rejected")
+        raise DataError(f"{shown}: content digest does not match the published {name}; file rejected")
     return labels, pixels
 
 
 def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
     """Place a verified copy of `name` at `dest`, from `mirror` (a directory) or `base_url`."""
-    tmp = tempfile.NamedTemporaryFile(dir=os.path.dirname(dest) or ".", prefix=name + ".", suffix=".part",
-                                      delete=False)
+    try:
+        tmp = tempfile.NamedTemporaryFile(dir=os.path.dirname(dest) or ".", prefix=name + ".", suffix=".part",
+                                          delete=False)
+    except OSError as e:
+        raise DataError(f"cannot write {dest} ({e.strerror})") from None
     try:
         with tmp:
             if mirror:
                 source = os.path.join(mirror, name)
                 try:
-                    with open(source, "rb") as f:
+                    with open_regular(source) as f:
                         shutil.copyfileobj(f, tmp)
                 except OSError as e:
                     raise DataError(f"cannot read {source} from the mirror ({e.strerror})") from None
@@ -94,8 +106,11 @@ def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
                 except (urllib.error.URLError, OSError) as e:
                     raise DataError(f"cannot download {source} ({getattr(e, 'reason', e)}); "
                                     "use --mirror DIR or USPS_MIRROR=DIR for a local copy") from None
-        verify(tmp.name, name)
-        os.replace(tmp.name, dest)
+        verify(tmp.name, name, shown=source)
+        try:
+            os.replace(tmp.name, dest)
+        except OSError as e:
+            raise DataError(f"cannot write {dest} ({e.strerror})") from None
     finally:
         if os.path.exists(tmp.name):
             os.remove(tmp.name)
@@ -111,7 +126,7 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL):
     """Fetch and verify both files (kept beside npz_path), then write npz_path. Returns npz_path."""
     mirror = mirror if mirror is not None else os.environ.get("USPS_MIRROR") or None
     folder = os.path.dirname(os.path.abspath(npz_path))
-    os.makedirs(folder, exist_ok=True)
+    check_npz_path(npz_path, mirror)
     data = {}
     for name in FILES:
         local = os.path.join(folder, name)
@@ -133,12 +148,29 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL):
                   test=test_pixels, test_labels=one_hot(test_labels))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    tmp = npz_path + ".part"
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, npz_path)
+    try:
+        atomic_write(npz_path, lambda f: f.write(buffer.getvalue()))
+    except OSError as e:
+        raise DataError(f"cannot write {npz_path} ({e.strerror})") from None
     print(f"usps: wrote {npz_path} (train {len(train)}, validation {len(val)}, test {len(test_labels)})")
     return npz_path
+
+
+def check_npz_path(npz_path, mirror):
+    """The npz can be written at npz_path (its folder made if need be), and writing it destroys
+    no file it is made from: the copies kept beside it, the mirror's."""
+    folder = os.path.dirname(os.path.abspath(npz_path))
+    sources = [os.path.join(folder, name) for name in FILES]
+    sources += [os.path.join(mirror, name) for name in FILES] if mirror else []
+    if any(same_file(npz_path, source) for source in sources):
+        raise DataError(f"{npz_path}: is one of the USPS files it is made from; give the npz another name")
+    try:
+        check_regular_or_absent(npz_path)
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        reason = "a part of it is a file, not a folder" if isinstance(e, (FileExistsError, NotADirectoryError)) \
+            else e.strerror
+        raise DataError(f"cannot write {npz_path} ({reason})") from None
 
 
 def ensure(npz_path=DEFAULT_NPZ, mirror=None):
@@ -150,7 +182,7 @@ def ensure(npz_path=DEFAULT_NPZ, mirror=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Fetch USPS and write the kit's usps.npz.")
+    parser = OneLineParser(prog="usps.py", description="Fetch USPS and write the kit's usps.npz.")
     parser.add_argument("--mirror", help="directory holding zip.train.gz and zip.test.gz "
                         "(default: $USPS_MIRROR, else download)")
     parser.add_argument("--url", default=BASE_URL, help="where to download from (default: %(default)s)")
@@ -160,7 +192,7 @@ def main(argv=None):
         prepare(args.out, args.mirror, args.url)
     except DataError as e:
         print(f"usps: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -4,9 +4,13 @@ interrupted run resumes to the same result as an uninterrupted one."""
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -14,9 +18,16 @@ import yaml
 
 import evaluate
 import grad_check
+import play_with_convolutions
 import train
 from conftest import REPO_ROOT, load_shipped_config
+from data import usps
 from net import NeuralNet
+from tools import report
+
+SCRIPTS = {"train": train, "evaluate": evaluate, "grad_check": grad_check, "play": play_with_convolutions,
+           "report": report, "usps": usps}
+MESSAGE_LIMIT = 600  # characters: a message is one readable line, whatever the value it quotes
 
 CONVNET = "convnet1_method1.yaml"
 
@@ -58,12 +69,73 @@ def config_row(mutate):
     def make(tmp_path, data):
         text = mutate(conv_config(tmp_path, data))
         path = tmp_path / "bad.yaml"
-        if isinstance(text, str):
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        elif isinstance(text, str):
             path.write_text(text)
         else:
             dump(path, text)
         return "train", [str(path), "--no-display"]
     return make
+
+
+def argv_row(script, argv):
+    """A command line of `script`: argv(tmp_path, data) -> its arguments."""
+    def make(tmp_path, data):
+        return script, [str(a) for a in argv(tmp_path, data)]
+    return make
+
+
+def fifo(path):
+    """A FIFO at `path`, with a thread that opens its other end for a moment after 3 s: a
+    reader blocked on it (the old code) then sees an empty file and goes on, instead of
+    hanging the suite for ever. A reader that refuses FIFOs never waits for it."""
+    os.mkfifo(path)
+
+    def unblock():
+        time.sleep(3)
+        for _ in range(100):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting (ENXIO), or the FIFO is gone
+                pass
+            time.sleep(0.1)
+
+    threading.Thread(target=unblock, daemon=True).start()
+    return path
+
+
+def link_loop(path):
+    """A symbolic link at `path` to a link that points back at it."""
+    os.symlink(str(path) + ".other", path)
+    os.symlink(path, str(path) + ".other")
+    return path
+
+
+def alias_bomb(levels=6):
+    """batch_size's value: aliases of aliases, 9**levels strings once written out."""
+    anchors = ['&l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]']
+    anchors += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "batch_size: [" + ", ".join(anchors) + "]\n"
+
+
+def png_header(width, height):
+    """The bytes of a PNG that says it is width x height pixels (its pixels cut short)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def big_png(path):
+    path.write_bytes(png_header(10000, 10000))
+    return path
+
+
+def tiny_png(path, height, width):
+    import matplotlib.image
+    matplotlib.image.imsave(path, np.full((height, width), 0.5), cmap="gray")
+    return path
 
 
 def npz_row(arrays):
@@ -100,6 +172,26 @@ def truncated_checkpoint(path, tmp_path, data):
 def other_architecture(path, tmp_path, data):
     config = with_layer(conv_config(tmp_path, data), 4, num_channels=256)
     NeuralNet(config).Save(str(path))
+
+
+def checkpoint_with(path, tmp_path, data, **changes):
+    """The checkpoint of a new convnet1, with the arrays `changes` in place of its own (an
+    array given as bytes is written as that member's whole .npy file)."""
+    params = NeuralNet(conv_config(tmp_path, data)).GetParameters()
+    params.update(changes)
+    raw = {name: value for name, value in params.items() if isinstance(value, bytes)}
+    np.savez(path, **{name: value for name, value in params.items() if name not in raw})
+    with zipfile.ZipFile(path, "a") as archive:
+        for name, blob in raw.items():
+            archive.writestr(name + ".npy", blob)
+
+
+def npy_claiming(shape):
+    """An .npy file whose header says `shape` (float64), followed by 64 bytes of data only."""
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(64)
 
 
 BAD_INPUTS = [
@@ -165,15 +257,118 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("make, words", [row[1:] for row in BAD_INPUTS], ids=[row[0] for row in BAD_INPUTS])
+def report_row(stats=None, plot=None):
+    """tools/report.py on convnet1 (not trained): stats(path) writes its stats file; plot(tmp)
+    gives --plot (None: --no-plot)."""
+    def make(tmp_path, data):
+        config = dump(tmp_path / "c.yaml", conv_config(tmp_path, data))
+        (tmp_path / "runs").mkdir(exist_ok=True)
+        if stats:
+            stats(tmp_path / "runs" / "c_stats.npy")
+        return "report", [config] + (["--plot", str(plot(tmp_path))] if plot else ["--no-plot"])
+    return make
+
+
+def npz_as_stats(path):
+    with open(path, "wb") as f:  # np.savez on a name would add '.npz' to it
+        np.savez(f, stats=np.ones((2, 5)))
+
+
+def a_file(path):
+    path.write_text("a file, not a folder")
+    return path
+
+
+def usps_row(mirror_files):
+    """data/usps.py --mirror <tmp>/mirror --out <tmp>/prepared/usps.npz, the mirror holding
+    mirror_files(folder) (nothing if None)."""
+    def make(tmp_path, data):
+        mirror = tmp_path / "mirror"
+        mirror.mkdir()
+        mirror_files(mirror)
+        return "usps", ["--mirror", str(mirror), "--out", str(tmp_path / "prepared" / "usps.npz")]
+    return make
+
+
+def convnet_argv(*extra):
+    return lambda tmp, data: [dump(tmp / "c.yaml", conv_config(tmp, data)), "--no-display", *extra]
+
+
+MORE_BAD_INPUTS = [
+    ("config not UTF-8", config_row(lambda c: "max_epochs: 1\n# caf\xe9\n".encode("latin-1")),
+     ["bad.yaml", "UTF-8", "0xe9", "line 2"]),
+    ("config is a FIFO", lambda tmp, data: ("train", [str(fifo(tmp / "bad.yaml")), "--no-display"]),
+     ["bad.yaml", "FIFO"]),
+    ("config of 300 KB", config_row(lambda c: dict(c, batch_size=[0] * 50000)), ["bad.yaml", "64.0 KiB"]),
+    ("a long list value", config_row(lambda c: dict(c, batch_size=list(range(3000)))),
+     ["bad.yaml", "'batch_size'", "[0, 1, 2", " ..."]),
+    ("YAML alias bomb", config_row(lambda c: alias_bomb()), ["bad.yaml", "line 1", "aliases"]),
+    ("type as a list", config_row(lambda c: with_layer(c, 0, type=["FC"])), ["bad.yaml", "conv1", "'type'", "['FC']"]),
+    ("name: 5", config_row(lambda c: with_layer(c, 0, name=5)),
+     ["bad.yaml", "network entry 0", "'name'", "letters", "got 5"]),
+    ("layer name with NUL", config_row(lambda c: with_layer(c, 0, name="conv\0one")),
+     ["bad.yaml", "network entry 0", "'name'", "letters", "\\x00"]),
+    ("integer beyond 64 bits", config_row(lambda c: with_layer(c, 4, num_channels=2 ** 70)),
+     ["bad.yaml", "fc1", "'num_channels'", "2**63"]),
+    ("number beyond any float", config_row(lambda c: with_layer(c, 0, epsilon=10 ** 400)),
+     ["bad.yaml", "conv1", "'epsilon'", "finite"]),
+    ("a billion channels", config_row(lambda c: with_layer(c, 4, num_channels=10 ** 9)),
+     ["bad.yaml", "fc1", "'num_channels'", "memory"]),
+    ("--seed -5", argv_row("train", convnet_argv("--seed", "-5")), ["--seed", "-5", "2**63"]),
+    ("--seed 2**63", argv_row("train", convnet_argv("--seed", str(2 ** 63))), ["--seed", str(2 ** 63)]),
+    ("unknown option", argv_row("train", convnet_argv("--bogus")), ["train.py", "--bogus"]),
+    ("data file is a FIFO", lambda tmp, data: config_row(lambda c: dict(c, data_path=str(fifo(tmp / "d.npz"))))(
+        tmp, data), ["bad.yaml", "'data_path'", "d.npz", "FIFO"]),
+    ("data file is a loop of links", lambda tmp, data: config_row(
+        lambda c: dict(c, data_path=str(link_loop(tmp / "d.npz"))))(tmp, data),
+     ["bad.yaml", "'data_path'", "d.npz", "symbolic links"]),
+    ("checkpoint is a FIFO", checkpoint_row(lambda path, tmp, data: fifo(path)), ["c.npz", "FIFO"]),
+    ("checkpoint is a loop of links", checkpoint_row(lambda path, tmp, data: link_loop(path)),
+     ["c.npz", "symbolic links"]),
+    ("checkpoint holds text", checkpoint_row(lambda p, t, d: checkpoint_with(p, t, d, conv1_w=np.full((16, 9), "w"))),
+     ["c.npz", "conv1", "'conv1_w'", "not numbers"]),
+    ("checkpoint holds NaN",
+     checkpoint_row(lambda p, t, d: checkpoint_with(p, t, d, output_b=np.full((1, 10), np.nan))),
+     ["c.npz", "'output_b'", "NaN"]),
+    ("checkpoint member claims a terabyte",
+     checkpoint_row(lambda p, t, d: checkpoint_with(p, t, d, fc1_w=npy_claiming((1000000, 131072)))),
+     ["c.npz", "'fc1_w'", "(1000000, 131072)", "(512, 512)"]),
+    ("stats file is an .npz", report_row(stats=npz_as_stats), ["c.yaml", "'performance_stats'", "c_stats.npy"]),
+    ("--plot in a folder that is a file",
+     report_row(stats=lambda path: np.save(path, np.ones((2, 5))), plot=lambda tmp: a_file(tmp / "f") / "p.png"),
+     ["--plot", "p.png", "a file, not a folder"]),
+    ("1x1 image", argv_row("play", lambda tmp, data: [tiny_png(tmp / "dot.png", 1, 1), "--out", tmp / "o.png"]),
+     ["dot.png", "1x1", "at least 2x2"]),
+    ("10000x10000 image", argv_row("play", lambda tmp, data: [big_png(tmp / "big.png"), "--out", tmp / "o.png"]),
+     ["big.png", "10000x10000", "megapixels"]),
+    ("damaged mirror file", usps_row(lambda m: (m / "zip.train.gz").write_bytes(b"not gzip")),
+     ["mirror/zip.train.gz", "not a readable USPS file"]),
+    ("mirror file is a FIFO", usps_row(lambda m: fifo(m / "zip.train.gz")), ["mirror/zip.train.gz", "FIFO"]),
+    ("usps.npz under a file",
+     lambda tmp, data: ("usps", ["--mirror", str(tmp), "--out", str(a_file(tmp / "f") / "u.npz")]),
+     ["u.npz", "a file, not a folder"]),
+]
+
+
+def run_main(script, argv):
+    """main(argv) of a script or tool: its exit status, also when argparse exits."""
+    try:
+        return SCRIPTS[script].main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("make, words", [row[1:] for row in BAD_INPUTS + MORE_BAD_INPUTS],
+                         ids=[row[0] for row in BAD_INPUTS + MORE_BAD_INPUTS])
 def test_bad_input_gets_one_line_naming_the_problem_and_exit_status_2(tmp_path, small_npz, capsys, make, words):
     script, argv = make(tmp_path, small_npz)
-    code = {"train": train, "evaluate": evaluate}[script].main(argv)
+    code = run_main(script, argv)
     captured = capsys.readouterr()
-    assert code == 2
+    assert code == 2, captured.err
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert "Traceback" not in captured.err
+    assert len(lines[0]) < MESSAGE_LIMIT, lines[0][:MESSAGE_LIMIT]
     for word in words:
         assert word in lines[0], (word, lines[0])
 

@@ -269,8 +269,8 @@ def test_missing_mirror_gives_data_error(tmp_path):
     assert list((tmp_path / "dest").iterdir()) == []
 
 
-def test_main_reports_a_data_error_in_one_line_and_returns_1(tmp_path, capsys, no_env_mirror):
+def test_main_reports_a_data_error_in_one_line_and_returns_2(tmp_path, capsys, no_env_mirror):
     code = usps.main(["--url", f"http://127.0.0.1:{_closed_port()}/", "--out", str(tmp_path / "usps.npz")])
-    assert code == 1
+    assert code == 2  # bad input, as every script exits
     err = capsys.readouterr().err
     assert err.startswith("usps: error:") and len(err.strip().splitlines()) == 1

@@ -27,12 +27,19 @@ import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
+from command_line import require_compiled_kernels  # noqa: E402
+
+require_compiled_kernels("report.py")
+
 import numpy as np  # noqa: E402
 
+from checkpoints import write_atomically  # noqa: E402
 from data.usps import DataError  # noqa: E402
 from evaluate import evaluate  # noqa: E402
 from config import ConfigError, load_config  # noqa: E402
+from files import missing, numbers, read_npy  # noqa: E402
 from net import NeuralNet  # noqa: E402
+from run_files import check_output  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
@@ -55,17 +62,27 @@ class ModelReport:
 
 def load_stats(path, source):
     """The (epochs, 5) statistics train.py writes, or None if there is no such file yet."""
-    if path is None or not os.path.exists(path):
+    if path is None or missing(path):
         return None
+
+    def accept(name, shape, dtype):  # before the data are read
+        if len(shape) != 2 or shape[1] != 5 or not shape[0]:
+            raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {shape}, "
+                              "not (epochs, 5)")
+        if not numbers(dtype):
+            raise ConfigError(f"{source}: key 'performance_stats': {path} holds {dtype} values, not numbers")
+
     try:
-        stats = np.load(path, allow_pickle=False)
+        return read_npy(path, accept)
+    except ConfigError:
+        raise
+    except OSError as e:
+        raise ConfigError(f"{source}: key 'performance_stats': cannot read {path} ({e.strerror or e})") from None
     except Exception as e:  # truncated, not .npy, pickled
-        raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file "
-                          f"({type(e).__name__}: {e})") from None
-    if stats.ndim != 2 or stats.shape[1] != 5 or not len(stats):
-        raise ConfigError(f"{source}: key 'performance_stats': {path} holds an array of shape {stats.shape}, "
-                          "not (epochs, 5)")
-    return stats
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+        why = "it is an .npz, a zip of arrays, not the .npy that train.py writes" if zipped else f"{type(e).__name__}: {e}"
+        raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file ({why})") from None
 
 
 def collect(config_path, evaluate_model=True):
@@ -77,7 +94,7 @@ def collect(config_path, evaluate_model=True):
     if net.checkpoint_file_ is None:
         raise ConfigError(f"{config_path}: key 'checkpoint_file' is needed to report on a model")
     report.stats = load_stats(net.performance_stats_, config_path)
-    if os.path.exists(net.checkpoint_file_) and evaluate_model:
+    if not missing(net.checkpoint_file_) and evaluate_model:
         net.Load()
         net.LoadData(test=True)
         report.results = evaluate(net)
@@ -151,10 +168,10 @@ def plot_curves(reports, path, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    try:
+        write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=90))
+    finally:
+        plt.close(figure)
     return drawn
 
 
@@ -168,13 +185,23 @@ def main(argv=None):
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     try:
+        if not args.no_plot:  # before the work: nothing is evaluated for a figure that cannot be written
+            check_output(args.plot, "--plot", [(f"the config {c}", c) for c in args.configs])
         reports = [collect(path) for path in args.configs]
+        if not args.no_plot:
+            inputs = [(f"key '{key}' of {r.config}", getattr(r.net, key + "_"))
+                      for r in reports for key in ("checkpoint_file", "performance_stats", "data_path")]
+            check_output(args.plot, "--plot", inputs)
     except (ConfigError, DataError) as e:
         print(f"report.py: error: {e}", file=sys.stderr)
         return 2
     print(results_table(reports, args.format))
     if not args.no_plot:
-        drawn = plot_curves(reports, args.plot)
+        try:
+            drawn = plot_curves(reports, args.plot)
+        except ConfigError as e:
+            print(f"report.py: error: {e}", file=sys.stderr)
+            return 2
         if drawn:
             print(f"\nlearning curves of {', '.join(r.name for r in drawn)}: {args.plot}")
         else:

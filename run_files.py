@@ -1,0 +1,150 @@
+"""A training run's output files: checked before it starts, locked while it runs.
+
+Before the first step (NeuralNet.Train, through `claimed`):
+- the outputs (checkpoint_file, its last state '<name>_last.npz', performance_stats) are
+  three different files, none of them an input (the config, the data file), each absent or
+  a regular file (a device node or a FIFO is never replaced), in a folder that exists (it
+  is made if need be) and is writable: a mistake there would otherwise destroy a file after
+  a whole epoch of training;
+- they are locked: a second run on any of them (another train.py on the same config, or on
+  a config that shares a file) stops at once, naming the process that holds them, instead
+  of both runs overwriting each other's files;
+- the temporary '.part' files a killed run left beside them are removed.
+The other tools that write a file (report.py's --plot, play_with_convolutions.py's --out)
+check it with `check_output`.
+"""
+
+import contextlib
+import errno
+import glob
+import os
+import sys
+
+from checkpoints import last_state_path
+from config import ConfigError
+from files import NotRegularFile, check_regular_or_absent, part_pattern, same_file
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the checks above still hold
+    fcntl = None
+
+
+def check_output(path, what, inputs=(), source=None):
+    """Raise ConfigError unless `path` can take an output: absent or a regular file, not one of
+    `inputs` ({description: path}), in a folder that exists (made here if need be) and is
+    writable. `what` names it in the message ("key 'checkpoint_file'", "--plot")."""
+    where = f"{source}: " if source else ""
+    try:
+        check_regular_or_absent(path)
+    except NotRegularFile as e:
+        raise ConfigError(f"{where}{what}: {path} is {e.strerror}: an output must be a file "
+                          "of its own") from None
+    except OSError as e:
+        raise ConfigError(f"{where}{what}: cannot write {path} ({e.strerror})") from None
+    for description, other in inputs.items() if isinstance(inputs, dict) else inputs:
+        if other is not None and same_file(path, other):
+            raise ConfigError(f"{where}{what}: {path} is {description}: writing it would destroy it")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        reason = "a part of it is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else e.strerror
+        raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} ({reason})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}{what}: the folder {folder} of {path} is not writable")
+
+
+def run_outputs(net):
+    """{what: path} of the files a training run writes, checked (check_output, and distinct)."""
+    for key in ("checkpoint_file", "performance_stats"):
+        if getattr(net, key + "_") is None:
+            raise ConfigError(f"{net.source_}: key '{key}' is needed to train")
+    outputs = {"key 'checkpoint_file'": net.checkpoint_file_,
+               "the last state of key 'checkpoint_file'": last_state_path(net.checkpoint_file_),
+               "key 'performance_stats'": net.performance_stats_}
+    inputs = {"the config itself": net.config_.get("_path"), "the data file (key 'data_path')": net.data_path_}
+    for what, path in outputs.items():
+        check_output(path, what, inputs, net.source_)
+    names = list(outputs)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if same_file(outputs[first], outputs[second]):
+                raise ConfigError(f"{net.source_}: {second}: {outputs[second]} is also {first}: each would "
+                                  "overwrite the other")
+    return outputs
+
+
+def lock_path(path):
+    """The lock of output `path`: a hidden file beside it, there only while a run holds it."""
+    folder, name = os.path.split(os.path.realpath(path))  # one lock for every name of the file
+    return os.path.join(folder, f".{name}.lock")
+
+
+class OutputLock:
+    """Exclusive locks on output files, taken at once or not at all (ConfigError naming the
+    process that holds one). The lock files hold the holder's process id and command line."""
+
+    def __init__(self, paths, source):
+        self.paths_, self.source_, self.held_ = [lock_path(p) for p in paths], source, []
+
+    def __enter__(self):
+        try:
+            for path in self.paths_:
+                self.held_.append((path, self._take(path)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _take(self, path):
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+                os.close(fd)
+                holder = f"process {holder}" if holder else "a process starting up"
+                output = os.path.join(os.path.dirname(path), os.path.basename(path)[1:-len(".lock")])
+                raise ConfigError(f"{self.source_}: {output} is being written by another training run ({holder}); "
+                                  "wait for it to end, or give this run other output files") from None
+            # The holder before us removes the file as it lets go: lock the file that is there now.
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}: {' '.join(sys.argv)}"[:4000].encode())
+        return fd
+
+    def __exit__(self, *exc):
+        while self.held_:
+            path, fd = self.held_.pop()
+            with contextlib.suppress(OSError):
+                os.remove(path)  # while locked: nobody can be holding what is removed
+            os.close(fd)
+
+
+def remove_stale_parts(paths):
+    """Remove the temporary files ('<name>.<random>.part') that a killed run left beside the
+    outputs `paths`; only called by the run that holds their locks."""
+    for path in paths:
+        for part in glob.glob(part_pattern(path)):
+            with contextlib.suppress(OSError):
+                os.remove(part)
+
+
+@contextlib.contextmanager
+def claimed(net):
+    """While a training run of `net` goes on: its outputs checked, locked, and clear of stale
+    temporary files (ConfigError before anything is written if they cannot be)."""
+    outputs = list(run_outputs(net).values())
+    if fcntl is None:
+        yield
+        return
+    with OutputLock(outputs, net.source_):
+        remove_stale_parts(outputs)
+        yield
