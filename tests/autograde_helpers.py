@@ -57,6 +57,17 @@ def sandbox_problem():
     return None
 
 
+def unsafe_problem():
+    """None if the grader may run without a sandbox here, else why not."""
+    from tools.autograde_sandbox import SandboxUnavailable, unsafe_uid
+
+    try:
+        unsafe_uid()
+    except SandboxUnavailable as e:
+        return str(e)
+    return None
+
+
 def run_autograde(paths, out, *options, timeout=900):
     """Grade `paths` in one run of tools/autograde.py (a subprocess); returns
     ({student: graded dict}, stdout lines, grades.json's "run")."""

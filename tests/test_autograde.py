@@ -15,7 +15,7 @@ import pytest
 
 from autograde_helpers import checks_of as _checks
 from autograde_helpers import reference as _reference
-from autograde_helpers import run_autograde, sandbox_problem
+from autograde_helpers import run_autograde, sandbox_problem, unsafe_problem
 from autograde_helpers import with_regions as _with_regions
 from conftest import REPO_ROOT
 from tools import autograde, handout
@@ -94,7 +94,11 @@ def graded(tmp_path_factory):
             archive.write(tmp / "submissions" / "loops" / name, f"student/{name}")
     paths.append(zip_path)
     out = tmp / "grades"
-    unsafe = ["--unsafe-no-sandbox"] if sandbox_problem() else []
+    unsafe = []
+    if sandbox_problem():
+        if unsafe_problem():
+            pytest.skip(f"no sandbox ({sandbox_problem()}), and no grading without one ({unsafe_problem()})")
+        unsafe = ["--unsafe-no-sandbox"]
     students, lines, run = run_autograde(paths, out, "--jobs", "2", *LIMITS, *unsafe)
     return students, lines, out, tmp, [p.stem if p.is_file() else p.name for p in paths], run
 

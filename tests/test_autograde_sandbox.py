@@ -64,7 +64,7 @@ def test_the_machine_sees_the_students_process_as_the_unused_user_with_no_capabi
         workers = []
         for pid, fields in _descendants(piece.process.pid):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"autograde_worker.py" in f.read():
+                if b"autograde_worker.py" in f.read() and fields["Name"].strip() != "bwrap":
                     workers.append(fields)
         assert len(workers) == 1
         assert [int(n) for n in workers[0]["Uid"].split()] == [sandbox_uid()] * 4
@@ -112,3 +112,17 @@ def test_a_frame_claiming_too_much_is_refused_before_it_is_read():
         wire.parse_prefix(wire.PREFIX.pack(2, 10 << 30))
     with pytest.raises(wire.FrameError, match="header of"):
         wire.parse_prefix(wire.PREFIX.pack(1 << 30, 0))
+
+
+def test_without_a_sandbox_the_students_code_never_runs_as_root(monkeypatch):
+    """As root, --unsafe-no-sandbox runs the pieces as the unused user, or not at all."""
+    from tools import autograde_sandbox
+
+    monkeypatch.setattr(autograde_sandbox, "sandbox_uid", lambda: UID_BASE + 1)
+    monkeypatch.setattr(autograde_sandbox, "_world_reachable", lambda path: True)
+    assert autograde_sandbox.unsafe_uid() == UID_BASE + 1
+    monkeypatch.setattr(autograde_sandbox, "_world_reachable", lambda path: False)
+    with pytest.raises(SandboxUnavailable, match="must not run as root"):
+        autograde_sandbox.unsafe_uid()
+    monkeypatch.setattr(autograde_sandbox, "sandbox_uid", lambda: None)  # not root: the grader's own user
+    assert autograde_sandbox.unsafe_uid() is None

@@ -73,7 +73,7 @@ import runtime  # noqa: E402
 runtime.configure("single_example")
 
 from tools.autograde_checks import CONV, FC, compare, run_piece  # noqa: E402
-from tools.autograde_sandbox import Limits, Runner, SandboxUnavailable, check_sandbox  # noqa: E402
+from tools.autograde_sandbox import Limits, Runner, SandboxUnavailable, check_sandbox, unsafe_uid  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 from tools.handout import HandoutError  # noqa: E402
 from tools.regions import PIECES, find_regions, loops_in  # noqa: E402
@@ -341,6 +341,10 @@ def grade_all(submissions, limits, seed=0, jobs=None, runner=None):
 def make_runner(unsafe, prog="autograde.py"):
     """(Runner, description) for this run, or (None, one-line refusal) when no sandbox can be made."""
     if unsafe:
+        try:
+            unsafe_uid()
+        except SandboxUnavailable as e:
+            return None, f"cannot grade with --unsafe-no-sandbox here: {e}"
         print(f"{prog}: warning: {UNSAFE_WARNING}", file=sys.stderr)
         return Runner.prepare(sandbox=False), "none (--unsafe-no-sandbox)"
     runner = Runner.prepare(sandbox=True)

@@ -81,7 +81,7 @@ exit 0
 
 def bundle_files(kit=KIT):
     """Relative paths (posix) of the kit files the bundle carries: the kit with its staff
-    tools, without tests, build products, data or run outputs."""
+    tools, without tests, hidden files, build products, data or run outputs."""
     kit = Path(kit)
     found = []
     for folder, dirs, files in os.walk(kit):
@@ -91,7 +91,8 @@ def bundle_files(kit=KIT):
                          and not (here == kit and d == "tests"))
         for name in sorted(files):
             path = here / name
-            if not any(fnmatch.fnmatch(name, p) for p in EXCLUDED_FILES) and not path.is_symlink():
+            if not name.startswith(".") and not any(fnmatch.fnmatch(name, p) for p in EXCLUDED_FILES) \
+                    and not path.is_symlink():
                 found.append(path.relative_to(kit).as_posix())
     return found
 

@@ -132,11 +132,17 @@ def _world_reachable(path):
 
 
 def unsafe_uid():
-    """The user ID of a piece without a sandbox: the unused one when the grader is root and
-    its Python is open to other users, else None (the grader's own user)."""
+    """The user ID of a piece without a sandbox: the unused one when the grader is root, else
+    None (the grader's own user). SandboxUnavailable when the grader is root and its Python
+    is closed to other users: a student's code must never run as root (kill(-1) as root
+    ends every process of the machine)."""
     uid = sandbox_uid()
-    if uid is None or not all(_world_reachable(p) for p in (sys.executable,) + _python_dirs()):
-        return None
+    if uid is not None:
+        closed = [p for p in (sys.executable,) + _python_dirs() if not _world_reachable(p)]
+        if closed:
+            raise SandboxUnavailable(f"even without a sandbox the students' code must not run as root, and no "
+                                     f"other user can reach the Python in {closed[0]}; grade with a Python that "
+                                     "others can read, or as a user other than root")
     return uid
 
 

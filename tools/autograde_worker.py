@@ -40,7 +40,7 @@ def encode_frame(header, arrays=()):
         if array is None:
             shapes.append(None)
             continue
-        array = np.ascontiguousarray(array, dtype="<f8")
+        array = np.asarray(array, dtype="<f8", order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         shapes.append(list(array.shape))
         blobs.append(array.tobytes())
     head = json.dumps(dict(header, arrays=shapes)).encode()
