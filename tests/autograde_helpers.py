@@ -41,8 +41,9 @@ def write_submission(folder, fc=None, conv=None):
 
 @functools.lru_cache(maxsize=None)
 def sandbox_problem():
-    """None if the grader can make its sandbox here, else why not (for a skip message)."""
-    from tools.autograde_sandbox import Runner, SandboxUnavailable, check_sandbox
+    """None if the grader can make its sandbox here, else why not (for a skip message). A
+    sandbox that bwrap makes but that does not hold raises SandboxBroken: a failure."""
+    from tools.autograde_sandbox import Runner, SandboxBroken, SandboxUnavailable, check_sandbox
 
     try:
         runner = Runner.prepare(sandbox=True)
@@ -50,6 +51,8 @@ def sandbox_problem():
         return str(e)
     try:
         check_sandbox(runner)
+    except SandboxBroken:
+        raise
     except SandboxUnavailable as e:
         return f"bwrap cannot make the grader's sandbox here: {e}"
     finally:

@@ -80,6 +80,11 @@ class SandboxUnavailable(RuntimeError):
     """No sandbox can be made here; the message says why."""
 
 
+class SandboxBroken(SandboxUnavailable):
+    """bwrap made a sandbox, but it does not hold what it must (a user, capabilities, the
+    network): a fault of the sandbox's own, never a reason to skip its tests."""
+
+
 def bwrap_path():
     """The bwrap to use: $AUTOGRADE_BWRAP (a path; for tests, or a build of one's own), else
     the one on PATH, else None."""
@@ -534,5 +539,5 @@ def check_sandbox(runner):
     if report["interfaces"] != ["lo"]:
         problems.append(f"the sandbox sees network interfaces {report['interfaces']}")
     if problems:
-        raise SandboxUnavailable("; ".join(problems))
+        raise SandboxBroken("; ".join(problems))
     return report
