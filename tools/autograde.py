@@ -14,7 +14,8 @@ answers; it chooses the inputs (random for each run, --seed to repeat one), send
 and calls the student's ComputeUp and ComputeDown as a black box, also inside gradient
 checks it composes itself (tools/autograde_checks.py). docs/grading.md says why no
 submission can forge a score. Where no sandbox can be made the grader refuses, in one line,
-unless given --unsafe-no-sandbox.
+unless given --unsafe-no-sandbox; even then, as root, it runs the students' code only as an
+unused user ID, never as root.
 
 Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv method 2 9):
 
@@ -51,7 +52,8 @@ Writes DIR/grades.csv (one row per student and check) and DIR/grades.json (every
 including each check's errors, the seed and the sandbox), and prints one line per student.
 Submissions are graded in parallel, --jobs at a time (default: the number of cores).
 Exit status: 0; 2 for bad input (a SUBMISSION that is neither a folder nor a zip); 3 when
-no sandbox can be made and --unsafe-no-sandbox was not given.
+no sandbox can be made and --unsafe-no-sandbox was not given, or when with it the students'
+code would run as root.
 """
 
 import csv
