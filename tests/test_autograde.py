@@ -1,10 +1,10 @@
 """tools/autograde.py on crafted submissions: the reference, the handout's blanks, loops, a
 wrong transpose, an infinite loop, a sleeper, a huge allocation, a crash, a file that raises
 at import, files without markers, a zip. They are all graded in one run (two at a time),
-with tight limits so that the hung ones cost seconds."""
+with tight limits so that the hung ones cost seconds: in the sandbox when one can be made
+here, else with --unsafe-no-sandbox (the points must not depend on it)."""
 
 import csv
-import json
 import os
 import re
 import subprocess
@@ -13,34 +13,22 @@ import zipfile
 
 import pytest
 
+from autograde_helpers import checks_of as _checks
+from autograde_helpers import reference as _reference
+from autograde_helpers import run_autograde, sandbox_problem, unsafe_problem
+from autograde_helpers import with_regions as _with_regions
 from conftest import REPO_ROOT
 from tools import autograde, handout
-from tools.regions import marked_regions
 
 LIMITS = ["--timeout", "8", "--cpu", "2", "--memory", "512"]
 POINTS = {(piece, check): points for piece, check, points in autograde.POINTS}
 
 
-def _with_regions(name, codes, append=""):
-    """The reference file `name` with the regions of `codes` ({piece: code}) replaced."""
-    source = (REPO_ROOT / name).read_text()
-    lines = source.splitlines(keepends=True)
-    for region in reversed(marked_regions(source, name)):
-        if region.piece in codes:
-            marker = lines[region.first - 2]
-            indent = marker[:len(marker) - len(marker.lstrip())]
-            lines[region.first - 1:region.last] = [indent + line + "\n" for line in codes[region.piece].splitlines()]
-    return "".join(lines) + append
-
-
-def _reference(name):
-    return (REPO_ROOT / name).read_text()
-
-
 def _import_marker(folder):
-    """Code that, at import, leaves a file saying which process imported it and its parent."""
-    return (f"import os as _os\nopen(_os.path.join({str(folder)!r}, f'{{_os.getpid()}}_{{_os.getppid()}}'), 'w')"
-            ".close()\n")
+    """Code that, at import, tries to leave a file saying which process imported it and its
+    parent (a sandboxed process cannot: the folder is not in its view)."""
+    return (f"import os as _os\ntry:\n    open(_os.path.join({str(folder)!r}, f'{{_os.getpid()}}_{{_os.getppid()}}'),"
+            " 'w').close()\nexcept OSError:\n    pass\n")
 
 
 def crafted(tmp):
@@ -89,7 +77,8 @@ def crafted(tmp):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """({student: graded dict}, stdout lines, out folder, tmp) for one run over every crafted submission."""
+    """({student: graded dict}, stdout lines, out folder, tmp, order, run) for one run over
+    every crafted submission."""
     tmp = tmp_path_factory.mktemp("autograde")
     paths = []
     for student, (fc, conv) in crafted(tmp).items():
@@ -105,16 +94,13 @@ def graded(tmp_path_factory):
             archive.write(tmp / "submissions" / "loops" / name, f"student/{name}")
     paths.append(zip_path)
     out = tmp / "grades"
-    result = subprocess.run([sys.executable, "tools/autograde.py", *map(str, paths), "--out", str(out),
-                             "--jobs", "2", *LIMITS], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    with open(out / "grades.json") as f:
-        students = {s["student"]: s for s in json.load(f)["students"]}
-    return students, result.stdout.strip().splitlines(), out, tmp, [p.stem if p.is_file() else p.name for p in paths]
-
-
-def _checks(student):
-    return {(c["piece"], c["check"]): c for c in student["checks"]}
+    unsafe = []
+    if sandbox_problem():
+        if unsafe_problem():
+            pytest.skip(f"no sandbox ({sandbox_problem()}), and no grading without one ({unsafe_problem()})")
+        unsafe = ["--unsafe-no-sandbox"]
+    students, lines, run = run_autograde(paths, out, "--jobs", "2", *LIMITS, *unsafe)
+    return students, lines, out, tmp, [p.stem if p.is_file() else p.name for p in paths], run
 
 
 def test_the_points_are_the_handouts_and_the_docstring_table_is_the_one_used():
@@ -187,17 +173,20 @@ def test_a_huge_allocation_and_a_crash_get_zero_with_the_reason(graded):
 
 
 def test_a_file_that_raises_at_import_zeroes_its_pieces_only_and_is_never_imported_by_the_grader(graded):
-    students, _, _, tmp, _ = graded
+    students, _, _, tmp, _, run = graded
     checks = _checks(students["raises_at_import"])
     for (piece, check), c in checks.items():
         if piece.startswith("FCLayer") and check != "no loops":
             assert c["reason"].startswith("fc_layer.py raises at import: RuntimeError: broken at import")
     assert students["raises_at_import"]["total"] == 9
     imports = os.listdir(tmp / "imported")
-    assert imports  # the student's processes did import it ...
-    for name in imports:  # ... but neither this process nor a grading process (its children)
-        pid, parent = map(int, name.split("_"))
-        assert os.getpid() not in (pid, parent)
+    if run["sandbox"] == "bubblewrap":
+        assert not imports  # the sandboxed processes cannot write here, and nothing else imported it
+    else:
+        assert imports  # the student's processes did import it ...
+        for name in imports:  # ... but neither this process nor a grading process (its children)
+            pid, parent = map(int, name.split("_"))
+            assert os.getpid() not in (pid, parent)
 
 
 def test_files_without_markers_are_graded_by_the_ast_rule(graded):
@@ -207,7 +196,7 @@ def test_files_without_markers_are_graded_by_the_ast_rule(graded):
 
 
 def test_one_line_per_student_in_order_and_a_csv_row_for_every_check(graded):
-    students, lines, out, _, order = graded
+    students, lines, out, _, order, _ = graded
     summary = lines[:-1]
     assert [line.split()[0] for line in summary] == order
     for line, name in zip(summary, order):
@@ -225,15 +214,39 @@ def test_submissions_missing_a_file_or_unreadable_are_graded_zero_for_that_file(
     folder = tmp_path / "only_conv"
     folder.mkdir()
     (folder / "conv_layer.py").write_text("def (:\n")
-    result = autograde.grade(folder, autograde.Limits(timeout=5, cpu=2, memory=512))
+    # Neither file can run, so no piece starts: no sandbox is needed (a runner that is never used).
+    result = autograde.grade(folder, autograde.Limits(timeout=5, cpu=2, memory=512), runner=object())
     checks = _checks(result)
     assert result["total"] == 0
     assert checks[("FCLayer.ComputeUp", "outputs")]["reason"] == "no fc_layer.py in the submission"
     assert checks[("ConvLayer.ComputeUp", "outputs")]["reason"].startswith("conv_layer.py: syntax error at line 1")
 
 
+def test_each_run_draws_its_seed_records_it_and_says_where_the_code_ran(graded):
+    run = graded[5]
+    assert isinstance(run["seed"], int) and run["limits"]["cpu"] == 2
+    assert run["sandbox"] == ("bubblewrap" if sandbox_problem() is None else "none (--unsafe-no-sandbox)")
+    assert f"(seed {run['seed']}, sandbox: {run['sandbox']})" in graded[1][-1]
+
+
+def test_without_a_sandbox_the_grader_refuses_in_one_line_unless_told(tmp_path):
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    for name in ("fc_layer.py", "conv_layer.py"):
+        (folder / name).write_text(_reference(name))
+    env = dict(os.environ, AUTOGRADE_BWRAP=str(tmp_path / "no" / "bwrap"))
+    result = subprocess.run([sys.executable, "tools/autograde.py", str(folder), "--out", str(tmp_path / "out")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 3 and not (tmp_path / "out").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no sandbox can be made here (bwrap not found" in lines[0]
+    assert "--unsafe-no-sandbox" in lines[0] and "apt-get install -y bubblewrap" in lines[0]
+
+
 @pytest.mark.parametrize("args,words", [(["missing_folder"], "no such file or folder"),
-                                        (["tests", "--cpu", "0"], "--cpu must be positive")])
+                                        (["tests", "--cpu", "0"], "--cpu must be positive"),
+                                        (["tests", "--max-output", "0"], "--max-output must be positive"),
+                                        ([], "give at least one SUBMISSION")])
 def test_bad_input_gives_one_line_and_exit_2(args, words, tmp_path, capsys):
     assert autograde.main(args + ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

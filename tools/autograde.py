@@ -1,13 +1,21 @@
 """Grade students' fc_layer.py and conv_layer.py (staff only):
 python tools/autograde.py SUBMISSION... [--out DIR] [--jobs N] [--timeout S] [--cpu S] [--memory MB]
+                          [--max-output MB] [--seed N] [--unsafe-no-sandbox]
+python tools/autograde.py --gradescope-bundle ZIP [limits] [--visibility V] [--unsafe-no-sandbox]
+python tools/autograde.py --gradescope-run [--root DIR]   (what the bundle's run_autograder runs)
 
 A SUBMISSION is a folder or a .zip holding a student's fc_layer.py and conv_layer.py
-(anywhere inside it); the student's name is the folder's or zip's name. Each piece is run
-in its own fresh temporary copy of this kit (its .py files, configs and the built
-convolutions extension) with the student's file dropped in, in a separate process with
-limits on wall-clock time, CPU time and memory, its working directory that copy. This
-process never imports the students' code: it parses it (ast), writes the test inputs,
-and compares what the student's process reports with the reference kit's answers.
+(anywhere inside it); the student's name is the folder's or zip's name. This process never
+runs the students' code: it parses it (ast), and each piece runs in a sandbox of its own
+(tools/autograde_sandbox.py: bubblewrap; no network, an unprivileged user, nothing of the
+machine but the student kit, the system and Python), holding only the student's file and
+a student kit whose other regions are blank. The grader keeps the reference and the
+answers; it chooses the inputs (random for each run, --seed to repeat one), sends them,
+and calls the student's ComputeUp and ComputeDown as a black box, also inside gradient
+checks it composes itself (tools/autograde_checks.py). docs/grading.md says why no
+submission can forge a score. Where no sandbox can be made the grader refuses, in one line,
+unless given --unsafe-no-sandbox; even then, as root, it runs the students' code only as an
+unused user ID, never as root.
 
 Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv method 2 9):
 
@@ -32,31 +40,27 @@ Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv meth
   in which that quantity is the student's and everything else the reference's: the
   student's forward pass with the reference backward pass, or the reference derivatives
   with only the one student's derivative swapped in. So one wrong piece costs no other
-  piece's points. ComputeDown runs after the student's own ComputeUp when that scored,
-  otherwise after the reference's.
+  piece's points. ComputeDown runs after the student's own ComputeUp when that scored.
 - "no loops": no for/while loop and no comprehension in the piece's region (ast). Its
   points are paid in proportion to the piece's other points earned: a blank earns none.
-- A piece whose process hangs, crashes, runs out of memory or CPU time, or whose file
-  raises at import, gets 0 for its checks, with the reason; the run goes on.
+- A piece whose process hangs, crashes, runs out of memory or CPU time, writes too much,
+  or whose file raises at import, gets 0 for its checks, with the reason; the run goes on.
 Regions are the BEGIN/END SOLUTION markers, or tools/regions.py's ast rule when a
 student removed them. Loops in helpers outside the regions are not looked for.
 
 Writes DIR/grades.csv (one row per student and check) and DIR/grades.json (everything,
-including each check's errors), and prints one line per student. Submissions are graded in
-parallel, one at a time per process, --jobs processes (default: the number of cores).
-Exit status: 0, or 2 for bad input (a SUBMISSION that is neither a folder nor a zip).
+including each check's errors, the seed and the sandbox), and prints one line per student.
+Submissions are graded in parallel, --jobs at a time (default: the number of cores).
+Exit status: 0; 2 for bad input (a SUBMISSION that is neither a folder nor a zip); 3 when
+no sandbox can be made and --unsafe-no-sandbox was not given, or when with it the students'
+code would run as root.
 """
 
 import csv
 import json
 import os
-import shutil
-import signal
-import subprocess
+import secrets
 import sys
-import tempfile
-import time
-import traceback
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,10 +74,14 @@ import runtime  # noqa: E402
 # One process per submission: BLAS threads would only compete (and forking is safer without them).
 runtime.configure("single_example")
 
+from tools.autograde_checks import CONV, FC, compare, run_piece  # noqa: E402
+from tools.autograde_sandbox import Limits, Runner, SandboxUnavailable, check_sandbox, unsafe_uid  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
+from tools.handout import HandoutError  # noqa: E402
 from tools.regions import PIECES, find_regions, loops_in  # noqa: E402
 
-FC, CONV = "FCLayer", "ConvLayer"
+__all__ = ["CONV", "FC", "Limits", "POINTS", "MAX_POINTS", "grade", "grade_all", "main"]
+
 POINTS = (  # (piece, check, points)
     ("FCLayer.ComputeUp", "outputs", 1.5),
     ("FCLayer.ComputeUp", "no loops", 0.5),
@@ -89,171 +97,13 @@ POINTS = (  # (piece, check, points)
 )
 MAX_POINTS = sum(p for _, _, p in POINTS)
 QUANTITY = {"outputs": "out", "input derivative": "din", "weight derivative": "dw", "bias derivative": "db"}
-# The four processes of a submission: (probe, file, piece it tests)
+# The four sandboxed processes of a submission: (probe, file, piece it tests)
 PROBES = (("fc_up", "fc_layer.py", "FCLayer.ComputeUp"), ("fc_down", "fc_layer.py", "FCLayer.ComputeDown"),
           ("conv_up", "conv_layer.py", "ConvLayer.ComputeUp"), ("conv_down", "conv_layer.py", "ConvLayer.ComputeDown"))
-TOLERANCE = 1e-7
 MAX_FILE_BYTES = 1 << 20
+UNSAFE_WARNING = ("grading WITHOUT a sandbox (--unsafe-no-sandbox): the students' code can use the network and "
+                  "read what its user can read")
 
-_LAYER = {"init_wt": 0.5, "epsilon": 0.1, "momentum": 0.9, "l2_decay": 0.0}
-# Small networks for the gradient checks: cheap, and no layer is too big for kinks to be likely.
-GRADCHECK_NETS = {
-    "fc": {"input_image_size_y": 4, "input_image_size_x": 4, "input_num_channels": 1, "network": [
-        dict(name="fc1", type="FC", num_channels=12, **_LAYER),
-        dict(name="output", type="FC", num_channels=10, **_LAYER)]},
-    "conv": {"input_image_size_y": 4, "input_image_size_x": 4, "input_num_channels": 2, "network": [
-        dict(name="conv1", type="CONVOLUTIONAL", num_channels=3, kernel_size=3, padding=1,
-             convolve_method="method2", **_LAYER),
-        dict(name="conv2", type="CONVOLUTIONAL", num_channels=2, kernel_size=3, padding=2,
-             convolve_method="method2", **_LAYER),
-        dict(name="pool", type="MAXPOOL", kernel_size=2, stride=2),
-        dict(name="output", type="FC", num_channels=10, **dict(_LAYER, init_wt=0.1))]},
-}
-# (batch, (y, x, channels) of the input, units, role, inputs given as 4-D maps)
-FC_CASES = ((3, (1, 1, 6), 4, "hidden", False), (5, (2, 3, 2), 4, "output", True),
-            (1, (1, 1, 7), 3, "hidden", False), (4, (3, 3, 1), 6, "input", True), (2, (1, 1, 9), 10, "output", False))
-# (batch, channels, y, x, filters, kernel, padding, role); stride 1
-CONV_CASES = tuple((2 + (k + p) % 2, 1 + (k * 3 + p) % 3, 5 + p % 2, 6 - p % 2, 1 + (k + 2 * p) % 3, k, p, "hidden")
-                   for k in (1, 2, 3, 5) for p in range(k)) + ((2, 2, 6, 5, 3, 3, 1, "input"),)
-
-
-# ------------------------------------------------------------------------------------------
-# The student's side: runs in the limited process, in the temporary kit (python autograde.py --probe)
-# ------------------------------------------------------------------------------------------
-
-def _student_error(exc, filename):
-    """'TypeError: ... (fc_layer.py, line 32)': the exception and where in the student's file."""
-    where = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if os.path.basename(frame.filename) == filename and os.path.dirname(os.path.abspath(frame.filename)) == \
-                os.getcwd():
-            where = f" ({filename}, line {frame.lineno})"
-            break
-    text = f"{type(exc).__name__}: {exc}"
-    return (text[:300] + "...") if len(text) > 300 else text + where
-
-
-def _make_layer(cls, spec, arrays, i):
-    import numpy as np
-
-    if spec["kind"] == "fc":
-        proto = dict(name="layer", type="FC", num_channels=spec["units"], **_LAYER)
-    else:
-        proto = dict(name="layer", type="CONVOLUTIONAL", num_channels=spec["units"], kernel_size=spec["k"],
-                     stride=1, padding=spec["p"], convolve_method="method2", **_LAYER)
-    layer = cls(proto)
-    if spec["role"] == "input":
-        layer.SetAsInput()
-    if spec["role"] == "output":
-        layer.SetAsOutput()
-    layer.Initialize(*spec["in_shape"], rng=np.random.default_rng(0))
-    layer.w_ = arrays[f"w{i}"].copy()
-    layer.b_ = arrays[f"b{i}"].copy()
-    return layer
-
-
-def gradcheck_net(config, seed):
-    """The network of a gradient check. Its biases are random, not 0: a unit whose inputs
-    are all 0 (dead ReLUs, padding) would otherwise sit exactly on ReLU's kink, where
-    numerical derivatives are wrong."""
-    import numpy as np
-
-    from net import NeuralNet
-
-    net = NeuralNet(dict(config), seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    for layer in net.layer_:
-        if layer.has_params_:
-            layer.b_ = rng.normal(0.0, 0.2, layer.b_.shape)
-    return net
-
-
-def _swap(student, reference, keep):
-    """A ComputeDown returning the student's derivative `keep` (0 inputs, 1 weights, 2 biases)
-    and the reference's others."""
-    def compute_down(self, dC_by_doutputs, outputs, inputs):
-        mine = student(self, dC_by_doutputs, outputs, inputs)
-        ref = reference(self, dC_by_doutputs, outputs, inputs)
-        return tuple(mine[j] if j == keep else ref[j] for j in range(3))
-    return compute_down
-
-
-def probe(spec_path):
-    """Run one probe as spec.json says; write result.json (and result.npz). Exit status 0."""
-    import contextlib
-    import importlib.util
-    import io
-
-    sys.path.insert(0, os.getcwd())  # the temporary kit, before anything of it is imported
-    with open(spec_path) as f:
-        spec = json.load(f)
-    result = {"errors": [], "grad_checks": {}}
-    outputs = {}
-
-    def finish():
-        import numpy as np
-        np.savez("result.npz", **outputs)
-        with open("result.json", "w") as f:
-            json.dump(result, f)
-        return 0
-
-    filename, cls_name = spec["file"], spec["class"]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            module = __import__(filename[:-3])
-            student_cls = getattr(module, cls_name)
-    except BaseException as e:  # noqa: B036 -- anything, SystemExit included, is the student's failure
-        result["import_error"] = _student_error(e, filename)
-        return finish()
-    import numpy as np
-
-    ref_spec = importlib.util.spec_from_file_location("_reference_" + filename[:-3],
-                                                      os.path.join("_reference", filename))
-    reference = importlib.util.module_from_spec(ref_spec)
-    ref_spec.loader.exec_module(reference)
-    ref_cls = getattr(reference, cls_name)
-    if spec["probe"].endswith("_down") and spec["forward"] == "reference":
-        student_cls.ComputeUp = ref_cls.ComputeUp
-    arrays = dict(np.load("cases.npz"))
-    for i, case in enumerate(spec["cases"]):
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                layer = _make_layer(student_cls, case, arrays, i)
-                x = arrays[f"x{i}"].copy()
-                if spec["probe"].endswith("_up"):
-                    outputs[f"out{i}"] = np.asarray(layer.ComputeUp(x), dtype=np.float64)
-                else:
-                    layer.ComputeUp(x.copy())  # as in training: a forward pass before each backward one
-                    din, dw, db = layer.ComputeDown(arrays[f"d{i}"].copy(), arrays[f"o{i}"].copy(), x)
-                    for key, value in (("din", din), ("dw", dw), ("db", db)):
-                        if value is not None:
-                            outputs[f"{key}{i}"] = np.asarray(value, dtype=np.float64)
-        except BaseException as e:  # noqa: B036
-            result["errors"].append({"case": i, "error": _student_error(e, filename)})
-    # Gradient checks: the student's piece, the reference's everything else.
-    from grad_check import check_gradients
-
-    student_down = student_cls.ComputeDown
-    if spec["probe"].endswith("_up"):  # the student's forward pass, the reference's backward pass
-        backward = {"out": ref_cls.ComputeDown}
-    else:  # the reference's derivatives, but for one of the student's
-        backward = {key: _swap(student_down, ref_cls.ComputeDown, j)
-                    for j, key in enumerate(("din", "dw", "db")) if key in spec["quantities"]}
-    for key, compute_down in backward.items():
-        student_cls.ComputeDown = compute_down
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                net = gradcheck_net(spec["gradcheck_net"], spec["seed"])
-                errors = check_gradients(net, np.random.default_rng(spec["seed"]), log=io.StringIO())
-            result["grad_checks"][key] = {"errors": [[name, float(err)] for name, err in errors]}
-        except BaseException as e:  # noqa: B036
-            result["grad_checks"][key] = {"error": _student_error(e, filename)}
-    return finish()
-
-
-# ------------------------------------------------------------------------------------------
-# The grader's side
-# ------------------------------------------------------------------------------------------
 
 @dataclass
 class Check:
@@ -264,13 +114,6 @@ class Check:
     passed: bool = False
     reason: str = ""
     details: dict = field(default_factory=dict)
-
-
-@dataclass
-class Limits:
-    timeout: float = 120.0   # wall clock, seconds, per process
-    cpu: int = 60            # CPU seconds per process
-    memory: int = 2048       # MB of address space per process
 
 
 class SubmissionError(ValueError):
@@ -322,201 +165,31 @@ def _decode(name, data):
         return f"!{name} is not UTF-8 text"
 
 
-def make_cases(kind, seed):
-    """(case specs, arrays) for the reference comparisons of the FC or conv probes."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    specs, arrays = [], {}
-    if kind == "fc":
-        for i, (n, (y, x, c), units, role, maps) in enumerate(FC_CASES):
-            specs.append({"kind": "fc", "in_shape": [y, x, c], "units": units, "role": role})
-            arrays[f"x{i}"] = rng.standard_normal((n, c, y, x) if maps else (n, y * x * c))
-            arrays[f"w{i}"] = rng.standard_normal((units, y * x * c))
-            arrays[f"b{i}"] = rng.standard_normal((1, units))
-            arrays[f"d{i}"] = rng.standard_normal((n, units))
-    else:
-        for i, (n, c, y, x, units, k, p, role) in enumerate(CONV_CASES):
-            specs.append({"kind": "conv", "in_shape": [y, x, c], "units": units, "k": k, "p": p, "role": role})
-            arrays[f"x{i}"] = rng.standard_normal((n, c, y, x))
-            arrays[f"w{i}"] = rng.standard_normal((units, c * k * k))
-            arrays[f"b{i}"] = rng.standard_normal((1, units))
-            arrays[f"d{i}"] = rng.standard_normal((n, units, y + 2 * p - k + 1, x + 2 * p - k + 1))
-    return specs, arrays
+_RUNNERS = {}
 
 
-def reference_answers(kind, specs, arrays):
-    """{'out0': ..., 'din0': ..., 'dw0': ..., 'db0': ...} by the reference kit, plus the
-    reference outputs 'o<i>' that the student's ComputeDown is given."""
-    import contextlib
-    import io
+def default_runner(sandbox=True):
+    """A run folder for this process (made on first use, removed at exit), checked."""
+    if sandbox not in _RUNNERS:
+        import atexit
 
-    from conv_layer import ConvLayer
-    from fc_layer import FCLayer
-
-    cls = FCLayer if kind == "fc" else ConvLayer
-    answers = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for i, spec in enumerate(specs):
-            layer = _make_layer(cls, spec, arrays, i)
-            x = arrays[f"x{i}"]
-            answers[f"out{i}"] = layer.ComputeUp(x)
-            din, dw, db = layer.ComputeDown(arrays[f"d{i}"], answers[f"out{i}"], x)
-            answers.update({f"din{i}": din, f"dw{i}": dw, f"db{i}": db})
-    return answers
-
-
-def _signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def run_probe(probe_name, source, limits, seed, forward="student"):
-    """Run one probe on the student's `source` in a fresh temporary kit. Returns
-    (result dict or None, failure reason or None, seconds)."""
-    kind = probe_name.split("_")[0]
-    filename = "fc_layer.py" if kind == "fc" else "conv_layer.py"
-    specs, arrays = make_cases(kind, seed)
-    answers = reference_answers(kind, specs, arrays)
-    import numpy as np
-
-    for i in range(len(specs)):
-        arrays[f"o{i}"] = answers[f"out{i}"]
-    quantities = ["out"] if probe_name.endswith("_up") else (["din", "dw", "db"] if kind == "fc" else ["din", "dw"])
-    with tempfile.TemporaryDirectory(prefix="autograde_") as tmp:
-        tmp = Path(tmp)
-        for path in list(KIT.glob("*.py")) + list(KIT.glob("convolutions*.so")) + list(KIT.glob("convolutions*.pyd")):
-            shutil.copy2(path, tmp / path.name)
-        shutil.copytree(KIT / "configs", tmp / "configs")
-        (tmp / "data").mkdir()
-        for path in (KIT / "data").glob("*.py"):
-            shutil.copy2(path, tmp / "data" / path.name)
-        (tmp / "_reference").mkdir()
-        shutil.copy2(KIT / filename, tmp / "_reference" / filename)
-        (tmp / filename).write_text(source)
-        np.savez(tmp / "cases.npz", **arrays)
-        spec = {"probe": probe_name, "file": filename, "class": FC if kind == "fc" else CONV, "cases": specs,
-                "forward": forward, "quantities": quantities, "seed": seed, "gradcheck_net": GRADCHECK_NETS[kind]}
-        (tmp / "spec.json").write_text(json.dumps(spec))
-
-        def limit():  # in the child, before it runs anything of the student's
-            import resource
-            memory = limits.memory * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 1))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-        # One core per piece: the grader runs pieces side by side.
-        env = dict(os.environ, **runtime.environment("single_example"), OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-        start = time.monotonic()
-        with open(tmp / "stdout.txt", "wb") as out, open(tmp / "stderr.txt", "wb") as err:
-            process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--probe", "spec.json"],
-                                       cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       preexec_fn=limit, start_new_session=True)
+        runner = Runner.prepare(sandbox)
+        atexit.register(runner.cleanup)
+        if sandbox:
             try:
-                code = process.wait(timeout=limits.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return None, f"timed out after {limits.timeout:g} s (wall clock)", time.monotonic() - start
-            finally:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)  # anything the student's code left running
-                except ProcessLookupError:
-                    pass
-        seconds = time.monotonic() - start
-        if code < 0:
-            name = _signal_name(-code)
-            if -code in (signal.SIGXCPU, signal.SIGKILL) and name:
-                cause = f"CPU time limit ({limits.cpu} s) exceeded" if -code == signal.SIGXCPU else \
-                    "killed (SIGKILL: CPU or memory limit?)"
-                return None, cause, seconds
-            if -code == signal.SIGXFSZ:
-                return None, "wrote more than 64 MB of output", seconds
-            return None, f"crashed ({name})", seconds
-        if not (tmp / "result.json").exists():
-            tail = (tmp / "stderr.txt").read_bytes()[-2000:].decode("utf-8", "replace").strip().splitlines()
-            last = tail[-1] if tail else "no message"
-            if "MemoryError" in last:
-                last += f" (memory limit {limits.memory} MB)"
-            return None, f"exited with status {code} before reporting ({last})", seconds
-        result = json.loads((tmp / "result.json").read_text())
-        with np.load(tmp / "result.npz", allow_pickle=False) as f:
-            result["arrays"] = {key: f[key] for key in f.files}
-    result["answers"] = answers
-    result["cases"] = specs
-    return result, None, seconds
+                check_sandbox(runner)
+            except SandboxUnavailable:
+                runner.cleanup()
+                raise
+        _RUNNERS[sandbox] = runner
+    return _RUNNERS[sandbox]
 
 
-def _relative_error(mine, ref):
-    import numpy as np
-
-    scale = np.linalg.norm(mine) + np.linalg.norm(ref)
-    return float(np.linalg.norm(mine - ref) / scale) if scale > 0 else 0.0
-
-
-def compare(result, quantity, memory_mb):
-    """(passed, reason, details) of one quantity: its gradient check, then the reference."""
-    import numpy as np
-
-    from grad_check import THRESHOLD
-
-    details = {"cases": [], "grad_check": result["grad_checks"].get(quantity)}
-    failures = []
-    grad = details["grad_check"]
-    if grad is None:
-        failures.append("gradient check not run")
-    elif "error" in grad:
-        failures.append(f"gradient check raised {grad['error']}")
-    else:
-        bad = [(name, err) for name, err in grad["errors"] if not err < THRESHOLD]
-        if bad:
-            failures.append("gradient check failed (" + ", ".join(f"{n} relative error {e:.1e}" for n, e in bad)
-                            + ")")
-    errors = {e["case"]: e["error"] for e in result["errors"]}
-    wrong, compared = [], 0
-    for i, spec in enumerate(result["cases"]):
-        ref = result["answers"][f"{quantity}{i}"]
-        if ref is None:  # the input layer's input derivative: not needed
-            continue
-        compared += 1
-        label = (f"case {i} (input {'x'.join(map(str, spec['in_shape']))}, {spec['units']} units"
-                 + (f", kernel {spec['k']} pad {spec['p']}" if spec["kind"] == "conv" else "") + f", {spec['role']})")
-        mine = result["arrays"].get(f"{quantity}{i}")
-        ref = np.asarray(ref, dtype=np.float64)
-        if i in errors:
-            problem = "raised " + errors[i]
-        elif mine is None:
-            problem = "returned None"
-        elif mine.shape != ref.shape:
-            problem = f"shape {mine.shape}, expected {ref.shape}"
-        else:
-            error = _relative_error(mine, ref) if np.all(np.isfinite(mine)) else float("inf")
-            details["cases"].append({"case": i, "relative_error": error})
-            if error < TOLERANCE:
-                continue
-            problem = f"relative error {error:.1e}"
-        details["cases"].append({"case": i, "error": problem})
-        wrong.append(f"{label}: {problem}")
-    if wrong:
-        failures.append(f"differs from the reference in {len(wrong)} of {compared} cases (first: {wrong[0]})")
-    if grad and grad.get("error", "").startswith("NotImplementedError") \
-            and all(": raised NotImplementedError" in w for w in wrong):
-        return False, f"not implemented ({grad['error']})", details
-    if failures:
-        reason = "; ".join(failures)
-        if "MemoryError" in reason:
-            reason = f"out of memory (memory limit {memory_mb} MB): {reason}"
-        return False, reason, details
-    return True, f"gradient check passed; matches the reference in {compared} cases", details
-
-
-def grade(submission, limits=None, seed=0):
-    """Grade one submission; returns a dict (student, total, checks, notes)."""
+def grade(submission, limits=None, seed=0, runner=None):
+    """Grade one submission; returns a dict (student, total, checks, notes). `runner` says
+    where its pieces run (default: a sandbox; SandboxUnavailable if none can be made)."""
     limits = limits or Limits()
+    runner = runner or default_runner()
     path = Path(submission)
     student = path.stem if path.is_file() else path.name
     checks = {(piece, name): Check(piece, name, points) for piece, name, points in POINTS}
@@ -568,7 +241,7 @@ def grade(submission, limits=None, seed=0):
         if filename not in usable:
             continue
         forward = "student" if up_passed.get(filename.split("_")[0]) else "reference"
-        result, failure, seconds = run_probe(probe_name, usable[filename], limits, seed, forward)
+        result, failure, seconds = run_piece(runner, probe_name, filename, usable[filename], limits, seed, forward)
         piece_checks = [c for (p, name), c in checks.items() if p == piece and name != "no loops"]
         if failure is None and "import_error" in result:
             failure = f"{filename} raises at import: {result['import_error']}"
@@ -621,7 +294,8 @@ def summary_line(graded, width=0):
     return line + ("  -- " + "; ".join(reasons) if reasons else "")
 
 
-def write_outputs(results, out_dir):
+def write_outputs(results, out_dir, run=None):
+    """grades.csv and grades.json in out_dir; `run` (seed, sandbox, limits) goes in the json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "grades.csv", "w", newline="") as f:
@@ -633,8 +307,8 @@ def write_outputs(results, out_dir):
                                  f"{c['max_points']:g}", c["passed"], c["reason"]])
             writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
     with open(out / "grades.json", "w") as f:
-        json.dump({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "students": results}, f,
-                  indent=1, default=float)
+        json.dump({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
+                   "students": results}, f, indent=1, default=float)
     return out / "grades.csv", out / "grades.json"
 
 
@@ -647,61 +321,131 @@ def _unique_names(results):
             graded["student"] = f"{name}-{seen[name]}"
 
 
-def grade_all(submissions, limits, seed=0, jobs=None):
+def grade_all(submissions, limits, seed=0, jobs=None, runner=None):
     """Grade every submission, `jobs` at a time, in the order given."""
+    runner = runner or default_runner()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(submissions)))
-    tasks = [(s, limits, seed) for s in submissions]
+    tasks = [(s, limits, seed, runner) for s in submissions]
     if jobs == 1:
         results = [grade(*task) for task in tasks]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # Fresh worker processes ("spawn"): each forks its student processes from a
-        # single-threaded process, where preexec_fn is safe.
+        # Fresh worker processes ("spawn"): each forks its pieces from a single-threaded
+        # process, where preexec_fn is safe; each has its own ID, so its pieces their own user.
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_grade_job, tasks))
     _unique_names(results)
     return results
 
 
+def make_runner(unsafe, prog="autograde.py"):
+    """(Runner, description) for this run, or (None, one-line refusal) when no sandbox can be made."""
+    if unsafe:
+        try:
+            unsafe_uid()
+        except SandboxUnavailable as e:
+            return None, f"cannot grade with --unsafe-no-sandbox here: {e}"
+        print(f"{prog}: warning: {UNSAFE_WARNING}", file=sys.stderr)
+        return Runner.prepare(sandbox=False), "none (--unsafe-no-sandbox)"
+    runner = Runner.prepare(sandbox=True)
+    try:
+        check_sandbox(runner)
+    except SandboxUnavailable as e:
+        runner.cleanup()
+        return None, (f"no sandbox can be made here ({e}); install bubblewrap (apt-get install -y bubblewrap) "
+                      "where namespaces are allowed, or pass --unsafe-no-sandbox to grade without one")
+    return runner, "bubblewrap"
+
+
+def limit_arguments(parser):
+    parser.add_argument("--timeout", type=float, default=Limits.timeout, help="wall-clock seconds per "
+                        "piece (default %(default)g)")
+    parser.add_argument("--cpu", type=int, default=Limits.cpu, help="CPU seconds per process (default %(default)s)")
+    parser.add_argument("--memory", type=int, default=Limits.memory, help="MB of memory per process "
+                        "(default %(default)s)")
+    parser.add_argument("--max-output", dest="output", type=int, default=Limits.output, help="MB a piece may "
+                        "write to a file "
+                        "(stdout and stderr included) and to its /tmp (default %(default)s)")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true", help="run the students' code without a "
+                        "sandbox (only where none can be made; see docs/grading.md)")
+
+
+def checked_limits(args):
+    """Limits from the command line, or a one-line error."""
+    for name in ("timeout", "cpu", "memory", "output"):
+        value = getattr(args, name)
+        if value is None or value <= 0:
+            flag = "--max-output" if name == "output" else f"--{name}"
+            return None, f"{flag} must be positive, got {value}"
+    return Limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output), None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--probe"]:  # inside a student's process: see run_probe
-        return probe(argv[1])
     parser = OneLineParser(prog="autograde.py", description="Grade students' fc_layer.py and conv_layer.py "
-                           "(each submission a folder or zip), in limited processes.")
-    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="a folder or .zip per student")
+                           "(each submission a folder or zip), each piece in a sandbox.")
+    parser.add_argument("submissions", nargs="*", metavar="SUBMISSION", help="a folder or .zip per student")
     parser.add_argument("--out", default=os.path.join("runs", "autograde"),
                         help="folder for grades.csv and grades.json (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="submissions graded at once "
                         "(default: %(default)s, the number of cores)")
-    parser.add_argument("--timeout", type=float, default=Limits.timeout, help="wall-clock seconds per "
-                        "process (default %(default)g)")
-    parser.add_argument("--cpu", type=int, default=Limits.cpu, help="CPU seconds per process (default %(default)s)")
-    parser.add_argument("--memory", type=int, default=Limits.memory, help="MB of memory per process "
-                        "(default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random cases and gradient checks "
-                        "(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random cases and gradient checks "
+                        "(default: a new one each run, recorded in grades.json)")
+    limit_arguments(parser)
+    parser.add_argument("--gradescope-bundle", metavar="ZIP", help="write Gradescope's autograder zip (the "
+                        "limits and --unsafe-no-sandbox given go into it) and exit")
+    parser.add_argument("--visibility", default="visible", choices=("visible", "after_due_date", "after_published",
+                        "hidden"), help="with --gradescope-bundle: when students see the tests (default %(default)s)")
+    parser.add_argument("--gradescope-run", action="store_true", help="grade ROOT/submission into "
+                        "ROOT/results/results.json (what the bundle's run_autograder runs)")
+    parser.add_argument("--check-only", action="store_true", help="with --gradescope-run: only say whether "
+                        "a sandbox can be made (exit status 0 or 3)")
+    parser.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"),
+                        help="with --gradescope-run: Gradescope's folder (default $AUTOGRADER_ROOT or %(default)s)")
     args = parser.parse_args(argv)
-    for name, value in (("--jobs", args.jobs), ("--timeout", args.timeout), ("--cpu", args.cpu),
-                        ("--memory", args.memory)):
-        if value is None or value <= 0:
-            print(f"autograde.py: error: {name} must be positive, got {value}", file=sys.stderr)
-            return 2
+    limits, problem = checked_limits(args)
+    if problem or (args.jobs is None or args.jobs <= 0):
+        print(f"autograde.py: error: {problem or f'--jobs must be positive, got {args.jobs}'}", file=sys.stderr)
+        return 2
+    if args.gradescope_bundle or args.gradescope_run:
+        from tools import autograde_gradescope
+
+        if args.gradescope_bundle:
+            return autograde_gradescope.bundle_main(args.gradescope_bundle, limits, args.unsafe_no_sandbox,
+                                                    args.visibility)
+        return autograde_gradescope.run_main(args.root, limits, args.unsafe_no_sandbox, args.visibility,
+                                             args.check_only)
+    if not args.submissions:
+        print("autograde.py: error: give at least one SUBMISSION (or --gradescope-bundle, --gradescope-run)",
+              file=sys.stderr)
+        return 2
     for submission in args.submissions:
         path = Path(submission)
         if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip")):
             what = "not a folder or a .zip file" if path.exists() else "no such file or folder"
             print(f"autograde.py: error: {submission}: {what}", file=sys.stderr)
             return 2
-    limits = Limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory)
-    results = grade_all(args.submissions, limits, args.seed, args.jobs)
+    try:
+        runner, sandbox = make_runner(args.unsafe_no_sandbox)
+    except HandoutError as e:
+        print(f"autograde.py: error: cannot make the student kit the pieces run in: {e}", file=sys.stderr)
+        return 2
+    if runner is None:
+        print(f"autograde.py: error: {sandbox}", file=sys.stderr)
+        return 3
+    seed = secrets.randbelow(1 << 31) if args.seed is None else args.seed
+    try:
+        results = grade_all(args.submissions, limits, seed, args.jobs, runner)
+    finally:
+        runner.cleanup()
     width = max(len(r["student"]) for r in results)
     for graded in results:
         print(summary_line(graded, width))
-    csv_path, json_path = write_outputs(results, args.out)
-    print(f"every check: {csv_path}, {json_path}")
+    run = {"seed": seed, "sandbox": sandbox, "limits": asdict(limits)}
+    csv_path, json_path = write_outputs(results, args.out, run)
+    print(f"every check: {csv_path}, {json_path} (seed {seed}, sandbox: {sandbox})")
     return 0
 
 

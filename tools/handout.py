@@ -36,7 +36,10 @@ EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
 EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
                   "*_display.png", "convolutions.png"]
 # Left out whole. A document of docs/ that is staff material only goes here too.
-STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"}
+STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tools/autograde_checks.py", "tools/autograde_gradescope.py",
+              "tools/autograde_sandbox.py", "tools/autograde_worker.py", "tests/test_handout.py",
+              "tests/test_autograde.py", "tests/test_autograde_adversarial.py", "tests/test_autograde_gradescope.py",
+              "tests/test_autograde_sandbox.py", "tests/autograde_helpers.py", "docs/grading.md"}
 # Handed out without their staff-only blocks (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")
 STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"

@@ -1,0 +1,94 @@
+"""Helpers the grader's tests share (a helper module, not a test file): submissions made
+from the reference files, whether a sandbox can be made here, and one grading run."""
+
+import functools
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+from tools.regions import marked_regions
+
+STUDENT_FILES = ("fc_layer.py", "conv_layer.py")
+
+
+def reference(name):
+    return (REPO_ROOT / name).read_text()
+
+
+def with_regions(name, codes, append="", prepend=""):
+    """The reference file `name` with the regions of `codes` ({piece: code}) replaced, `prepend`
+    put before its first class and `append` after its end."""
+    source = reference(name)
+    lines = source.splitlines(keepends=True)
+    for region in reversed(marked_regions(source, name)):
+        if region.piece in codes:
+            marker = lines[region.first - 2]
+            indent = marker[:len(marker) - len(marker.lstrip())]
+            lines[region.first - 1:region.last] = [indent + line + "\n" for line in codes[region.piece].splitlines()]
+    source = "".join(lines) + append
+    return source.replace("\nclass ", "\n" + prepend + "\n\nclass ", 1) if prepend else source
+
+
+def write_submission(folder, fc=None, conv=None):
+    """A submission folder holding the given sources (None: the file is left out)."""
+    folder.mkdir(parents=True)
+    for name, text in zip(STUDENT_FILES, (fc, conv)):
+        if text is not None:
+            (folder / name).write_text(text)
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def sandbox_problem():
+    """None if the grader can make its sandbox here, else why not (for a skip message). A
+    sandbox that bwrap makes but that does not hold raises SandboxBroken: a failure."""
+    from tools.autograde_sandbox import Runner, SandboxBroken, SandboxUnavailable, check_sandbox
+
+    try:
+        runner = Runner.prepare(sandbox=True)
+    except SandboxUnavailable as e:
+        return str(e)
+    try:
+        check_sandbox(runner)
+    except SandboxBroken:
+        raise
+    except SandboxUnavailable as e:
+        return f"bwrap cannot make the grader's sandbox here: {e}"
+    finally:
+        runner.cleanup()
+    return None
+
+
+def unsafe_problem():
+    """None if the grader may run without a sandbox here, else why not."""
+    from tools.autograde_sandbox import SandboxUnavailable, unsafe_uid
+
+    try:
+        unsafe_uid()
+    except SandboxUnavailable as e:
+        return str(e)
+    return None
+
+
+def run_autograde(paths, out, *options, timeout=900):
+    """Grade `paths` in one run of tools/autograde.py (a subprocess); returns
+    ({student: graded dict}, stdout lines, grades.json's "run")."""
+    result = subprocess.run([sys.executable, "tools/autograde.py", *map(str, paths), "--out", str(out), *options],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    with open(out / "grades.json") as f:
+        grades = json.load(f)
+    return {s["student"]: s for s in grades["students"]}, result.stdout.strip().splitlines(), grades["run"]
+
+
+def checks_of(student):
+    return {(c["piece"], c["check"]): c for c in student["checks"]}
+
+
+def piece_points(student):
+    """{piece: points} of a graded student."""
+    points = {}
+    for c in student["checks"]:
+        points[c["piece"]] = points.get(c["piece"], 0) + c["points"]
+    return points

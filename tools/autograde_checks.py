@@ -1,0 +1,319 @@
+"""What the grader computes and keeps to itself (staff only): the test inputs, the reference
+answers, the gradient checks composed around the student's methods, and the verdicts.
+
+All of it runs in the grading process, with the reference kit; the student's methods run in
+a sandboxed process (autograde_sandbox.py) and are called as a black box: a layer is made
+there, its ComputeUp or ComputeDown is given arrays chosen here, and what comes back is
+compared here. That process is never told an answer, and nothing it says is taken as a
+verdict: a reply is numbers, checked against numbers it never saw.
+"""
+
+import contextlib
+import functools
+import io
+import sys
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parents[1]
+if str(KIT) not in sys.path:
+    sys.path.insert(0, str(KIT))
+
+from tools.autograde_sandbox import PieceFailed, StudentError  # noqa: E402
+
+FC, CONV = "FCLayer", "ConvLayer"
+TOLERANCE = 1e-7
+QUANTITIES = ("din", "dw", "db")  # what ComputeDown returns, in order
+_LAYER = {"init_wt": 0.5, "epsilon": 0.1, "momentum": 0.9, "l2_decay": 0.0}
+# Small networks for the gradient checks: cheap, and no layer is too big for kinks to be likely.
+GRADCHECK_NETS = {
+    "fc": {"input_image_size_y": 4, "input_image_size_x": 4, "input_num_channels": 1, "network": [
+        dict(name="fc1", type="FC", num_channels=12, **_LAYER),
+        dict(name="output", type="FC", num_channels=10, **_LAYER)]},
+    "conv": {"input_image_size_y": 4, "input_image_size_x": 4, "input_num_channels": 2, "network": [
+        dict(name="conv1", type="CONVOLUTIONAL", num_channels=3, kernel_size=3, padding=1,
+             convolve_method="method2", **_LAYER),
+        dict(name="conv2", type="CONVOLUTIONAL", num_channels=2, kernel_size=3, padding=2,
+             convolve_method="method2", **_LAYER),
+        dict(name="pool", type="MAXPOOL", kernel_size=2, stride=2),
+        dict(name="output", type="FC", num_channels=10, **dict(_LAYER, init_wt=0.1))]},
+}
+# (batch, (y, x, channels) of the input, units, role, inputs given as 4-D maps)
+FC_CASES = ((3, (1, 1, 6), 4, "hidden", False), (5, (2, 3, 2), 4, "output", True),
+            (1, (1, 1, 7), 3, "hidden", False), (4, (3, 3, 1), 6, "input", True), (2, (1, 1, 9), 10, "output", False))
+# (batch, channels, y, x, filters, kernel, padding, role); stride 1
+CONV_CASES = tuple((2 + (k + p) % 2, 1 + (k * 3 + p) % 3, 5 + p % 2, 6 - p % 2, 1 + (k + 2 * p) % 3, k, p, "hidden")
+                   for k in (1, 2, 3, 5) for p in range(k)) + ((2, 2, 6, 5, 3, 3, 1, "input"),)
+
+
+def layer_proto(spec):
+    """The config entry of a case's layer."""
+    if spec["kind"] == "fc":
+        return dict(name="layer", type="FC", num_channels=spec["units"], **_LAYER)
+    return dict(name="layer", type="CONVOLUTIONAL", num_channels=spec["units"], kernel_size=spec["k"], stride=1,
+                padding=spec["p"], convolve_method="method2", **_LAYER)
+
+
+def _reference_layer(spec, arrays, i):
+    import numpy as np
+
+    from conv_layer import ConvLayer
+    from fc_layer import FCLayer
+
+    layer = (FCLayer if spec["kind"] == "fc" else ConvLayer)(layer_proto(spec))
+    if spec["role"] == "input":
+        layer.SetAsInput()
+    if spec["role"] == "output":
+        layer.SetAsOutput()
+    layer.Initialize(*spec["in_shape"], rng=np.random.default_rng(0))
+    layer.w_ = arrays[f"w{i}"].copy()
+    layer.b_ = arrays[f"b{i}"].copy()
+    return layer
+
+
+def make_cases(kind, seed):
+    """(case specs, arrays) for the reference comparisons of the FC or conv pieces."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    specs, arrays = [], {}
+    if kind == "fc":
+        for i, (n, (y, x, c), units, role, maps) in enumerate(FC_CASES):
+            specs.append({"kind": "fc", "in_shape": [y, x, c], "units": units, "role": role})
+            arrays[f"x{i}"] = rng.standard_normal((n, c, y, x) if maps else (n, y * x * c))
+            arrays[f"w{i}"] = rng.standard_normal((units, y * x * c))
+            arrays[f"b{i}"] = rng.standard_normal((1, units))
+            arrays[f"d{i}"] = rng.standard_normal((n, units))
+    else:
+        for i, (n, c, y, x, units, k, p, role) in enumerate(CONV_CASES):
+            specs.append({"kind": "conv", "in_shape": [y, x, c], "units": units, "k": k, "p": p, "role": role})
+            arrays[f"x{i}"] = rng.standard_normal((n, c, y, x))
+            arrays[f"w{i}"] = rng.standard_normal((units, c * k * k))
+            arrays[f"b{i}"] = rng.standard_normal((1, units))
+            arrays[f"d{i}"] = rng.standard_normal((n, units, y + 2 * p - k + 1, x + 2 * p - k + 1))
+    return specs, arrays
+
+
+def reference_answers(kind, specs, arrays):
+    """{'out0': ..., 'din0': ..., 'dw0': ..., 'db0': ...} by the reference kit. The reference
+    outputs are also what the student's ComputeDown is given."""
+    answers = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i, spec in enumerate(specs):
+            layer = _reference_layer(spec, arrays, i)
+            x = arrays[f"x{i}"]
+            answers[f"out{i}"] = layer.ComputeUp(x)
+            din, dw, db = layer.ComputeDown(arrays[f"d{i}"], answers[f"out{i}"], x)
+            answers.update({f"din{i}": din, f"dw{i}": dw, f"db{i}": db})
+    return answers
+
+
+def gradcheck_net(config, seed):
+    """The reference network of a gradient check. Its biases are random, not 0: a unit whose
+    inputs are all 0 (dead ReLUs, padding) would otherwise sit exactly on ReLU's kink, where
+    numerical derivatives are wrong."""
+    import numpy as np
+
+    from net import NeuralNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = NeuralNet(dict(config), seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layer_:
+        if layer.has_params_:
+            layer.b_ = rng.normal(0.0, 0.2, layer.b_.shape)
+    return net
+
+
+@functools.lru_cache(maxsize=None)
+def gradcheck_seed(kind, seed):
+    """The first seed from `seed` on whose gradient check the reference itself passes: a
+    random case may, rarely, put a unit on a kink, and that must not cost a student."""
+    import numpy as np
+
+    from grad_check import THRESHOLD, check_gradients
+
+    for candidate in range(seed, seed + 20):
+        net = gradcheck_net(GRADCHECK_NETS[kind], candidate)
+        errors = check_gradients(net, np.random.default_rng(candidate), log=io.StringIO())
+        if all(err < THRESHOLD for _, err in errors):
+            return candidate
+    raise RuntimeError(f"the reference fails its own {kind} gradient check on seeds {seed}..{seed + 19}")
+
+
+def probe_seed(probe, seed):
+    """The run's seed for one piece: each piece gets inputs of its own, so the reference
+    outputs a ComputeDown is given are never the answers its ComputeUp is graded on."""
+    import numpy as np
+
+    index = ("fc_up", "fc_down", "conv_up", "conv_down").index(probe)
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
+
+
+def _layer_request(name, proto, role, in_shape):
+    return {"op": "layer", "layer": name, "proto": proto, "role": role, "in_shape": [int(n) for n in in_shape]}
+
+
+def _attach(child, net, cls, prefix, up, keep, forward_first):
+    """Make the student's twin of every `cls` layer of the reference `net` in the child, and
+    route that layer's ComputeUp (up) or one derivative of its ComputeDown (the one at index
+    `keep`) through it; everything else stays the reference's."""
+    import numpy as np
+
+    size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    with contextlib.redirect_stdout(io.StringIO()):
+        states = net.Fprop(np.zeros((1, size)))
+    last = len(net.layer_) - 1
+    for i, layer in enumerate(net.layer_):
+        if not isinstance(layer, cls):
+            continue
+        state = states[i]
+        in_shape = ((net.input_image_size_y_, net.input_image_size_x_, net.input_num_channels_) if i == 0 else
+                    (state.shape[2], state.shape[3], state.shape[1]) if state.ndim == 4 else (1, 1, state.shape[1]))
+        name = f"{prefix}/{layer.name_}"
+        role = "input" if i == 0 else "output" if i == last else "hidden"
+        child.call(_layer_request(name, net.config_["network"][i], role, in_shape))
+        if up:
+            def compute_up(inputs, layer=layer, name=name):
+                return child.call({"op": "up", "layer": name}, [layer.w_, layer.b_, inputs], replies=1)[0]
+            layer.ComputeUp = compute_up
+        else:
+            def compute_down(dC_by_doutputs, outputs, inputs, layer=layer, name=name, reference=layer.ComputeDown):
+                mine = child.call({"op": "down", "layer": name, "forward_first": forward_first},
+                                  [layer.w_, layer.b_, dC_by_doutputs, outputs, inputs], replies=3)
+                ref = reference(dC_by_doutputs, outputs, inputs)
+                return tuple(mine[j] if j == keep else ref[j] for j in range(3))
+            layer.ComputeDown = compute_down
+
+
+def gradient_checks(child, kind, up, quantities, forward_first, seed):
+    """{quantity: {"errors": [[param, relative error]]} or {"error": message}}: a gradient
+    check of a small reference network in which only that quantity is the student's (the
+    forward pass for "out", else one derivative of the backward pass)."""
+    import numpy as np
+
+    from conv_layer import ConvLayer
+    from fc_layer import FCLayer
+    from grad_check import check_gradients
+
+    cls = FCLayer if kind == "fc" else ConvLayer
+    seed = gradcheck_seed(kind, seed)
+    checks = {}
+    for key in (["out"] if up else quantities):
+        net = gradcheck_net(GRADCHECK_NETS[kind], seed)
+        try:
+            _attach(child, net, cls, f"check-{key}", up, None if up else QUANTITIES.index(key), forward_first)
+            errors = check_gradients(net, np.random.default_rng(seed), log=io.StringIO())
+            checks[key] = {"errors": [[name, float(err)] for name, err in errors]}
+        except PieceFailed:
+            raise
+        except StudentError as e:
+            checks[key] = {"error": str(e)}
+        except Exception as e:  # the reference choking on what the student's code returned
+            checks[key] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    return checks
+
+
+def run_piece(runner, probe, filename, source, limits, seed, forward):
+    """Grade one piece: (result dict or None, failure reason or None, seconds).
+
+    probe: "fc_up", "fc_down", "conv_up" or "conv_down"; forward: "student" when the
+    student's own ComputeUp scored (ComputeDown then runs after it, as in training)."""
+    kind, up = probe.split("_")[0], probe.endswith("_up")
+    seed = probe_seed(probe, seed)
+    specs, arrays = make_cases(kind, seed)
+    answers = reference_answers(kind, specs, arrays)
+    quantities = ["out"] if up else (["din", "dw", "db"] if kind == "fc" else ["din", "dw"])
+    result = {"errors": [], "grad_checks": {}, "arrays": {}, "answers": answers, "cases": specs}
+    forward_first = forward == "student"
+    child = None
+    try:
+        with runner.piece(filename, source, limits) as child:
+            try:
+                child.call({"op": "import", "class": FC if kind == "fc" else CONV})
+            except StudentError as e:
+                result["import_error"] = str(e)
+                return result, None, child.seconds
+            for i, spec in enumerate(specs):
+                name = f"case{i}"
+                w, b, x = arrays[f"w{i}"], arrays[f"b{i}"], arrays[f"x{i}"]
+                try:
+                    child.call(_layer_request(name, layer_proto(spec), spec["role"], spec["in_shape"]))
+                    if up:
+                        result["arrays"][f"out{i}"] = child.call({"op": "up", "layer": name}, [w, b, x], replies=1)[0]
+                    else:
+                        request = {"op": "down", "layer": name, "forward_first": forward_first}
+                        returned = child.call(request, [w, b, arrays[f"d{i}"], answers[f"out{i}"], x], replies=3)
+                        for key, value in zip(QUANTITIES, returned):
+                            if value is not None:
+                                result["arrays"][f"{key}{i}"] = value
+                except StudentError as e:
+                    result["errors"].append({"case": i, "error": str(e)})
+            result["grad_checks"] = gradient_checks(child, kind, up, quantities, forward_first, seed)
+            return result, None, child.seconds
+    except PieceFailed as e:
+        return None, str(e), child.seconds if child else 0.0
+
+
+def _relative_error(mine, ref):
+    import numpy as np
+
+    scale = np.linalg.norm(mine) + np.linalg.norm(ref)
+    return float(np.linalg.norm(mine - ref) / scale) if scale > 0 else 0.0
+
+
+def compare(result, quantity, memory_mb):
+    """(passed, reason, details) of one quantity: its gradient check, then the reference."""
+    import numpy as np
+
+    from grad_check import THRESHOLD
+
+    details = {"cases": [], "grad_check": result["grad_checks"].get(quantity)}
+    failures = []
+    grad = details["grad_check"]
+    if grad is None:
+        failures.append("gradient check not run")
+    elif "error" in grad:
+        failures.append(f"gradient check raised {grad['error']}")
+    else:
+        bad = [(name, err) for name, err in grad["errors"] if not err < THRESHOLD]
+        if bad:
+            failures.append("gradient check failed (" + ", ".join(f"{n} relative error {e:.1e}" for n, e in bad)
+                            + ")")
+    errors = {e["case"]: e["error"] for e in result["errors"]}
+    wrong, compared = [], 0
+    for i, spec in enumerate(result["cases"]):
+        ref = result["answers"][f"{quantity}{i}"]
+        if ref is None:  # the input layer's input derivative: not needed
+            continue
+        compared += 1
+        label = (f"case {i} (input {'x'.join(map(str, spec['in_shape']))}, {spec['units']} units"
+                 + (f", kernel {spec['k']} pad {spec['p']}" if spec["kind"] == "conv" else "") + f", {spec['role']})")
+        mine = result["arrays"].get(f"{quantity}{i}")
+        ref = np.asarray(ref, dtype=np.float64)
+        if i in errors:
+            problem = "raised " + errors[i]
+        elif mine is None:
+            problem = "returned None"
+        elif mine.shape != ref.shape:
+            problem = f"shape {mine.shape}, expected {ref.shape}"
+        else:
+            error = _relative_error(mine, ref) if np.all(np.isfinite(mine)) else float("inf")
+            details["cases"].append({"case": i, "relative_error": error})
+            if error < TOLERANCE:
+                continue
+            problem = f"relative error {error:.1e}"
+        details["cases"].append({"case": i, "error": problem})
+        wrong.append(f"{label}: {problem}")
+    if wrong:
+        failures.append(f"differs from the reference in {len(wrong)} of {compared} cases (first: {wrong[0]})")
+    if grad and grad.get("error", "").startswith("NotImplementedError") \
+            and all(": raised NotImplementedError" in w for w in wrong):
+        return False, f"not implemented ({grad['error']})", details
+    if failures:
+        reason = "; ".join(failures)
+        if "MemoryError" in reason:
+            reason = f"out of memory (memory limit {memory_mb} MB): {reason}"
+        elif "[Errno 27]" in reason:  # EFBIG: a file (stdout and stderr included) hit the output limit
+            reason = f"output limit exceeded: {reason}"
+        return False, reason, details
+    return True, f"gradient check passed; matches the reference in {compared} cases", details
