@@ -1,9 +1,11 @@
 """Check a network's derivatives against numerical ones: python grad_check.py configs/<model>.yaml
 
-For one random input and target, every backpropagated weight and bias derivative is
-compared with central differences, (C(w + eps) - C(w - eps)) / (2 eps), on up to 1000
-random entries of each parameter. The relative error ||analytic - numeric|| /
-(||analytic|| + ||numeric||) must stay below 1e-4. Prints PASSED (exit 0) or FAILED (exit 1).
+For a batch of random inputs with different targets (and random biases), every
+backpropagated weight and bias derivative is compared with central differences,
+(C(w + eps) - C(w - eps)) / (2 eps), on up to 1000 random entries of each parameter. The
+relative error ||analytic - numeric|| / (||analytic|| + ||numeric||) must stay below 1e-4.
+Prints a line per parameter, then PASSED (exit 0), or FAILED (exit 1) after a line naming
+the piece most likely at fault (how it is found: gradient_faults.py).
 """
 
 import argparse
@@ -11,7 +13,7 @@ import sys
 
 import runtime
 
-runtime.configure("single_example")  # one example at a time: one BLAS thread
+runtime.configure("single_example")  # a few examples at a time: one BLAS thread
 
 from command_line import require_compiled_kernels  # noqa: E402
 
@@ -19,52 +21,67 @@ require_compiled_kernels("grad_check.py")
 
 import numpy as np  # noqa: E402
 
+import gradient_faults  # noqa: E402
 from config import ConfigError, load_config  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
-EPSILON = 1e-5
 THRESHOLD = 1e-4
 MAX_ENTRIES = 1000
+EXAMPLES = 3  # a batch, with different targets: a mean where the kit wants a sum shows
 
 
-def check_gradients(net, rng, log=None):
-    """Compare net's analytic and numeric derivatives; return [(param name, relative error)]."""
-    log = sys.stdout if log is None else log
+def random_batch(net, rng, examples=EXAMPLES):
+    """(inputs (examples, pixels) uniform in [0, 1), one-hot targets, all different)."""
     size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
-    inputs = rng.uniform(0.0, 1.0, (1, size))
-    targets = np.eye(10)[[rng.integers(10)]]
+    inputs = rng.uniform(0.0, 1.0, (examples, size))
+    return inputs, np.eye(10)[rng.choice(10, size=examples, replace=False)]
 
-    def loss():
-        return net.ComputeLoss(net.Fprop(inputs)[-1], targets)[0]
+
+def check_gradients(net, rng, log=None, batch=None):
+    """Compare net's analytic and numeric derivatives on `batch` (inputs, targets), random
+    if not given; return [(param name, relative error)]."""
+    log = sys.stdout if log is None else log
+    inputs, targets = random_batch(net, rng) if batch is None else batch
 
     states = net.Fprop(inputs)
     grads = net.Bprop(net.ComputeDeriv(states[-1], targets), states)
     results = []
-    for layer, (dw, db) in zip(net.layer_, grads):
+    for i, (layer, (dw, db)) in enumerate(zip(net.layer_, grads)):
         if not layer.has_params_:
             continue
+
+        def loss():  # layer i's parameters change only what is above it; the mean, as dw and db are
+            return gradient_faults.loss_from(net, i, states[i], targets) / len(inputs)
+
         for suffix, analytic in (("w", dw), ("b", db)):
-            param = getattr(layer, suffix + "_")
-            flat = param.reshape(-1)  # a view: changing it changes the layer's parameter
-            count = min(MAX_ENTRIES, flat.size)
-            entries = rng.choice(flat.size, size=count, replace=False)
-            numeric = np.empty(count)
-            for n, i in enumerate(entries):
-                saved = flat[i]
-                flat[i] = saved + EPSILON
-                plus = loss()
-                flat[i] = saved - EPSILON
-                minus = loss()
-                flat[i] = saved
-                numeric[n] = (plus - minus) / (2 * EPSILON)
-            picked = analytic.reshape(-1)[entries]
-            scale = np.linalg.norm(picked) + np.linalg.norm(numeric)
-            error = np.linalg.norm(picked - numeric) / scale if scale > 0 else 0.0
+            flat = getattr(layer, suffix + "_").reshape(-1)  # a view: changing it changes the layer
+            entries = rng.choice(flat.size, size=min(MAX_ENTRIES, flat.size), replace=False)
+            numeric = gradient_faults.numeric_derivative(loss, flat, entries)
+            error = gradient_faults.relative_error(analytic.reshape(-1)[entries], numeric)
             name = f"{layer.name_}_{suffix}"
             verdict = "looks OK" if error < THRESHOLD else "is WRONG"
-            print(f"gradient for {name} {verdict} (relative error {error:.2e}, {count} entries)", file=log)
+            print(f"gradient for {name} {verdict} (relative error {error:.2e}, {len(entries)} entries)", file=log)
             results.append((name, error))
     return results
+
+
+def check_network(net, rng):
+    """The whole check: what the pieces return, the derivatives, the forward passes.
+    Returns the lines naming the pieces at fault (none when all is well)."""
+    for layer in net.layer_:
+        if layer.has_params_:  # random biases: a forgotten bias would not show with zeros
+            layer.b_ = rng.normal(0.0, 0.1, layer.b_.shape).astype(layer.dtype_)
+    inputs, targets = random_batch(net, rng)
+    states = net.Fprop(inputs)
+    gradient_faults.input_derivatives(net, states, targets)  # raises PieceError on None where one is needed
+    results = check_gradients(net, rng, batch=(inputs, targets))
+    bad = [(name, error) for name, error in results if not error < THRESHOLD]
+    for name, error in bad:
+        print(f"FAILED: gradient for {name} has relative error {error:.2e} (threshold {THRESHOLD:g})")
+    faults = gradient_faults.forward_faults(net, states)
+    if bad and not faults:
+        faults = gradient_faults.backward_faults(net, inputs, targets, results, THRESHOLD, rng)
+    return faults
 
 
 def main(argv=None):
@@ -80,7 +97,7 @@ def main(argv=None):
             config["dtype"] = "float64"
             print("grad_check: checking in float64 (the config trains in float32)")
         net = NeuralNet(config, seed=args.seed)
-        results = check_gradients(net, np.random.default_rng(args.seed))
+        faults = check_network(net, np.random.default_rng(args.seed))
     except ConfigError as e:
         print(f"grad_check.py: error: {e}", file=sys.stderr)
         return 2
@@ -88,10 +105,19 @@ def main(argv=None):
         print(f"not implemented yet: {e}")
         print("FAILED")
         return 1
-    bad = [(name, error) for name, error in results if not error < THRESHOLD]
-    if bad:
-        for name, error in bad:
-            print(f"FAILED: gradient for {name} has relative error {error:.2e} (threshold {THRESHOLD:g})")
+    except gradient_faults.PieceError as e:
+        faults = [str(e)]
+    except Exception as e:  # raised in a piece: one line naming it, not a traceback
+        line = gradient_faults.describe_exception(e)
+        if line is None:
+            raise
+        print(line)
+        print("FAILED")
+        return 1
+    if faults:
+        for fault in faults:
+            print(f"most likely at fault: {fault}")
+        print("FAILED")
         return 1
     print("PASSED")
     return 0
