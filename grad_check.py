@@ -72,8 +72,9 @@ def check_network(net, rng):
         if layer.has_params_:  # random biases: a forgotten bias would not show with zeros
             layer.b_ = rng.normal(0.0, 0.1, layer.b_.shape).astype(layer.dtype_)
     inputs, targets = random_batch(net, rng)
-    states = net.Fprop(inputs)
-    gradient_faults.input_derivatives(net, states, targets)  # raises PieceError on None where one is needed
+    # Each raises PieceError when a piece returns what the kit cannot use (a wrong shape, a None).
+    states = gradient_faults.checked_fprop(net, inputs)
+    gradient_faults.input_derivatives(net, states, targets)
     results = check_gradients(net, rng, batch=(inputs, targets))
     bad = [(name, error) for name, error in results if not error < THRESHOLD]
     for name, error in bad:

@@ -72,6 +72,22 @@ def piece(layer, method):
 
 
 # --- the forward pass ------------------------------------------------------------------------
+def checked_fprop(net, inputs):
+    """net.Fprop, raising PieceError when an FC or conv layer's outputs do not have the
+    shape it promised: (batch, num_channels), or (batch, K, H', W')."""
+    states = [np.asarray(inputs, dtype=net.dtype_)]
+    for layer in net.layer_:
+        states.append(layer.ComputeUp(states[-1]))
+        n, shape = len(inputs), np.shape(states[-1])
+        expected = ((n, layer.num_channels_) if isinstance(layer, FCLayer) else
+                    (n, layer.num_channels_, layer.output_size_y_, layer.output_size_x_)
+                    if isinstance(layer, ConvLayer) else shape)
+        if shape != expected:
+            raise PieceError(f"{piece(layer, 'ComputeUp')}: layer '{layer.name_}' gives outputs of shape "
+                             f"{shape}, expected {expected}")
+    return states
+
+
 def _method1_outputs(layer, inputs):
     """What `layer` (FC or method-2 conv) should output for `inputs`, by the kit's method 1."""
     if isinstance(layer, ConvLayer):

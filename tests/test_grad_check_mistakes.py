@@ -30,6 +30,8 @@ PIECE_FILES = {"FCLayer": "fc_layer.py", "ConvLayer": "conv_layer.py"}
 MISTAKES = {
     "FC: weights not transposed": (
         "FCLayer.ComputeUp", "logreg", "self.w_.T", "self.w_"),
+    "FC: outputs transposed": (
+        "FCLayer.ComputeUp", "logreg", "inputs @ self.w_.T + self.b_", "self.w_ @ inputs.T + self.b_.T"),
     "FC: bias forgotten": (
         "FCLayer.ComputeUp", "logreg", " + self.b_", ""),
     "FC: mean over the batch for the sum": (
