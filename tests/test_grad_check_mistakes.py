@@ -3,8 +3,8 @@ pasted into a copy of the kit, must make grad_check.py FAIL and name the piece a
 the reference kit must PASS every grad-check config.
 
 The mistakes and what grad_check prints for each are the README's table ("When grad_check
-fails"): the test reads it and checks every row against grad_check's real output, so the
-table cannot drift from the code. `python tests/test_grad_check_mistakes.py` prints the rows
+fails"): the test reads it and checks every row against grad_check's real output (but for
+the line numbers in error lines), so the table cannot drift from the code. `python tests/test_grad_check_mistakes.py` prints the rows
 as grad_check prints them now.
 """
 
@@ -75,6 +75,10 @@ def readme_table():
     return rows
 
 
+def without_line_numbers(row):
+    return tuple(re.sub(r"\.py, line \d+\)", ".py, line N)", cell) for cell in row)
+
+
 def copy_kit(target):
     """The kit's Python files, configs and compiled extension, in `target` (no data, no git)."""
     shutil.copytree(REPO_ROOT, target, ignore=shutil.ignore_patterns(
@@ -122,7 +126,8 @@ def test_a_mistake_fails_the_check_naming_its_piece_as_the_readme_says(mistake, 
     assert result.stdout.strip().splitlines()[-1] == "FAILED"
     line = verdict_line(result)
     assert f"{piece} ({PIECE_FILES[piece.split('.')[0]]}" in line, line
-    assert readme_table()[mistake] == (f"{config}.yaml", line)
+    # Line numbers move when the code around the pieces does: the rest must be as printed.
+    assert without_line_numbers(readme_table()[mistake]) == without_line_numbers((f"{config}.yaml", line))
 
 
 GRADCHECK_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("convnet_gradcheck*.yaml")) + ["logreg", "net_1layer"]
