@@ -7,8 +7,8 @@ on its own, with nothing taken from the pieces under test:
 
 - the forward pass of every FC and method-2 conv layer against the kit's method 1 (an FC
   layer is a 1x1 convolution of its inputs seen as fan_in channels of 1x1 maps);
-- what ComputeDown returns: an input derivative for every layer but the input layer, of
-  the inputs' shape;
+- what the pieces return: from ComputeUp, outputs of the shape the layer promised; from
+  ComputeDown, an input derivative for every layer but the input layer, of the inputs' shape;
 - every layer's input derivative against central differences of the loss w.r.t. that
   layer's inputs. The highest layer whose input derivative is wrong, below one whose is
   right, is at fault; a layer whose weight or bias derivative is wrong while the
