@@ -263,7 +263,8 @@ def test_submit_runs_without_the_staff_tools(submission, tmp_path):
 
 
 def test_markdown_tables_lists_and_fenced_code():
-    out = submit.markdown_html("| a | b |\n| --- | --- |\n| 1 | `x<y` |\n\n- one\n  more\n- two\n\n```\nz = 1\n\ny = 2\n```")
+    out = submit.markdown_html("| a | b |\n| --- | --- |\n| 1 | `x<y` |\n\n- one\n  more\n- two\n\n"
+                               "```\nz = 1\n\ny = 2\n```")
     assert out.splitlines()[0] == ("<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td>"
                                    "<td><code>x&lt;y</code></td></tr></tbody></table>")
     assert out.splitlines()[1] == "<ul><li>one more</li><li>two</li></ul>"

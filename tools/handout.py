@@ -40,8 +40,8 @@ EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.g
 STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tools/autograde_checks.py", "tools/autograde_gradescope.py",
               "tools/autograde_sandbox.py", "tools/autograde_worker.py", "tests/test_handout.py",
               "tests/test_autograde.py", "tests/test_autograde_adversarial.py", "tests/test_autograde_gradescope.py",
-              "tests/test_autograde_sandbox.py", "tests/autograde_helpers.py", "docs/grading.md",
-              "tools/analyze.py", "tests/test_analyze.py", "tools/leaks.py", "tests/test_leaks.py", "docs/answer-key.md"}
+              "tests/test_autograde_sandbox.py", "tests/autograde_helpers.py", "docs/grading.md", "tools/analyze.py",
+              "tests/test_analyze.py", "tools/leaks.py", "tests/test_leaks.py", "docs/answer-key.md"}
 # Handed out without their staff-only blocks (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")
 STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"

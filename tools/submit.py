@@ -74,17 +74,19 @@ QUESTIONS = (
      "What you found the most valuable part of this assignment, and the most difficult or frustrating."),
 )
 Q8_LAYERS = ("conv1", "maxpool1", "conv2", "maxpool2", "fc1", "output")
-PARTS = {"part1": "Part 1: Fully connected nets", "part2": "Part 2: Convolutional nets", "feedback": "Feedback (optional)"}
+PARTS = {"part1": "Part 1: Fully connected nets", "part2": "Part 2: Convolutional nets",
+         "feedback": "Feedback (optional)"}
 
 CSS = """
-@page { size: letter; margin: 16mm 18mm; }
-body { font-family: Georgia, serif; font-size: 10.5pt; line-height: 1.3; max-width: 52em; margin: 1em auto; }
+@page { size: letter; margin: 12mm 15mm; }
+body { font-family: Georgia, serif; font-size: 10pt; line-height: 1.25; max-width: 52em; margin: 1em auto; }
 h1 { font-size: 1.35em; margin: 0 0 0.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #aaa;
   margin: 0.9em 0 0.3em; } h3 { font-size: 1em; margin: 0.6em 0 0.2em; }
 p, ul { margin: 0.25em 0; }
 table { border-collapse: collapse; margin: 0.3em 0; font-size: 0.9em; }
 th, td { border: 1px solid #999; padding: 0.1em 0.4em; } td { text-align: right; } td:first-child { text-align: left; }
-pre { background: #f5f5f5; border: 1px solid #ddd; padding: 0.4em; white-space: pre-wrap; font-size: 0.85em; margin: 0.2em 0; }
+pre { background: #f5f5f5; border: 1px solid #ddd; padding: 0.4em; white-space: pre-wrap; font-size: 0.85em;
+  margin: 0.2em 0; }
 .answer { border-left: 3px solid #888; padding: 0.1em 0.6em; }
 .empty { color: #888; font-style: italic; }
 .note { font-size: 0.85em; color: #444; }
