@@ -14,7 +14,11 @@ Three kinds of give-away, looked for in every text file of the student kit:
   nothing away and are not looked for;
 - an expression of a solution line (a subscript, a call, an operation; MIN_TOKENS tokens or
   more, spaces and Markdown backticks ignored), such as `inputs[:, np.newaxis]`, that the
-  kit's code has nowhere outside the regions.
+  kit's code has nowhere outside the regions;
+- in a Markdown file (the README, docs/), a shape of five axes such as (N, 1, C, H, W): the
+  kit's arrays have four at most, so five are method 2's broadcasting, the heart of the
+  answer (convolve's own documentation and tests show broadcasting; prose for students does
+  not spell out the solution's).
 
 Prints the first give-away as one line naming the file and line, and exits 1; exit 0 when
 there is none, 2 for bad input (a folder that is not there, an answer key that cannot be read,
@@ -45,6 +49,7 @@ COINCIDENCES = {
     "docs/usps_best.md": {"0.9933"},  # usps_best's validation accuracy after 30 epochs
 }
 
+FIVE_AXES = re.compile(r"\(\s*[\w']+(?:\s*,\s*[\w']+){4}\s*\)")
 TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?|\S")
 NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w]|,\d{3}|\.\d)")
 
@@ -212,6 +217,9 @@ def find_leaks(student_kit, secrets):
                 if edits_within(needle, hay, MAX_EDITS, have, wanted):
                     leaks.append(Leak(rel, number, f"within {MAX_EDITS} tokens of the solution line {solution!r}"))
                     break
+            if path.suffix == ".md" and FIVE_AXES.search(line):
+                leaks.append(Leak(rel, number, f"holds the five-axis shape {FIVE_AXES.search(line).group(0)}, "
+                                               "method 2's broadcasting"))
             spaced = f" {' '.join(hay)} "
             for expression, expression_spaced in secrets.spaced:
                 if expression_spaced in spaced:
