@@ -75,6 +75,9 @@ class Document(html.parser.HTMLParser):
 
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory, small_npz):
+    unwritten = [heading for heading, _ in submit.student_code(REPO_ROOT)[:2] if heading.endswith("not written yet")]
+    if unwritten:  # the student kit before the FC pieces are written: nothing can be trained
+        pytest.skip(f"not implemented yet: {unwritten[0]}")
     configs = tmp_path_factory.mktemp("configs")
     for model in MODELS:
         write_config(configs, f"{model}.yaml", small_npz)
@@ -235,17 +238,28 @@ def test_a_heading_that_is_not_a_question_gives_one_line_and_exit_2(submission, 
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("kind", ["missing configs", "answers is a folder", "output is a folder"])
-def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(submission, tmp_path, capsys, kind):
+@pytest.mark.parametrize("kind", ["missing configs", "answers is a folder", "answers not UTF-8", "output is a folder",
+                                  "output is the answers file", "--pdf without a browser"])
+def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(submission, tmp_path, capsys, monkeypatch, kind):
     configs, _, answers = submission
-    out = tmp_path / "out"
+    out, more = tmp_path / "out", []
     if kind == "missing configs":
         configs = tmp_path / "nowhere"
     elif kind == "answers is a folder":
         answers = tmp_path
-    else:
+    elif kind == "answers not UTF-8":
+        answers = tmp_path / "answers.md"
+        answers.write_bytes(submit.template().encode("utf-16"))
+    elif kind == "output is a folder":
         (out / "submission.html").mkdir(parents=True)
-    assert _run(configs, out, answers) == 2
+    elif kind == "output is the answers file":
+        out.mkdir()
+        answers = out / "submission.html"
+        answers.write_text(submit.template())
+    else:
+        monkeypatch.setattr(submit, "find_browser", lambda: None)
+        more = ["--pdf"]
+    assert _run(configs, out, answers, *more) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("submit.py: error:")
     assert not (out / "a2_code.zip").exists()
