@@ -179,3 +179,31 @@ def test_help_exits_0():
     result = subprocess.run([sys.executable, "tools/analyze.py", "--help"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "connections" in result.stdout
+
+
+ANSWER_KEY = REPO_ROOT / "docs" / "answer-key.md"
+
+
+def _section(title):
+    text = ANSWER_KEY.read_text()
+    return text.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def test_the_answer_keys_question_8_is_what_analyze_prints_for_convnet2():
+    section = _section("Part 2, question 8")
+    (iy, ix, ic), counts = analyze.analyze(str(CONFIG_DIR / "convnet2.yaml"))
+    assert analyze.markdown(analyze.table_rows(counts, list(analyze.COLUMNS))) in section
+    assert f"input {iy}x{ix}x{ic} = {analyze.fmt(iy * ix * ic)} units" in section
+    assert [line[2:] for line in section.splitlines() if line.startswith("- ")] == [c.how for c in counts]
+
+
+def test_the_answer_keys_question_9_totals_are_what_analyze_counts():
+    rows = [line for line in _section("Part 2, question 9").splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0] == "| model | weights | biases | weights + biases |"
+    for row in rows[1:]:
+        model, weights, biases, parameters = (cell.strip() for cell in row.strip("|").split("|"))
+        sums = analyze.totals(analyze.analyze(str(CONFIG_DIR / f"{model}.yaml"))[1])
+        assert (weights, biases, parameters) == (analyze.fmt(sums["weights"]),
+                                                 analyze.fmt(sums["parameters"] - sums["weights"]),
+                                                 analyze.fmt(sums["parameters"]))
+    assert len(rows) == 7

@@ -30,13 +30,16 @@ def test_forward_is_relu_of_affine_map_for_hidden_layers():
 
 
 def test_forward_of_output_layer_is_softmax_and_flattens_image_inputs():
-    layer = make_fc(fan_in_shape=(2, 3, 2), role="output")
-    x = np.random.default_rng(2).standard_normal((5, 2, 2, 3))  # (batch, C, H, W), C*H*W = 12
-    out = layer.ComputeUp(x)
-    z = x.reshape(5, 12) @ layer.w_.T + layer.b_
-    expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    assert out.shape == (5, 4)
-    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    layer = make_fc(fan_in_shape=(1, 2, 2), role="output", num_channels=2)
+    # One image (C, H, W) = (1, 2, 2), flattened row by row to (1, 2, 3, 4); weights and biases
+    # chosen so the two scores are worked out by hand: 1*1 + 2*0 + 3*1 + 4*0 + 0.5 = 4.5 and
+    # 1*0 + 2*1 + 3*0 + 4*(-1) + 0 = -2.
+    layer.w_ = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]])
+    layer.b_ = np.array([[0.5, 0.0]])
+    out = layer.ComputeUp(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]))
+    p = 1 / (1 + np.exp(-6.5))  # the softmax of (4.5, -2): exp(4.5) / (exp(4.5) + exp(-2))
+    assert out.shape == (1, 2)
+    np.testing.assert_allclose(out, [[p, 1 - p]], rtol=1e-12)
 
 
 @pytest.mark.parametrize("input_shape", [(3, 6), (3, 1, 2, 3)])

@@ -115,7 +115,7 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
     assert not {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"} & files
     for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h",
                    "MANIFEST.in", "data/usps.py", "grad_check.py",
-                   "play_with_convolutions.py", "tools/analyze.py", "tools/report.py", "tools/submit.py",
+                   "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
                    "tools/regions.py", "configs/convnet2.yaml", "tests/conftest.py", "docs/course-tools.md"):
         assert needed in files, needed
     with zipfile.ZipFile(zip_path) as archive:
@@ -139,7 +139,7 @@ def test_the_staff_parts_of_the_readme_and_of_the_docs_are_not_handed_out(genera
         assert handed_out == handout.strip_staff_only(original, rel) == zipped[rel], rel
         assert handout.STAFF_BEGIN not in handed_out and handout.STAFF_END not in handed_out, rel
     tools_doc = (out / "docs/course-tools.md").read_text()
-    assert "## Analyse a model" in tools_doc and "## The hand-in" in tools_doc  # the students' parts stay
+    assert "## Results and learning curves" in tools_doc and "## The hand-in" in tools_doc  # the students' parts stay
     assert "autograde.py SUBMISSION" not in tools_doc and "## Hand out" not in tools_doc
 
 

@@ -31,6 +31,7 @@ if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
 from tools.regions import ALL_PIECES, PIECES, RegionError, marked_regions  # noqa: E402
+from tools.leaks import LeakError, check as check_leaks  # noqa: E402
 
 EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
 EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
@@ -40,7 +41,8 @@ STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tools/autograde_checks.
               "tools/autograde_sandbox.py", "tools/autograde_worker.py", "tests/test_handout.py",
               "tests/test_autograde.py", "tests/test_autograde_adversarial.py", "tests/test_autograde_gradescope.py",
               "tests/test_autograde_sandbox.py", "tests/autograde_helpers.py", "docs/grading.md",
-              "tests/test_grad_check_mistakes.py"}
+              "tests/test_grad_check_mistakes.py", "tools/analyze.py", "tests/test_analyze.py", "tools/leaks.py",
+              "tests/test_leaks.py", "docs/answer-key.md"}
 # Handed out without their staff-only blocks (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")
 STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"
@@ -239,6 +241,7 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
         raise HandoutError(f"{out_dir / where}: holds the staff marker {marker} (staff-only blocks are "
                            f"removed from {', '.join(STAFF_STRIPPED)} only, on lines of their own); "
                            f"nothing zipped")
+    check_leaks(out_dir, kit)  # answer-key numbers, near-copies of solution lines: LeakError, nothing zipped
     if zip_path:
         write_zip(out_dir, zip_path)
     return files, blanked
@@ -255,8 +258,8 @@ def main(argv=None):
     zip_path = None if args.no_zip else Path(args.zip or str(Path(args.out_dir).resolve()) + ".zip").resolve()
     try:
         files, blanked = make_handout(args.out_dir, zip_path, Path(args.kit))
-    except (HandoutError, OSError) as e:
-        message = str(e) if isinstance(e, HandoutError) else f"{e.filename}: {e.strerror}"
+    except (HandoutError, LeakError, OSError) as e:
+        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else str(e)
         print(f"handout.py: error: {message}", file=sys.stderr)
         return 2
     print(f"wrote {len(files)} files to {Path(args.out_dir).resolve()}"

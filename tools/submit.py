@@ -1,26 +1,35 @@
 """Put together what the handout asks you to hand in:
-python tools/submit.py [--name "Your Name"] [--configs configs] [--out runs/submission]
+python tools/submit.py [--name "Your Name"] [--answers answers.md] [--configs configs]
+                       [--out runs/submission] [--pdf]
 
-Writes to the --out folder:
-- code.txt: what you wrote in FCLayer.ComputeUp, FCLayer.ComputeDown, ConvLayer.ComputeUp
-  and ConvLayer.ComputeDown (method 2) -- the code between the BEGIN/END SOLUTION markers
-  of fc_layer.py and conv_layer.py, and nothing else;
-- part1_curves.png, part2_curves.png: learning curves;
-- submission.md and submission.html: the code; the Part 1 table (logreg, net_1layer,
-  net_2layer); the Part 2 table (convnet1 -- convnet1_method2, or convnet1_method1 if only
-  that one is trained -- and convnet2); question 8 for convnet2 (tools/analyze.py's table);
-  question 9, the parameters of the best fully connected and the best convolutional model
-  of the two tables (by validation accuracy); the curves; and empty boxes for your written
-  answers. The HTML file holds its images inline: it is the one file to print or hand in.
-A model not trained yet is listed with the command that trains it.
+Reads your written answers from the answers file (answers.md: one "## " heading per question;
+made with the headings and nothing else if it is not there, and never written to after that)
+and writes to the --out folder:
+- submission.html, the document to print: first the analysis (Part 1's table, from the
+  checkpoints of logreg, net_1layer and net_2layer; Part 2's table, from convnet1_method2, or
+  convnet1_method1 if only that one is trained, and convnet2; and your answers under each
+  question), at most 2 pages; then, from a new page, what you wrote in FCLayer.ComputeUp,
+  FCLayer.ComputeDown, ConvLayer.ComputeUp and ConvLayer.ComputeDown (the code between the
+  BEGIN/END SOLUTION markers, and nothing else), which does not count towards the 2 pages;
+- a2_code.zip, what the grader takes: your fc_layer.py and conv_layer.py;
+- with --pdf, submission.pdf, printed by a Chromium or Chrome found on this machine, and the
+  number of pages of the analysis.
+A model not trained yet gets a row of dashes and the command that trains it; a question not
+answered yet is named on the terminal. Each output is written whole or not at all.
 
-Exit status: 0, or 2 for bad input (a missing or broken config, checkpoint or data file).
+Exit status: 0, or 2 for bad input (a missing or broken config, checkpoint, data or answers
+file, an unknown heading in the answers file; --pdf without a browser).
 """
 
-import base64
 import html
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import textwrap
+import zipfile
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[1]
@@ -31,97 +40,171 @@ import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-import numpy as np  # noqa: E402
-
-from data.usps import DataError  # noqa: E402
+from checkpoints import write_atomically  # noqa: E402
 from config import ConfigError  # noqa: E402
-from tools import analyze, report  # noqa: E402
+from data.usps import DataError  # noqa: E402
+from run_files import check_output  # noqa: E402
+from tools import report  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 from tools.regions import PIECES, find_regions  # noqa: E402
 
 PART1 = (("logreg",), ("net_1layer",), ("net_2layer",))
 PART2 = (("convnet1_method2", "convnet1_method1"), ("convnet2",))  # the first trained one of each
-Q8_MODEL = "convnet2"
-QUESTIONS = {
-    "part1": "Question 8: which model would you consider the best, and why? Which one gets the highest "
-             "training accuracy? Which one gets the highest test accuracy?",
-    "part2_q7": "Question 7: compare the two convolutional models with the three fully connected ones. Which "
-                "does better, convolutional or fully connected? How did you decide which model is better?",
-    "part2_q8": "Question 8: briefly explain how you computed these numbers.",
-    "feedback": "Optional: which part of this assignment did you find the most valuable? The most difficult "
-                "and/or frustrating?",
-}
+PAGE_LIMIT = 2  # pages of analysis the handout allows; the code printouts do not count
+HTML_NAME, ZIP_NAME, PDF_NAME = "submission.html", "a2_code.zip", "submission.pdf"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+# The answers file's headings (the questions to write about), in the handout's order, with
+# the part they are printed in. The tables of Part 1 question 7 and Part 2 question 6 come
+# from the checkpoints, before the part's first question.
+QUESTIONS = (
+    ("part1", "Part 1, question 8: the best model",
+     "The model you would pick as the best, and why; the one with the highest training accuracy; the "
+     "one with the highest test accuracy."),
+    ("part2", "Part 2, question 7: convolutional or fully connected",
+     "Convolutional against fully connected (your two convnets, your three FC nets): which kind does "
+     "better on your numbers, and how you judged which model is better."),
+    ("part2", "Part 2, question 8: the layers of convnet2",
+     "Per layer of convnet2: spatial size, channels, units, connections, and learnable parameters "
+     "without the biases (the table below); then, in a few lines, how you counted them."),
+    ("part2", "Part 2, question 9: learnable parameters",
+     "How many learnable parameters the best fully connected model and the best convolutional model "
+     "have, in all."),
+    ("feedback", "Feedback (optional)",
+     "What you found the most valuable part of this assignment, and the most difficult or frustrating."),
+)
+Q8_LAYERS = ("conv1", "maxpool1", "conv2", "maxpool2", "fc1", "output")
+PARTS = {"part1": "Part 1: Fully connected nets", "part2": "Part 2: Convolutional nets",
+         "feedback": "Feedback (optional)"}
+
 CSS = """
-body { font-family: Georgia, serif; max-width: 52em; margin: 2em auto; padding: 0 1em; line-height: 1.4; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.25em; border-bottom: 1px solid #aaa; margin-top: 1.5em; }
-h3 { font-size: 1.05em; margin-bottom: 0.3em; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-th, td { border: 1px solid #999; padding: 0.15em 0.5em; } td { text-align: right; }
-td:first-child { text-align: left; }
-pre { background: #f5f5f5; border: 1px solid #ddd; padding: 0.5em; white-space: pre-wrap; font-size: 0.85em; }
-img { max-width: 100%; }
-.answer { border: 1px dashed #888; min-height: 7em; padding: 0.5em; color: #888; }
-.note { font-size: 0.9em; }
-@media print {
-  body { margin: 0; max-width: none; font-size: 10.5pt; }
-  h2 { page-break-after: avoid; } pre, table, img, .answer { page-break-inside: avoid; }
-}
+@page { size: letter; margin: 12mm 15mm; }
+body { font-family: Georgia, serif; font-size: 10pt; line-height: 1.25; max-width: 52em; margin: 1em auto; }
+h1 { font-size: 1.35em; margin: 0 0 0.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #aaa;
+  margin: 0.9em 0 0.3em; } h3 { font-size: 1em; margin: 0.6em 0 0.2em; }
+p, ul { margin: 0.25em 0; }
+table { border-collapse: collapse; margin: 0.3em 0; font-size: 0.9em; }
+th, td { border: 1px solid #999; padding: 0.1em 0.4em; } td { text-align: right; } td:first-child { text-align: left; }
+pre { background: #f5f5f5; border: 1px solid #ddd; padding: 0.4em; white-space: pre-wrap; font-size: 0.85em;
+  margin: 0.2em 0; }
+.answer { border-left: 3px solid #888; padding: 0.1em 0.6em; }
+.empty { color: #888; font-style: italic; }
+.note { font-size: 0.85em; color: #444; }
+.question, pre, table, h2, h3 { break-inside: avoid; page-break-inside: avoid; }
+h2, h3 { break-after: avoid; page-break-after: avoid; }
+.code { break-before: page; page-break-before: always; }
+@media screen { .code { border-top: 2px dashed #888; margin-top: 2em; } }
 """
 
 
-class Document:
-    """Blocks of one report, written both as Markdown and as self-contained HTML."""
+class AnswersError(ConfigError):
+    """The answers file cannot be used; the message names it and the line."""
 
-    def __init__(self):
-        self.blocks = []
 
-    def add(self, kind, *content):
-        self.blocks.append((kind, content))
+def template():
+    """The answers file as it starts: a title, how to write, and each question's heading."""
+    lines = ["# Answers", "",
+             "<!-- Write each answer under its heading and keep the headings as they are. What is",
+             "between these comment marks is not printed. Paragraphs are separated by blank lines;",
+             "lines starting with '- ' make a list, lines starting with '|' a table; `code` and",
+             "**bold** work. Your tables of results come from your checkpoints: do not copy them",
+             "here. python tools/submit.py prints all of it. -->", ""]
+    for _, heading, question in QUESTIONS:
+        lines += [f"## {heading}", ""] + textwrap.wrap(f"<!-- {question} -->", 96) + [""]
+        if heading.startswith("Part 2, question 8"):
+            lines += ["| layer | spatial size | channels | units | connections | parameters |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            lines += [f"| {layer} |  |  |  |  |  |" for layer in Q8_LAYERS] + [""]
+    return "\n".join(lines)
 
-    def markdown(self):
-        out = []
-        for kind, content in self.blocks:
-            if kind in ("h1", "h2", "h3"):
-                out.append("#" * int(kind[1]) + " " + content[0])
-            elif kind == "p":
-                out.append(content[0])
-            elif kind == "list":
-                out.append("\n".join(f"- {item}" for item in content[0]))
-            elif kind == "code":
-                out.append("```python\n" + content[0] + "\n```")
-            elif kind == "table":
-                out.append(analyze.markdown(content[0]))
-            elif kind == "img":
-                out.append(f"![{content[1]}]({os.path.basename(content[0])})")
-            elif kind == "answer":
-                out.append("> *Your answer here.*")
-        return "\n\n".join(out) + "\n"
 
-    def html(self, title):
-        out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-               f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
-        for kind, content in self.blocks:
-            if kind in ("h1", "h2", "h3"):
-                out.append(f"<{kind}>{html.escape(content[0])}</{kind}>")
-            elif kind == "p":
-                out.append(f"<p>{html.escape(content[0])}</p>")
-            elif kind == "list":
-                out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content[0]) + "</ul>")
-            elif kind == "code":
-                out.append(f"<pre><code>{html.escape(content[0])}</code></pre>")
-            elif kind == "table":
-                rows = content[0]
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                               for row in rows[1:])
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            elif kind == "img":
-                data = base64.b64encode(Path(content[0]).read_bytes()).decode("ascii")
-                out.append(f'<p><img src="data:image/png;base64,{data}" alt="{html.escape(content[1])}"></p>')
-            elif kind == "answer":
-                out.append('<div class="answer">Your answer here.</div>')
-        out.append("</body></html>")
-        return "\n".join(out) + "\n"
+def read_answers(path):
+    """{heading: answer text (Markdown, comments removed)} from the answers file; raises
+    AnswersError for an unreadable file, a heading that is not a question's, or one that is
+    there twice."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AnswersError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise AnswersError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_answers(text, path)
+
+
+def parse_answers(text, path):
+    known = [heading for _, heading, _ in QUESTIONS]
+    answers, seen = {}, {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("## "):
+            heading = line[3:].strip()
+            if heading not in known:
+                raise AnswersError(f"{path}, line {number}: unknown heading '{line.strip()}' (the headings are: "
+                                   + "; ".join(known) + ")")
+            if heading in seen:
+                raise AnswersError(f"{path}, line {number}: '{line.strip()}' is there twice "
+                                   f"(also line {seen[heading]})")
+            seen[heading] = number
+            answers[heading] = []
+        elif answers:
+            answers[list(answers)[-1]].append(line)
+    return {heading: re.sub(r"<!--.*?-->", "", "\n".join(lines), flags=re.S).strip()
+            for heading, lines in answers.items()}
+
+
+def answered(heading, text):
+    """Whether `text` says more than the template put under `heading`."""
+    return bool(text.strip()) and text.strip() != parse_answers(template(), "template").get(heading, "")
+
+
+def inline(text):
+    """One line of the answers' Markdown as HTML: escaped, with `code`, **bold** and *italic*."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            part = html.escape(part)
+            part = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", part)
+            out.append(re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", part))
+    return "".join(out)
+
+
+def markdown_html(text):
+    """The answers' Markdown (paragraphs, '- ' lists, '|' tables, ``` blocks) as HTML."""
+    out = []
+    blocks = re.split(r"\n\s*\n", text.strip()) if text.strip() else []
+    fenced = None
+    for block in blocks:
+        if fenced is not None or block.lstrip().startswith("```"):
+            fenced = (fenced or []) + [block]
+            if "\n".join(fenced).count("```") >= 2:
+                code = "\n\n".join(fenced).strip()
+                code = re.sub(r"\n?```$", "", re.sub(r"^```\w*\n?", "", code))
+                out.append(f"<pre>{html.escape(code)}</pre>")
+                fenced = None
+            continue
+        lines = block.splitlines()
+        if all(line.lstrip().startswith("|") for line in lines):
+            rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines
+                    if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", line)]
+            head, body = rows[0], rows[1:]
+            out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in body)
+                       + "</tbody></table>")
+        elif re.match(r"\s*[-*] ", lines[0]):
+            items = []
+            for line in lines:
+                if re.match(r"\s*[-*] ", line):
+                    items.append(re.sub(r"^\s*[-*] ", "", line))
+                else:
+                    items[-1] += " " + line.strip()
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+        else:
+            out.append(f"<p>{inline(' '.join(line.strip() for line in lines))}</p>")
+    if fenced:
+        out.append(f"<pre>{html.escape(chr(10).join(fenced))}</pre>")
+    return "\n".join(out)
 
 
 def student_code(kit):
@@ -157,115 +240,187 @@ def pick(configs_dir, candidates):
     return reports[0]
 
 
-def parameter_count(r):
-    """(weights, weights + biases) of a model from its config, and the number of values in its
-    checkpoint (the handout's way: the shapes in the file)."""
-    _, counts = analyze.analyze(r.config)
-    sums = analyze.totals(counts)
-    with np.load(r.net.checkpoint_file_, allow_pickle=False) as f:
-        stored = sum(f[key].size for key in f.files)
-    return sums["weights"], sums["parameters"], stored
+def table_html(rows):
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def build(configs_dir, out_dir, kit=KIT, name=None):
-    """Write the submission; return the HTML file's path."""
+def analysis_html(part1, part2, answers):
+    """The analysis: each part's table of results, then the answers to its questions."""
+    out = []
+    tables = {"part1": ("Question 7: results", part1), "part2": ("Question 6: results", part2)}
+    for part, title in PARTS.items():
+        out.append(f"<h2>{html.escape(title)}</h2>")
+        if part in tables:
+            heading, reports = tables[part]
+            notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in report.untrained_notes(reports))
+            out.append(f'<div class="question"><h3>{heading}</h3>{table_html(report.results_rows(reports))}'
+                       '<p class="note">Average cross entropy (CE) and accuracy of each model\'s best checkpoint '
+                       f"(by validation accuracy), from evaluate.py.</p>{notes}</div>")
+        for where, heading, _ in QUESTIONS:
+            if where != part:
+                continue
+            text = answers.get(heading, "")
+            shown = re.sub(r"^Part \d, ", "", heading)  # the part is the section's title
+            body = (markdown_html(text) if answered(heading, text)
+                    else '<p class="empty">Not answered.</p>')
+            title = "" if part == "feedback" else f"<h3>{html.escape(shown[0].upper() + shown[1:])}</h3>"
+            out.append(f'<div class="question">{title}<div class="answer">{body}</div></div>')
+    return "\n".join(out)
+
+
+def code_html(code):
+    out = ['<h2>Code: what I wrote in the four methods, and nothing else</h2>']
+    for heading, text in code:
+        out.append(f'<div class="question"><h3>{html.escape(heading)}</h3><pre><code>{html.escape(text)}'
+                   "</code></pre></div>")
+    return "\n".join(out)
+
+
+def page(title, analysis, code=None):
+    """The whole HTML document: the title, the analysis, and (from a new page) the code."""
+    parts = [f'<section class="analysis"><h1>{html.escape(title)}</h1>\n{analysis}</section>']
+    if code is not None:
+        parts.append(f'<section class="code">\n{code}</section>')
+    return ("<!DOCTYPE html>\n" f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def write_text(path, text):
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_code_zip(path, kit):
+    """The grader's zip: fc_layer.py and conv_layer.py of `kit`, at the zip's top level."""
+    sources = {}
+    for name in PIECES:
+        try:
+            sources[name] = (Path(kit) / name).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{Path(kit) / name}: cannot read ({e.strerror})") from None
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in sources.items():
+                archive.writestr(name, data)
+
+    write_atomically(path, write)
+
+
+def find_browser():
+    """The path of a Chromium or Chrome on PATH, or None."""
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def print_pdf(html_path, pdf_path, browser):
+    """Print `html_path` to `pdf_path` (atomically) with a headless Chromium; returns its bytes."""
+    with tempfile.TemporaryDirectory() as profile:
+        tmp_pdf = Path(profile) / "out.pdf"
+        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                   "--no-pdf-header-footer", f"--print-to-pdf={tmp_pdf}", Path(html_path).resolve().as_uri()]
+        try:
+            subprocess.run(command, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ConfigError(f"{browser}: cannot print {html_path} ({e})") from None
+        if not tmp_pdf.is_file():
+            raise ConfigError(f"{browser}: printed no PDF of {html_path}")
+        data = tmp_pdf.read_bytes()
+    if pdf_path is not None:
+        write_atomically(pdf_path, lambda f: f.write(data))
+    return data
+
+
+def count_pages(pdf):
+    """The number of pages of a PDF (its page objects, `/Type /Page` but not `/Pages`)."""
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
+
+
+def build(configs_dir, out_dir, answers, kit=KIT, name=None):
+    """Write the document and the zip, with `answers` ({heading: text}); return (html path,
+    zip path, the models' reports, questions not answered yet, analysis-only HTML)."""
     out = Path(out_dir)
     part1 = [pick(configs_dir, c) for c in PART1]
     part2 = [pick(configs_dir, c) for c in PART2]
-    q8_config = os.path.join(configs_dir, Q8_MODEL + ".yaml")
-    (iy, ix, ic), q8_counts = analyze.analyze(q8_config)
     code = student_code(kit)
-    out.mkdir(parents=True, exist_ok=True)
     title = "CSC321 Assignment 2: Convolutional Networks" + (f" -- {name}" if name else "")
+    analysis = analysis_html(part1, part2, answers)
+    html_path, zip_path = out / HTML_NAME, out / ZIP_NAME
+    write_text(html_path, page(title, analysis, code_html(code)))
+    write_code_zip(zip_path, kit)
+    missing = [h for _, h, _ in QUESTIONS if not h.startswith("Feedback") and not answered(h, answers.get(h, ""))]
+    return html_path, zip_path, part1 + part2, missing, page(title, analysis)
 
-    doc = Document()
-    doc.add("h1", title)
-    doc.add("h2", "Code")
-    doc.add("p", "What I wrote in the four methods, and nothing else.")
-    for heading, text in code:
-        doc.add("h3", heading)
-        doc.add("code", text)
-    (out / "code.txt").write_text("\n\n".join(f"# {h}\n{t}" for h, t in code) + "\n")
 
-    for part, reports, png, caption in (
-            ("Part 1: Fully connected nets", part1, "part1_curves.png", "Part 1 learning curves"),
-            ("Part 2: Convolutional nets", part2, "part2_curves.png", "Part 2 learning curves")):
-        doc.add("h2", part)
-        doc.add("p", "Average cross entropy and accuracy of the best model (by validation accuracy) "
-                     "on each set.")
-        doc.add("table", report.results_rows(reports))
-        notes = report.untrained_notes(reports)
-        if notes:
-            doc.add("list", notes)
-        path = out / png
-        if path.exists():
-            path.unlink()  # never a stale picture of earlier runs
-        drawn = report.plot_curves(reports, str(path), caption)
-        if drawn:
-            doc.add("img", str(path), caption)
-            doc.add("p", "Dashed: training set; solid: validation set.")
-        else:
-            doc.add("p", "No learning curves yet: none of these models is trained.")
-        if reports is part1:
-            doc.add("h3", QUESTIONS["part1"])
-            doc.add("answer")
-        else:
-            doc.add("h3", QUESTIONS["part2_q7"])
-            doc.add("answer")
-
-    doc.add("h3", f"Question 8: the layers of {Q8_MODEL} (input {iy}x{ix}x{ic})")
-    doc.add("table", analyze.table_rows(q8_counts, list(analyze.COLUMNS)))
-    doc.add("list", [c.how for c in q8_counts])
-    doc.add("h3", QUESTIONS["part2_q8"])
-    doc.add("answer")
-
-    doc.add("h3", "Question 9: learnable parameters of the best models")
-    lines = []
-    for kind, reports in (("fully connected", part1), ("convolutional", part2)):
-        trained = [r for r in reports if r.results is not None]
-        if not trained:
-            lines.append(f"best {kind} model: none trained yet (" +
-                         "; ".join(r.train_command for r in reports) + ")")
-            continue
-        best = max(trained, key=lambda r: r.results["validation"][1])
-        weights, parameters, stored = parameter_count(best)
-        lines.append(f"best {kind} model: {best.name} (validation accuracy "
-                     f"{best.results['validation'][1]:.4f}): {analyze.fmt(parameters)} parameters, "
-                     f"{analyze.fmt(weights)} weights and {analyze.fmt(parameters - weights)} biases "
-                     f"(its checkpoint holds {analyze.fmt(stored)} numbers)")
-    doc.add("list", lines)
-
-    doc.add("h2", "Feedback")
-    doc.add("h3", QUESTIONS["feedback"])
-    doc.add("answer")
-
-    (out / "submission.md").write_text(doc.markdown())
-    html_path = out / "submission.html"
-    html_path.write_text(doc.html(title))
-    return html_path, part1 + part2
+def make_answers(path):
+    """Write the answers file's template at `path` unless a file is there; True if written."""
+    try:
+        with open(path, "x", encoding="utf-8") as f:  # "x": never over a file already there
+            f.write(template())
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise AnswersError(f"{path}: cannot write the answers file ({e.strerror})") from None
+    return True
 
 
 def main(argv=None):
-    parser = OneLineParser(prog="submit.py", description="Put together the code, tables, curves and answer "
-                           "boxes the handout asks for, as a folder and one self-contained HTML file.")
+    parser = OneLineParser(prog="submit.py", description="Put together the document to print (your tables "
+                           "and answers, then your code) and the zip of your two files for the grader.")
+    parser.add_argument("--answers", default="answers.md", help="the file holding your written answers "
+                        "(default %(default)s; made with the questions' headings if it is not there)")
     parser.add_argument("--configs", default="configs", help="folder of the models' configs (default %(default)s)")
     parser.add_argument("--out", default=os.path.join("runs", "submission"), help="folder to write "
-                        "(default %(default)s)")
+                        f"{HTML_NAME} and {ZIP_NAME} to (default %(default)s)")
     parser.add_argument("--name", help="your name, for the title")
     parser.add_argument("--kit", default=str(KIT), help="the folder holding your fc_layer.py and conv_layer.py "
                         "(default: the kit this tool is in)")
+    parser.add_argument("--pdf", action="store_true", help=f"also print {PDF_NAME} with a Chromium or Chrome and "
+                        "count the analysis's pages")
     args = parser.parse_args(argv)
+    browser = find_browser() if args.pdf else None
+    if args.pdf and browser is None:
+        print(f"submit.py: error: --pdf: no Chromium or Chrome on PATH (looked for {', '.join(BROWSERS)}); print "
+              f"{HTML_NAME} from a browser instead", file=sys.stderr)
+        return 2
     try:
-        html_path, reports = build(args.configs, args.out, args.kit, args.name)
+        if os.path.isdir(args.answers):
+            raise AnswersError(f"{args.answers}: is a folder, not an answers file")
+        if make_answers(args.answers):
+            print(f"wrote {args.answers}: the questions' headings; write your answers under them and run this again")
+        answers = read_answers(args.answers)
+        for what in (HTML_NAME, ZIP_NAME) + ((PDF_NAME,) if args.pdf else ()):
+            check_output(os.path.join(args.out, what), "--out", [("the answers file", args.answers)])
+        html_path, zip_path, reports, missing, analysis = build(args.configs, args.out, answers, args.kit, args.name)
+        pages = None
+        if args.pdf:
+            pdf = print_pdf(html_path, Path(args.out) / PDF_NAME, browser)
+            with tempfile.TemporaryDirectory() as tmp:
+                alone = Path(tmp) / "analysis.html"
+                alone.write_text(analysis)
+                pages = count_pages(print_pdf(alone, None, browser))
     except (ConfigError, DataError) as e:
         print(f"submit.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"submit.py: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote {html_path} (print or hand in this file) and, beside it, submission.md, code.txt and the curves")
+    print(f"wrote {html_path} (print it: the analysis, then your code from a new page) and {zip_path} "
+          "(your fc_layer.py and conv_layer.py, for the grader)")
+    if pages is not None:
+        print(f"wrote {Path(args.out) / PDF_NAME}: {count_pages(pdf)} pages, of which the analysis {pages} "
+              f"(the limit is {PAGE_LIMIT})")
+        if pages > PAGE_LIMIT:
+            print(f"the analysis is {pages} pages, more than the handout's {PAGE_LIMIT}: shorten your answers")
     for note in report.untrained_notes(reports):
         print(note)
+    if missing:
+        print(f"not answered yet in {args.answers}: " + "; ".join(missing))
     return 0
 
 
