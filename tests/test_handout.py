@@ -394,6 +394,17 @@ def test_the_student_readme_names_only_files_the_student_kit_has(generated):
     assert len(readme.splitlines()) < 250
 
 
+def test_every_link_of_the_student_kits_documents_leads_to_a_file_it_has(generated):
+    out, _ = generated
+    documents = sorted(out.rglob("*.md"))
+    assert len(documents) > 5
+    for doc in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            path = target.split("#")[0]
+            if path and not path.startswith("http"):
+                assert (doc.parent / path).exists(), f"{doc.relative_to(out)} links to {target}, not in the kit"
+
+
 def test_the_student_quick_start_installs_and_fetches_then_shows_the_expected_first_state(generated, tmp_path):
     readme = _student_readme(generated[0])
     first, second = _code_blocks(readme[readme.index("## Quick start"):])[0].strip().splitlines()
