@@ -12,6 +12,7 @@ piece is written (the reference kit) this changes nothing. `--piece NAME` runs t
 one piece (PIECE_TESTS).
 """
 
+import functools
 import os
 import re
 import subprocess
@@ -97,24 +98,50 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def _piece_methods():
+    """[(class, method name, piece)] of the unwritten pieces (none if the kit cannot be imported:
+    the tests then say why themselves)."""
+    try:
+        from conv_layer import ConvLayer
+        from fc_layer import FCLayer
+    except ImportError:
+        return []
+    classes = {"FCLayer": FCLayer, "ConvLayer": ConvLayer}
+    return [(classes[piece.split(".")[0]], piece.split(".")[1], piece) for piece in sorted(UNWRITTEN)]
+
+
 @pytest.fixture(autouse=True)
-def _child_output(request, monkeypatch):
-    """In a kit with unwritten pieces, keep what the scripts a test runs print (to find
-    their `not implemented yet: <piece>`)."""
-    request.node.child_output_ = []
+def _unwritten_seen(request, monkeypatch):
+    """In a kit with unwritten pieces, note each one a test reaches: its NotImplementedError as
+    it is raised (in the test's own process, whatever catches it), and what the scripts the test
+    runs print (their `not implemented yet: <piece>`)."""
+    seen = request.node.unwritten_seen_ = []
     if not UNWRITTEN:
         yield
         return
+    for cls, name, piece in _piece_methods():
+        monkeypatch.setattr(cls, name, _noting(getattr(cls, name), piece, seen))
     communicate = subprocess.Popen.communicate
 
     def recorded(self, *args, **kwargs):
         out = communicate(self, *args, **kwargs)
-        request.node.child_output_.extend(text if isinstance(text, str) else text.decode(errors="replace")
-                                          for text in out if text)
+        seen.extend(text if isinstance(text, str) else text.decode(errors="replace") for text in out if text)
         return out
 
     monkeypatch.setattr(subprocess.Popen, "communicate", recorded)
     yield
+
+
+def _noting(method, piece, seen):
+    @functools.wraps(method)
+    def noted(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except NotImplementedError as e:
+            if str(e).startswith(f"{piece}:"):
+                seen.append(f"NotImplementedError: {e}")
+            raise
+    return noted
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -124,8 +151,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if not UNWRITTEN or not report.failed or call.excinfo is None:
         return
-    texts = [report.longreprtext, report.capstdout, report.capstderr,
-             *getattr(item, "child_output_", [])]
+    texts = [*getattr(item, "unwritten_seen_", []), report.longreprtext, report.capstdout, report.capstderr]
     pieces = [p for text in texts for p in NOT_WRITTEN.findall(text) if p in UNWRITTEN]
     if pieces:
         report.outcome = "skipped"
