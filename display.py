@@ -1,11 +1,14 @@
 """Showing what a network computes: a training image and each layer's activations for it.
 
-Shown in a window when matplotlib has a screen to draw on; on a machine without one
-(`is_headless`) the figure is written to a PNG instead. play_with_convolutions.py uses the
-same test.
+Shown in a window every display_after steps when matplotlib has a screen to draw on. On a
+machine without one (`is_headless`) the figure is written to a PNG instead, and only between
+epochs, at most every REFRESH_SECONDS and after the last one: drawing a figure takes longer than
+a logistic regression's whole epoch, and nobody watches a file step by step.
+play_with_convolutions.py uses the same test.
 """
 
 import os
+import time
 
 import numpy as np
 
@@ -13,6 +16,7 @@ from checkpoints import write_atomically
 
 # matplotlib backends that draw to files only: with one of these there is no window.
 NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+REFRESH_SECONDS = 10.0  # headless: the PNG is redrawn after an epoch at most this often
 
 
 def is_headless():
@@ -43,32 +47,52 @@ def tile(activation):
 class ActivationDisplay:
     """One row of panels: an input image and each layer's activations for it.
 
-    net: the network (its layers, input size, display generator and stats path are read).
-    Headless, the figure goes to '<model>_display.png' beside the stats file, which the
-    first call says once.
+    net: the network (its layers, input size, display generator, display_after and stats path
+    are read). Headless, the figure goes to '<model>_display.png' beside the stats file, which
+    the first epoch says once. matplotlib is imported at the first drawing, not before.
     """
 
     def __init__(self, net, log):
-        import matplotlib.pyplot as plt
-
-        self.net_, self.log_, self.plt_ = net, log, plt
+        self.net_, self.log_ = net, log
         self.headless_ = is_headless()
         base = os.path.splitext(net.performance_stats_)[0]
         self.png_ = (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
         self.figure_ = None
+        self.drawn_at_ = time.monotonic()
 
-    def show(self, batch, states):
-        net, plt = self.net_, self.plt_
-        i = int(net.display_rng_.integers(batch.shape[0]))
+    def after_step(self, step, batch, states):
+        """On a screen, show the figure every display_after steps (step counts from 1)."""
+        if not self.headless_ and step % self.net_.display_after_ == 0:
+            self.show(batch, states)
+
+    def after_epoch(self, batch, states, last):
+        """Headless, write the PNG for the epoch's last batch when REFRESH_SECONDS have passed
+        since the last one, and after the last epoch. One image is drawn at random every epoch
+        either way, so the display's generator does not depend on the clock."""
+        if not self.headless_:
+            return
+        if not getattr(self, "said_", False):
+            print(f"display: no screen here; the activations figure is written to {self.png_} "
+                  f"(after an epoch, at most every {REFRESH_SECONDS:g} s, and at the end)", file=self.log_, flush=True)
+            self.said_ = True
+        i = self._pick(batch)
+        if last or time.monotonic() - self.drawn_at_ >= REFRESH_SECONDS:
+            self.show(batch, states, i)
+
+    def _pick(self, batch):
+        return int(self.net_.display_rng_.integers(batch.shape[0]))
+
+    def show(self, batch, states, i=None):
+        """Draw image i of the batch (default: one at random) and its activations: in the
+        window, or headless into the PNG."""
+        net = self.net_
+        i = self._pick(batch) if i is None else i
         image = batch[i].reshape(net.input_num_channels_, net.input_image_size_y_, net.input_image_size_x_)
         panels = [("input", tile(image[0] if image.shape[0] == 1 else image))]
         for layer, state in zip(net.layer_[:-1], states[1:-1]):
             panels.append((layer.name_, tile(state[i])))
         if self.figure_ is None:
-            if not self.headless_:
-                plt.ion()
-            self.figure_, axes = plt.subplots(1, len(panels) + 1, figsize=(2.2 * (len(panels) + 1), 2.6))
-            self.axes_ = axes
+            self._make_figure(len(panels) + 1)
         for ax in self.axes_:
             ax.clear()
             ax.set_xticks([])
@@ -83,9 +107,20 @@ class ActivationDisplay:
         self.axes_[-1].set_title(f"output: {int(np.argmax(probs))}", fontsize=9)
         if self.headless_:
             write_atomically(self.png_, lambda f: self.figure_.savefig(f, format="png", dpi=72))
-            if not getattr(self, "said_", False):
-                print(f"display: no screen here; the activations figure is written to {self.png_}",
-                      file=self.log_, flush=True)
-                self.said_ = True
+            self.drawn_at_ = time.monotonic()
         else:
-            plt.pause(0.001)
+            self.plt_.pause(0.001)
+
+    def _make_figure(self, columns):
+        size = (2.2 * columns, 2.6)
+        if self.headless_:  # a figure of its own, drawn to files: no pyplot, no window
+            from matplotlib.figure import Figure
+
+            self.figure_ = Figure(figsize=size)
+            self.axes_ = self.figure_.subplots(1, columns)
+        else:
+            import matplotlib.pyplot as plt
+
+            self.plt_ = plt
+            plt.ion()
+            self.figure_, self.axes_ = plt.subplots(1, columns, figsize=size)

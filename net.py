@@ -189,8 +189,8 @@ class NeuralNet:
                     if interactive:
                         print(f"\rEpoch {epoch} step {step + 1}/{num_steps}  CE {ce / len(batch):.4f}",
                               end="", file=log, flush=True)
-                    if viewer and (step + 1) % self.display_after_ == 0:
-                        viewer.show(x, states)
+                    if viewer:
+                        viewer.after_step(step + 1, x, states)
                 self._set_training(False)
                 val_ce, val_acc = self.Validate(self.validation_)
                 row = [ce_sum / num_train, correct / num_train, val_ce, val_acc, lr_factor]
@@ -201,6 +201,8 @@ class NeuralNet:
                       f"Val CE {row[2]:.4f} Acc {row[3]:.4f}"
                       + (f"  LR x{lr_factor:.4g}" if self.lr_schedule_ != "constant" else ""),
                       file=log, flush=True)
+                if viewer:  # headless: the PNG, between epochs (display.py)
+                    viewer.after_epoch(x, states, last=epoch == max_epochs)
 
     def _end_epoch(self, epoch, row):
         """Record an epoch's statistics: the stats file, the checkpoint if it improved, the last state."""

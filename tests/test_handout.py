@@ -1,9 +1,11 @@
-"""tools/handout.py: the student kit, its blanks, what it leaves out, and that the reference
-regions pasted back make it whole again. Everything is written to tmp."""
+"""tools/handout.py: the student kit, its blanks, what it leaves out, its README, its own test
+suite (unwritten pieces reported as not implemented yet), and that the reference regions pasted
+back make it whole again. Everything is written to tmp."""
 
 import ast
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG_DIR, REPO_ROOT
+from conftest import CONFIG_DIR, PIECE_FILES, REPO_ROOT, write_config
 from tools import handout
 from tools.regions import ALL_PIECES, marked_regions
 
 STUDENT_FILES = ("fc_layer.py", "conv_layer.py")
 FAST_CONFIGS = ("logreg.yaml", "convnet_gradcheck.yaml", "convnet_gradcheck_deep.yaml")
+HANDED_OUT_CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if not handout.is_staff_only(f"configs/{p.name}"))
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +41,30 @@ def _copy_with_extension(kit, tmp_path):
     return target
 
 
-def _run(args, cwd, timeout=300):
-    env = dict(os.environ, MPLBACKEND="Agg")
+def _run(args, cwd, timeout=300, **env_vars):
+    env = dict(os.environ, MPLBACKEND="Agg", **env_vars)
     return subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def _pytest(kit, *args, timeout=900):
+    """The kit's own test suite, run in the kit as a student runs it: (exit status, output)."""
+    # Wide enough that pytest does not cut the reasons of its summary lines short.
+    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rx", *args], kit, timeout=timeout, COLUMNS="1000")
+    return result.returncode, result.stdout + result.stderr
+
+
+SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|xfailed|xpassed|skipped|deselected)")
+
+
+def _summary(output):
+    """{'passed': n, 'xfailed': n, ...} from pytest's closing line (`... in 1.23s`)."""
+    last = next(line for line in reversed(output.splitlines()) if SUMMARY.search(line) and re.search(r" in [\d.]+s", line))
+    return {word: int(n) for n, word in SUMMARY.findall(last)}
+
+
+def _xfail_reasons(output):
+    return re.findall(r"^XFAIL .*? - (not implemented yet: .*|[^-]*)$", output, flags=re.M)
 
 
 def _regions_of(folder):
@@ -112,11 +135,12 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
         assert not any(part.startswith(".") and part != ".gitignore" for part in parts), path
         assert parts[0] not in ("runs", "build") and "__pycache__" not in parts, path
         assert not path.endswith((".so", ".c", ".o", ".npz", ".npy", ".gz", ".pyc", ".zip")), path
-    assert not {"tools/handout.py", "tools/autograde.py", "tests/test_handout.py", "tests/test_autograde.py"} & files
     for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h",
-                   "MANIFEST.in", "data/usps.py", "grad_check.py",
-                   "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
-                   "tools/regions.py", "configs/convnet2.yaml", "tests/conftest.py", "docs/course-tools.md"):
+                   "MANIFEST.in", "data/usps.py", "grad_check.py", "train.py", "evaluate.py", "fc_layer.py",
+                   "conv_layer.py", "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
+                   "tools/regions.py", "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
+                   "tests/test_fc_layer.py", "tests/test_conv_layer.py", "tests/test_scripts.py",
+                   "docs/course-tools.md", "docs/configuration.md"):
         assert needed in files, needed
     with zipfile.ZipFile(zip_path) as archive:
         assert sorted(archive.namelist()) == sorted(f"{out.name}/{f}" for f in files)
@@ -132,7 +156,7 @@ def test_the_staff_parts_of_the_readme_and_of_the_docs_are_not_handed_out(genera
     with zipfile.ZipFile(zip_path) as archive:
         zipped = {name.split("/", 1)[1]: archive.read(name).decode() for name in archive.namelist()}
     for rel in documents:
-        if rel in handout.STAFF_ONLY:
+        if handout.is_staff_only(rel):
             assert not (out / rel).exists(), rel
             continue
         original, handed_out = (REPO_ROOT / rel).read_text(), (out / rel).read_text()
@@ -227,18 +251,22 @@ def test_play_with_convolutions_runs_in_the_student_kit(generated, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _paste_reference_regions(kit):
+def _paste_reference_regions(kit, pieces=ALL_PIECES):
+    """Paste the reference kit's code of `pieces` into the student kit `kit` (a 2015-style
+    answer: the same names, the same few lines)."""
     for name in STUDENT_FILES:
         reference = (REPO_ROOT / name).read_text().splitlines(keepends=True)
         student = (kit / name).read_text().splitlines(keepends=True)
-        ref_regions = marked_regions("".join(reference), name)
-        for ref, blank in reversed(list(zip(ref_regions, marked_regions("".join(student), name)))):
-            student[blank.first - 1:blank.last] = reference[ref.first - 1:ref.last]
+        ref_regions = {r.piece: r for r in marked_regions("".join(reference), name)}
+        for blank in reversed(marked_regions("".join(student), name)):
+            if blank.piece in pieces:
+                ref = ref_regions[blank.piece]
+                student[blank.first - 1:blank.last] = reference[ref.first - 1:ref.last]
         (kit / name).write_text("".join(student))
 
 
 @pytest.mark.parametrize("config", [pytest.param(name, marks=() if name in FAST_CONFIGS else pytest.mark.slow)
-                                    for name in sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))])
+                                    for name in HANDED_OUT_CONFIGS])
 def test_pasting_the_reference_regions_back_makes_the_config_pass(config, generated, tmp_path):
     kit = _copy_with_extension(generated[0], tmp_path)
     _paste_reference_regions(kit)
@@ -296,3 +324,182 @@ def test_the_readme_and_the_docs_are_the_documents_stripped():
 def test_help_exits_0():
     result = _run(["tools/handout.py", "--help"], REPO_ROOT, timeout=60)
     assert result.returncode == 0 and "OUT_DIR" in result.stdout
+
+
+# The student's path: the kit's own README, test suite and scripts, blank and answered.
+
+def _student_readme(kit):
+    return (kit / "README.md").read_text()
+
+
+def _code_blocks(markdown):
+    return re.findall(r"^```(?:bash)?\n(.*?)^```", markdown, flags=re.M | re.S)
+
+
+def test_student_only_blocks_are_shown_in_the_student_kit_and_hidden_in_a_comment_for_staff(tmp_path):
+    text = (f"# Kit\n{handout.STAFF_BEGIN}\nstaff start\n{handout.STAFF_END}\n{handout.STUDENT_BEGIN}\n"
+            f"student start\n\n```bash\npython grad_check.py\n```\n{handout.STUDENT_END}\nfor all\n")
+    assert handout.strip_staff_only(text) == "# Kit\nstudent start\n\n```bash\npython grad_check.py\n```\nfor all\n"
+    # In the staff's copy the student block is one HTML comment: nothing in it shows.
+    comment = text[text.index(handout.STUDENT_BEGIN):text.index(handout.STUDENT_END) + len(handout.STUDENT_END)]
+    assert comment.startswith("<!--") and comment.endswith("-->") and comment.count("-->") == 1
+    kit = _small_kit(tmp_path, {"README.md": text})
+    handout.make_handout(tmp_path / "out", None, kit)
+    assert (tmp_path / "out/README.md").read_text() == handout.strip_staff_only(text)
+
+
+@pytest.mark.parametrize("text, words", [
+    (f"{handout.STUDENT_BEGIN}\nstudent\n", ["line 1", "never closed"]),
+    (f"a\n{handout.STUDENT_END}\n", ["line 2", "without"]),
+    (f"{handout.STUDENT_BEGIN}\n{handout.STAFF_BEGIN}\nx\n{handout.STAFF_END}\n{handout.STUDENT_END}\n",
+     ["line 2", "inside"]),
+    (f"{handout.STAFF_BEGIN}\nx\n{handout.STUDENT_END}\n", ["line 3", "without"]),
+    (f"{handout.STUDENT_BEGIN}\n<!-- a comment -->\n{handout.STUDENT_END}\n", ["line 2", "-->"]),
+])
+def test_a_student_block_that_would_show_wrongly_is_refused_naming_the_line(text, words):
+    with pytest.raises(handout.HandoutError) as error:
+        handout.strip_staff_only(text, "README.md")
+    for word in ["README.md", *words]:
+        assert word in str(error.value), (word, str(error.value))
+
+
+def test_the_student_kit_ships_only_what_a_student_runs_or_reads(generated):
+    out, _ = generated
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    staff = sorted(rel for rel in (p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.rglob("*") if p.is_file())
+                   if handout.is_staff_only(rel))
+    for rel in ("tools/bench.py", "tools/analyze.py", "tools/autograde.py", "tests/test_fuzz.py",
+                "tests/test_bench.py", "tests/test_builds.py", "tests/test_reliability.py", "tests/test_analyze.py",
+                "tests/autograde_helpers.py", "configs/usps_best.yaml", "configs/lenet.yaml", "docs/speed.md"):
+        assert rel in staff, rel  # each is in the reference kit, and counted as staff material
+    assert not set(staff) & files, sorted(set(staff) & files)
+    # What is left: the kit, the assignment's configs, the kit's tests, the student's tools.
+    assert sorted(f for f in files if f.startswith("configs/")) == [f"configs/{c}" for c in HANDED_OUT_CONFIGS]
+    assert not any("bench" in f or "autograde" in f or "fuzz" in f for f in files)
+
+
+PATH_LIKE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.(?:py|pyx|h|yaml|md|toml|in))\b")
+GENERATED = ("runs/", "data/usps.npz", ".venv")
+
+
+def test_the_student_readme_names_only_files_the_student_kit_has(generated):
+    out, _ = generated
+    readme = _student_readme(out)
+    named = set(PATH_LIKE.findall(readme)) | set(re.findall(r"\]\(([^)#]+)\)", readme))
+    assert {"fc_layer.py", "conv_layer.py", "grad_check.py", "configs/logreg.yaml"} <= named
+    for rel in sorted(named):
+        if rel.startswith(GENERATED) or rel.startswith("http"):
+            continue
+        found = (out / rel).exists() or (out / "tools" / rel).exists() or (out / "configs" / rel).exists()
+        assert found, f"the student README names {rel}, which the student kit lacks"
+    for word in ("handout.py", "autograde", "bench", "analyze.py", "usps_best", "2 to 4 minutes", "STAFF"):
+        assert word not in readme, word
+    assert len(readme.splitlines()) < 250
+
+
+def test_every_link_of_the_student_kits_documents_leads_to_a_file_it_has(generated):
+    out, _ = generated
+    documents = sorted(out.rglob("*.md"))
+    assert len(documents) > 5
+    for doc in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            path = target.split("#")[0]
+            if path and not path.startswith("http"):
+                assert (doc.parent / path).exists(), f"{doc.relative_to(out)} links to {target}, not in the kit"
+
+
+def test_the_student_quick_start_installs_and_fetches_then_shows_the_expected_first_state(generated, tmp_path):
+    readme = _student_readme(generated[0])
+    first, second = _code_blocks(readme[readme.index("## Quick start"):])[0].strip().splitlines()
+    # One command installs, builds and fetches the data, and trains nothing before the pieces exist.
+    assert "pip install -e" in first and first.endswith("&& python data/usps.py") and "train.py" not in first
+    assert second == "python grad_check.py configs/logreg.yaml"
+    assert "not implemented yet: FCLayer.ComputeUp" in readme and "That is expected" in readme
+    kit = _copy_with_extension(generated[0], tmp_path)
+    fetched = _run(["data/usps.py"], kit)  # the first command's last step (USPS_MIRROR as the tests use it)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip().splitlines()[-1].startswith(f"usps: wrote {kit / 'data' / 'usps.npz'}")
+    checked = _run(second.split()[1:], kit)
+    assert checked.returncode == 1
+    assert checked.stdout.strip().splitlines()[-2:] == [
+        "not implemented yet: FCLayer.ComputeUp: write the forward pass in fc_layer.py", "FAILED"]
+
+
+def test_train_and_evaluate_in_the_student_kit_stop_in_one_line_naming_the_piece_and_its_file(
+        generated, tmp_path, small_npz):
+    config = write_config(tmp_path, "logreg.yaml", small_npz, max_epochs=1)
+    assert _run(["train.py", config], REPO_ROOT).returncode == 0  # a checkpoint, from the reference kit
+    kit = _copy_with_extension(generated[0], tmp_path)
+    for script in ("train.py", "evaluate.py"):
+        result = _run([script, config], kit)
+        assert result.returncode == 1, (script, result.stderr)
+        assert result.stderr.strip().splitlines() == [
+            f"{script}: error: not written yet: FCLayer.ComputeUp: write the forward pass in fc_layer.py"]
+
+
+def test_the_student_kits_own_tests_pass_and_report_each_unwritten_piece_as_not_implemented_yet(
+        generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    code, output = _pytest(kit)
+    counts = _summary(output)
+    assert code == 0 and not counts.get("failed") and not counts.get("error") and not counts.get("errors"), output[-3000:]
+    assert counts["passed"] > 200 and counts["xfailed"] > 50
+    reasons = _xfail_reasons(output)
+    assert len(reasons) == counts["xfailed"]
+    assert set(reasons) <= {f"not implemented yet: {piece}" for piece in ALL_PIECES}, set(reasons)
+    assert "not implemented yet: FCLayer.ComputeUp" in reasons and "not implemented yet: ConvLayer.ComputeUp" in reasons
+    assert "expected until you write these pieces" in output
+    # The same without pytest's capture and tracebacks (-s --tb=no): the scripts' tests run
+    # train.main in-process, which catches the NotImplementedError and prints its one line.
+    code, output = _pytest(kit, "-s", "--tb=no", "tests/test_scripts.py", "-k", "main")
+    counts = _summary(output)
+    assert code == 0 and counts["xfailed"] >= 3 and not counts.get("failed"), output[-3000:]
+
+
+@pytest.mark.parametrize("piece", ALL_PIECES)
+def test_piece_runs_the_tests_of_one_piece_which_wait_for_it_then_pass(piece, generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    _paste_reference_regions(kit, ALL_PIECES[:ALL_PIECES.index(piece)])  # the pieces before it are written
+    code, output = _pytest(kit, "--piece", piece)
+    waiting = _summary(output)  # a test that does not reach the piece (a bad config refused) passes already
+    assert code == 0 and set(waiting) <= {"passed", "xfailed", "deselected"} and waiting["xfailed"] >= 2, output[-3000:]
+    assert set(_xfail_reasons(output)) == {f"not implemented yet: {piece}"}
+    assert f"not implemented yet: {piece} ({PIECE_FILES[piece]})" in output
+    _paste_reference_regions(kit, [piece])
+    code, output = _pytest(kit, "--piece", piece)
+    done = _summary(output)
+    assert code == 0 and done["passed"] == waiting["xfailed"] + waiting.get("passed", 0), output[-3000:]
+    assert "xfail" not in output, output[-3000:]
+
+
+def test_a_wrong_piece_is_a_failure_not_an_xfail(generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    _paste_reference_regions(kit, ["FCLayer.ComputeUp"])
+    source = (kit / "fc_layer.py").read_text()
+    region = {r.piece: r for r in marked_regions(source, "fc_layer.py")}["FCLayer.ComputeUp"]
+    lines = source.splitlines(keepends=True)
+    indent = lines[region.first - 1][:len(lines[region.first - 1]) - len(lines[region.first - 1].lstrip())]
+    lines[region.first - 1:region.last] = [f"{indent}output = inputs.reshape(inputs.shape[0], -1)[:, :1] * 0\n"]
+    (kit / "fc_layer.py").write_text("".join(lines))
+    code, output = _pytest(kit, "--piece", "FCLayer.ComputeUp")
+    counts = _summary(output)
+    assert code == 1 and counts.get("failed", 0) >= 1 and not counts.get("xfailed"), output
+
+
+@pytest.mark.slow
+def test_the_student_kit_with_a_2015_style_answer_pasted_in_passes_all_its_tests(generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    _paste_reference_regions(kit)
+    code, output = _pytest(kit)
+    counts = _summary(output)
+    assert code == 0 and counts["passed"] > 300 and not counts.get("xfailed") and not counts.get("failed"), output[-3000:]
+
+
+@pytest.mark.parametrize("tool", ["tools/report.py", "tools/pool_ties.py",
+                                  pytest.param("tools/submit.py", marks=pytest.mark.xfail(
+                                      strict=True, reason="submit.py imports tools/analyze.py, which is staff "
+                                                          "material: the hand-in rewrite drops it"))])
+def test_every_tool_of_the_student_kit_runs(tool, generated, tmp_path):
+    kit = _copy_with_extension(generated[0], tmp_path)
+    result = _run([tool, "--help"], kit, timeout=60)
+    assert result.returncode == 0 and "usage" in result.stdout, result.stderr[-2000:]

@@ -5,17 +5,23 @@ Copies every file of the kit to OUT_DIR, with each of the four solution regions
 "YOUR CODE HERE" block that says what to compute from what and raises
 NotImplementedError("<Class.Method>: ..."), and writes OUT_DIR.zip of it.
 
-Left out: build products (build/, *.so, *.c, *.o, __pycache__, *.egg-info), data and
-run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png, convolutions.png, *.zip),
-hidden folders (.git, .venv, .ci, caches), the staff's tools, their tests and any document
-that is staff material only (STAFF_ONLY), and the parts of README.md and docs/*.md
-(STAFF_STRIPPED) between `<!-- BEGIN STAFF ONLY -->` and `<!-- END STAFF ONLY -->` lines.
-Before it writes the zip it checks that no line of any region survives in the kit, and that
-no staff marker does (a marker in a file that is not stripped, or not on a line of its own,
-would hand out what follows it).
+The student kit holds what a student runs or reads: the kit, the assignment's configs and
+the tests of the kit. Left out: build products (build/, *.so, *.c, *.o, __pycache__,
+*.egg-info), data and run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png,
+convolutions.png, *.zip), hidden files and folders but .gitignore (.git, .venv, .ci,
+caches), and STAFF_ONLY: the staff's tools and their tests, the benchmark, fuzz, build and
+reliability tests, the configs that are not the assignment's, and the staff's documents.
+
+README.md and docs/*.md (STAFF_STRIPPED) are handed out as students should read them: the
+lines from `<!-- BEGIN STAFF ONLY -->` to `<!-- END STAFF ONLY -->` are removed, and the
+lines between `<!-- BEGIN STUDENT ONLY` and `END STUDENT ONLY -->` (an HTML comment, so the
+staff's copy does not show them) are kept without those two marker lines. Each marker is a
+line of its own. Before it writes the zip it checks that no line of any region survives in
+the kit, and that no marker does (a marker in a file that is not stripped, or not on a line
+of its own, would hand out what follows it).
 
 Exit status: 0 written, 2 bad input (OUT_DIR not empty, a kit without its four regions, a
-staff block left open or a staff marker where it would not be stripped).
+block left open, nested or holding `-->`, or a marker where it would not be processed).
 """
 
 import argparse
@@ -36,16 +42,29 @@ from tools.leaks import LeakError, check as check_leaks  # noqa: E402
 EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
 EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
                   "*_display.png", "convolutions.png"]
-# Left out whole. A document of docs/ that is staff material only goes here too.
-STAFF_ONLY = {"tools/handout.py", "tools/autograde.py", "tools/autograde_checks.py", "tools/autograde_gradescope.py",
-              "tools/autograde_sandbox.py", "tools/autograde_worker.py", "tests/test_handout.py",
-              "tests/test_autograde.py", "tests/test_autograde_adversarial.py", "tests/test_autograde_gradescope.py",
-              "tests/test_autograde_sandbox.py", "tests/autograde_helpers.py", "docs/grading.md",
-              "tests/test_grad_check_mistakes.py", "tools/analyze.py", "tests/test_analyze.py", "tools/leaks.py",
-              "tests/test_leaks.py", "docs/answer-key.md"}
-# Handed out without their staff-only blocks (fnmatch patterns of kit-relative paths).
+# Left out whole (fnmatch patterns of kit-relative paths): what only staff run or read.
+STAFF_ONLY = (
+    # The staff's tools and their tests: hand out, grade, the question 8 and 9 calculator.
+    "tools/handout.py", "tools/autograde*.py", "tools/analyze.py", "tests/test_handout.py",
+    "tests/test_autograde*.py", "tests/autograde_helpers.py", "tests/test_analyze.py",
+    # The tests of the course tools, not of the student's kit.
+    "tests/test_regions.py", "tests/test_report.py", "tests/test_submit.py",
+    # The benchmark, and the fuzz, build, reliability and grad-check-mistake tests.
+    "tools/bench*.py", "tests/test_bench.py", "tests/test_fuzz.py", "tests/test_builds.py",
+    "tests/test_setup.py", "tests/test_reliability.py", "tests/test_grad_check_mistakes.py",
+    "tests/test_dropout_layer.py",  # it checks analyze.py's counts too
+    # Configs that are not the assignment's.
+    "configs/usps_best.yaml", "configs/lenet.yaml",
+    # Staff documents.
+    "docs/grading.md", "docs/answer-key.md", "docs/speed.md", "docs/usps_best.md",
+    # The leak check and its tests: they hold the answer key's numbers and the solutions' lines.
+    "tools/leaks.py", "tests/test_leaks.py",
+)
+# Handed out as students read them (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")
 STAFF_BEGIN, STAFF_END = "<!-- BEGIN STAFF ONLY -->", "<!-- END STAFF ONLY -->"
+STUDENT_BEGIN, STUDENT_END = "<!-- BEGIN STUDENT ONLY", "END STUDENT ONLY -->"
+MARKERS = (STAFF_BEGIN, STAFF_END, STUDENT_BEGIN, STUDENT_END)
 
 # What each blank says: what to compute, from what, and the handout's hints. Our own words.
 BLANKS = {
@@ -117,30 +136,43 @@ def blank_source(source, path):
 
 
 def is_staff_stripped(rel):
-    """Whether the kit file `rel` (posix, relative) is handed out without its staff-only blocks."""
+    """Whether the kit file `rel` (posix, relative) is handed out with its blocks processed."""
     return any(fnmatch.fnmatch(rel, pattern) for pattern in STAFF_STRIPPED)
 
 
+def is_staff_only(rel):
+    """Whether the kit file `rel` (posix, relative) stays out of the student kit."""
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in STAFF_ONLY)
+
+
 def strip_staff_only(text, path="README.md"):
-    """`text` (a Markdown document) without its staff-only blocks: every line from a
-    STAFF_BEGIN line to the next STAFF_END line, both included. Raises HandoutError, naming
-    `path` and the line, for a block left open, an END without its BEGIN, or a BEGIN inside
-    a block."""
-    kept, opened = [], None
+    """`text` (a Markdown document) as a student reads it: without its staff-only blocks
+    (every line from a STAFF_BEGIN line to the next STAFF_END line, both included), and with
+    the lines of its student-only blocks kept but not their STUDENT_BEGIN and STUDENT_END
+    lines. Raises HandoutError, naming `path` and the line, for a block left open, an end
+    without its beginning, a block inside another, or a `-->` inside a student block (it
+    would end the comment that hides the block from staff)."""
+    begins = {STAFF_BEGIN: STAFF_END, STUDENT_BEGIN: STUDENT_END}
+    kept, opened, where = [], None, 0
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
-        if line.strip() == STAFF_BEGIN:
+        marker = line.strip()
+        if marker in begins:
             if opened:
-                raise HandoutError(f"{path}, line {number}: {STAFF_BEGIN} inside the staff block "
-                                   f"opened at line {opened}")
-            opened = number
-        elif line.strip() == STAFF_END:
-            if not opened:
-                raise HandoutError(f"{path}, line {number}: {STAFF_END} without its {STAFF_BEGIN}")
+                raise HandoutError(f"{path}, line {number}: {marker} inside the block {opened} opened at "
+                                   f"line {where}")
+            opened, where = marker, number
+        elif marker in (STAFF_END, STUDENT_END):
+            if begins.get(opened) != marker:
+                raise HandoutError(f"{path}, line {number}: {marker} without its "
+                                   f"{STAFF_BEGIN if marker == STAFF_END else STUDENT_BEGIN}")
             opened = None
-        elif not opened:
+        elif opened == STUDENT_BEGIN and "-->" in line:
+            raise HandoutError(f"{path}, line {number}: '-->' inside the student block opened at line {where} "
+                               f"(it would end the comment that hides the block)")
+        elif opened != STAFF_BEGIN:
             kept.append(line)
     if opened:
-        raise HandoutError(f"{path}, line {opened}: {STAFF_BEGIN} is never closed by {STAFF_END}")
+        raise HandoutError(f"{path}, line {where}: {opened} is never closed by {begins[opened]}")
     return "".join(kept)
 
 
@@ -156,7 +188,8 @@ def kit_files(kit, skip=()):
         for name in sorted(files):
             path = here / name
             rel = path.relative_to(kit).as_posix()
-            if any(fnmatch.fnmatch(name, pattern) for pattern in EXCLUDED_FILES) or rel in STAFF_ONLY \
+            hidden = name.startswith(".") and name != ".gitignore"  # e.g. a worktree's .git file
+            if hidden or any(fnmatch.fnmatch(name, pattern) for pattern in EXCLUDED_FILES) or is_staff_only(rel) \
                     or path.resolve() in skip or path.is_symlink():
                 continue
             found.append(rel)
@@ -235,11 +268,11 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
     if leaks:
         where, line = leaks[0]
         raise HandoutError(f"{out_dir / where}: holds solution text {line!r}; nothing zipped")
-    markers = surviving_lines(out_dir, [STAFF_BEGIN, STAFF_END])
+    markers = surviving_lines(out_dir, MARKERS)
     if markers:
         where, marker = markers[0]
-        raise HandoutError(f"{out_dir / where}: holds the staff marker {marker} (staff-only blocks are "
-                           f"removed from {', '.join(STAFF_STRIPPED)} only, on lines of their own); "
+        raise HandoutError(f"{out_dir / where}: holds the staff marker {marker} (staff-only and student-only "
+                           f"blocks are processed in {', '.join(STAFF_STRIPPED)} only, on lines of their own); "
                            f"nothing zipped")
     check_leaks(out_dir, kit)  # answer-key numbers, near-copies of solution lines: LeakError, nothing zipped
     if zip_path:
