@@ -495,10 +495,7 @@ def test_the_student_kit_with_a_2015_style_answer_pasted_in_passes_all_its_tests
     assert code == 0 and counts["passed"] > 300 and not counts.get("xfailed") and not counts.get("failed"), output[-3000:]
 
 
-@pytest.mark.parametrize("tool", ["tools/report.py", "tools/pool_ties.py",
-                                  pytest.param("tools/submit.py", marks=pytest.mark.xfail(
-                                      strict=True, reason="submit.py imports tools/analyze.py, which is staff "
-                                                          "material: the hand-in rewrite drops it"))])
+@pytest.mark.parametrize("tool", ["tools/report.py", "tools/pool_ties.py", "tools/submit.py"])
 def test_every_tool_of_the_student_kit_runs(tool, generated, tmp_path):
     kit = _copy_with_extension(generated[0], tmp_path)
     result = _run([tool, "--help"], kit, timeout=60)

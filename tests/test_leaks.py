@@ -69,7 +69,7 @@ PLANTS = {  # name: (file, text to add, what the message says)
         "docs/architecture.md", lambda: "the derivatives, as `deriv[:, :, np.newaxis]`, meet the filters",
         "the solution's expression"),
     "method 2's broadcasting shapes": (
-        "docs/speed.md", lambda: "| conv1 | (100,1,1,16,16) * (1,16,1,3,3) pad 1 -> (100,16,1,16,16) |",
+        "docs/configuration.md", lambda: "| conv1 | (100,1,1,16,16) * (1,16,1,3,3) pad 1 -> (100,16,1,16,16) |",
         "five-axis shape"),
     "the solution in a test": (
         "tests/test_conv_layer.py", lambda: "    expected = " + _line("w_flip[np.newaxis]").split("= ", 1)[1],
