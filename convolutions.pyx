@@ -9,12 +9,14 @@ that names the shapes) around typed, GIL-free loops:
 - ``im2col``, ``col2im``: the patches of a convolution as the columns of a matrix, and the
   scatter-add that undoes it (conv method 1: one matrix product on them).
 - ``channels_to_maps``, ``maps_to_channels``: method 1's products as maps, and back.
-- ``maxpool_forward``, ``maxpool_backward``: max pooling and its derivative.
+- ``maxpool_forward``, ``maxpool_backward``: max pooling and its derivative;
+  ``maxpool_derivative``: the two passes of the derivative (the winners, then the routing) in one.
 
 All accept float32 and float64 (the output has the input's dtype) and any memory layout:
 non-contiguous views (``w[:, :, ::-1, ::-1]``, ``x[:, np.newaxis]``) are copied first.
 Below the public functions: the argument checks, then the typed kernels; convolve's
-innermost blocks are C vector code, in convolve_blocks.h. The examples assume
+innermost blocks and the 2x2 max-pooling derivative are C vector code, in
+convolve_blocks.h. The examples assume
 ``import numpy as np`` and ``from convolutions import *``; tests/test_convolutions_doctests.py
 runs them. Build with ``python setup.py build_ext --inplace``.
 """
@@ -23,7 +25,7 @@ import numpy as np
 from cython.parallel import prange
 
 __all__ = ["convolve", "im2col", "col2im", "channels_to_maps", "maps_to_channels", "maxpool_forward",
-           "maxpool_backward"]
+           "maxpool_backward", "maxpool_derivative"]
 
 ctypedef fused real:
     float
@@ -462,6 +464,61 @@ def maxpool_backward(d_outputs, argmax, input_shape):
     return d_in
 
 
+def maxpool_derivative(d_outputs, inputs, kernel_size, stride, padding=0):
+    """The derivative of max pooling w.r.t. its inputs, from the inputs themselves: each
+    window's derivative goes to the input that wins it.
+
+    The same numbers as ``maxpool_backward(d_outputs, maxpool_forward(inputs, ...)[1],
+    inputs.shape)``, bit for bit, in one pass over each map, with no argmax array: what a
+    layer that keeps no state between its passes needs.
+
+    Parameters
+    ----------
+    d_outputs : ndarray, float32 or float64, shape (N, C, out_y, out_x)
+        Derivatives w.r.t. the pooled outputs, of the inputs' dtype.
+    inputs : ndarray, float32 or float64, shape (N, C, H, W)
+        The pooled inputs.
+    kernel_size, stride, padding : int
+        As given to ``maxpool_forward``.
+
+    Returns
+    -------
+    ndarray of the inputs' dtype, shape (N, C, H, W)
+        Derivatives w.r.t. the inputs. Ties go to the first maximum in row-major order, and
+        overlapping windows that share a maximum add their derivatives, as in
+        ``maxpool_backward``.
+
+    Raises
+    ------
+    ValueError
+        As ``maxpool_forward`` for the inputs and the window, and if d_outputs is not an
+        array of the inputs' dtype and of the pooled shape.
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, 5.0, 2.0, 0.0],
+    ...                 [3.0, 4.0, 8.0, 8.0]]]])
+    >>> maxpool_derivative(np.array([[[[10.0, 20.0]]]]), x, 2, 2)  # ties: the first 8 wins
+    array([[[[ 0., 10.,  0.,  0.],
+             [ 0.,  0., 20.,  0.]]]])
+    """
+    x = _as_real_array(inputs, "maxpool_derivative: inputs")
+    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "maxpool_derivative",
+                                          _as_int(kernel_size, "maxpool_derivative: kernel_size") // 2)
+    d = _as_real_array(d_outputs, "maxpool_derivative: d_outputs", x.dtype)
+    n, c, in_y, in_x = x.shape
+    if n * c > 0 and (in_y < 1 or in_x < 1):
+        raise ValueError(f"maxpool_derivative: inputs {x.shape} have maps without pixels")
+    if d.shape != (n, c, out_y, out_x):
+        raise ValueError(f"maxpool_derivative: d_outputs has shape {d.shape}, expected {(n, c, out_y, out_x)} "
+                         f"for inputs {x.shape}, kernel_size {k}, stride {s}, padding {p}")
+    d_in = np.empty(x.shape, dtype=x.dtype)
+    if d_in.size:
+        _route_maps(d.reshape(n * c, out_y, out_x), x.reshape(n * c, in_y, in_x),
+                    d_in.reshape(n * c, in_y, in_x), k, s, p)
+    return d_in
+
+
 # ----------------------------------------------------------------------------------------
 # shared helpers: argument checks, zero padding
 # ----------------------------------------------------------------------------------------
@@ -539,6 +596,10 @@ cdef extern from "convolve_blocks.h":
                            Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, bint two) noexcept nogil
     void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, bint two) noexcept nogil
+    void kit_route_2x2_double(const double* d_out, const double* img, Py_ssize_t in_y, Py_ssize_t in_x,
+                              double* d_in, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    void kit_route_2x2_float(const float* d_out, const float* img, Py_ssize_t in_y, Py_ssize_t in_x,
+                             float* d_in, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
 
 
 def _slack(in_x):
@@ -844,58 +905,100 @@ cdef void _maxpool_map(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* 
                        Py_ssize_t* argmax, Py_ssize_t out_y, Py_ssize_t out_x,
                        Py_ssize_t k, Py_ssize_t s, Py_ssize_t p) noexcept nogil:
     """Max pooling of one map: out[oy, ox] and argmax[oy, ox] for every window."""
-    cdef Py_ssize_t oy, ox, iy, ix, y0, x0, y1, x1, best, q
-    cdef real v, best_v
+    cdef Py_ssize_t oy, ox
     for oy in range(out_y):
-        # Clip the window to the real pixels: padding never wins the max.
-        y0 = max(oy * s - p, 0)
-        y1 = min(oy * s - p + k, in_y)
         for ox in range(out_x):
-            x0 = max(ox * s - p, 0)
-            x1 = min(ox * s - p + k, in_x)
-            best = y0 * in_x + x0
-            best_v = img[best]
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    q = iy * in_x + ix
-                    v = img[q]
-                    # Strictly greater: ties keep the first maximum in row-major order.
-                    # v != v lets a NaN win, as in PyTorch, so that divergence shows.
-                    if v > best_v or v != v:
-                        best_v = v
-                        best = q
-            out[oy * out_x + ox] = best_v
-            argmax[oy * out_x + ox] = best
+            argmax[oy * out_x + ox] = _winner(img, in_y, in_x, oy, ox, k, s, p, &out[oy * out_x + ox])
+
+
+cdef inline Py_ssize_t _winner(const real* img, Py_ssize_t in_y, Py_ssize_t in_x, Py_ssize_t oy,
+                               Py_ssize_t ox, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p,
+                               real* best_value) noexcept nogil:
+    """The flat index of the input that wins window (oy, ox), its value in *best_value."""
+    cdef Py_ssize_t iy, ix, q, best
+    cdef real v, best_v
+    # Clip the window to the real pixels: padding never wins the max.
+    cdef Py_ssize_t y0 = max(oy * s - p, 0), y1 = min(oy * s - p + k, in_y)
+    cdef Py_ssize_t x0 = max(ox * s - p, 0), x1 = min(ox * s - p + k, in_x)
+    best = y0 * in_x + x0
+    best_v = img[best]
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            q = iy * in_x + ix
+            v = img[q]
+            # Strictly greater: ties keep the first maximum in row-major order.
+            # v != v lets a NaN win, as in PyTorch, so that divergence shows.
+            if v > best_v or v != v:
+                best_v = v
+                best = q
+    best_value[0] = best_v
+    return best
 
 
 cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize_t* argmax,
                            Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """The common case k = s = 2, p = 0, unrolled: the same comparisons in the same order as
-    the general loop (a NaN wins, the last NaN of a window wins), written as selections of
-    values and indices, which the compiler makes branch-free: which input wins is random,
-    and mispredicted branches would cost more than the window's whole work."""
-    cdef Py_ssize_t oy, ox, best, q
-    cdef real v, best_v
-    cdef bint take
+    """The common case k = s = 2, p = 0, unrolled (see _winner_2x2)."""
+    cdef Py_ssize_t oy, ox
     for oy in range(out_y):
         for ox in range(out_x):
-            q = 2 * oy * in_x + 2 * ox
-            best = q
-            best_v = img[q]
-            v = img[q + 1]
-            take = (v > best_v) | (v != v)
-            best = q + 1 if take else best
-            best_v = v if take else best_v
-            v = img[q + in_x]
-            take = (v > best_v) | (v != v)
-            best = q + in_x if take else best
-            best_v = v if take else best_v
-            v = img[q + in_x + 1]
-            take = (v > best_v) | (v != v)
-            best = q + in_x + 1 if take else best
-            best_v = v if take else best_v
-            out[oy * out_x + ox] = best_v
-            argmax[oy * out_x + ox] = best
+            argmax[oy * out_x + ox] = _winner_2x2(img, in_x, 2 * oy * in_x + 2 * ox, &out[oy * out_x + ox])
+
+
+cdef inline Py_ssize_t _winner_2x2(const real* img, Py_ssize_t in_x, Py_ssize_t q,
+                                   real* best_value) noexcept nogil:
+    """_winner for the 2x2 window whose top-left input is q: the same comparisons in the same
+    order (a NaN wins, the last NaN of a window wins), written as selections of values and
+    indices, which the compiler makes branch-free: which input wins is random, and
+    mispredicted branches would cost more than the window's whole work."""
+    cdef Py_ssize_t best = q
+    cdef real v, best_v = img[q]
+    cdef bint take
+    v = img[q + 1]
+    take = (v > best_v) | (v != v)
+    best = q + 1 if take else best
+    best_v = v if take else best_v
+    v = img[q + in_x]
+    take = (v > best_v) | (v != v)
+    best = q + in_x if take else best
+    best_v = v if take else best_v
+    v = img[q + in_x + 1]
+    take = (v > best_v) | (v != v)
+    best = q + in_x + 1 if take else best
+    best_v = v if take else best_v
+    best_value[0] = best_v
+    return best
+
+
+def _route_maps(const real[:, :, ::1] d_out, const real[:, :, ::1] x, real[:, :, ::1] d_in,
+                Py_ssize_t k, Py_ssize_t s, Py_ssize_t p):
+    """d_in[m] = the derivatives d_out[m] routed to the winners of x[m], for every map m
+    (see maxpool_derivative): one map per core at a time, in its cache."""
+    cdef Py_ssize_t m
+    for m in prange(x.shape[0], nogil=True, schedule="static"):
+        _route_map(&d_out[m, 0, 0], &x[m, 0, 0], x.shape[1], x.shape[2], &d_in[m, 0, 0],
+                   d_out.shape[1], d_out.shape[2], k, s, p)
+
+
+cdef void _route_map(const real* d_out, const real* img, Py_ssize_t in_y, Py_ssize_t in_x, real* d_in,
+                     Py_ssize_t out_y, Py_ssize_t out_x, Py_ssize_t k, Py_ssize_t s,
+                     Py_ssize_t p) noexcept nogil:
+    """One map of _route_maps: zeros, then each window's derivative added onto its winner
+    (0 + d, as maxpool_backward adds onto its zeros: -0.0 becomes 0.0 there too)."""
+    cdef Py_ssize_t i, oy, ox, best
+    cdef real unused
+    if k == 2 and s == 2 and p == 0:  # windows that tile the map: in C (convolve_blocks.h)
+        if real is double:
+            kit_route_2x2_double(d_out, img, in_y, in_x, d_in, out_y, out_x)
+        else:
+            kit_route_2x2_float(d_out, img, in_y, in_x, d_in, out_y, out_x)
+        return
+    for i in range(in_y * in_x):
+        d_in[i] = 0
+    for oy in range(out_y):
+        for ox in range(out_x):
+            best = _winner(img, in_y, in_x, oy, ox, k, s, p, &unused)
+            # Overlapping windows may share a winner: their derivatives add, in window order.
+            d_in[best] = d_in[best] + d_out[oy * out_x + ox]
 
 
 def _unpool_maps(const real[:, ::1] d_out, const Py_ssize_t[:, ::1] argmax, real[:, ::1] d_in):

@@ -1,10 +1,12 @@
-/* convolve_blocks.h: convolve's inner blocks, in C vectors, for convolutions.pyx.
+/* convolve_blocks.h: convolve's inner blocks, in C vectors, for convolutions.pyx, and
+   max pooling's derivative for 2x2 windows.
 
-   Two blocks, each for double and float:
+   Two blocks of convolve, each for double and float:
    - kit_block_T   4 output rows x one or two vectors of outputs of one map (along rows);
    - kit_across_T  a few output positions x one or two vectors of maps that read the same
                    image (across maps: the weight derivative's broadcast).
-   Both add each output's terms one at a time in one fixed order, so that every vector width,
+   And kit_route_2x2_T, one map's max-pooling derivative (maxpool_derivative).
+   Both blocks of convolve add each output's terms one at a time in one fixed order, so that every vector width,
    and the plain C loops for compilers without vector extensions, give the same numbers bit
    for bit (with -ffp-contract=off, as setup.py builds). */
 #ifndef KIT_CONVOLVE_BLOCKS_H
@@ -198,5 +200,88 @@ static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t 
 KIT_ACROSS_BLOCKS(double)
 KIT_ACROSS_BLOCKS(float)
 static const Py_ssize_t kit_positions = KIT_POSITIONS;
+
+/* ---- max pooling's derivative, 2x2 windows at stride 2 ------------------------------ */
+
+/* One map's derivative w.r.t. its inputs (in_y x in_x, out_y x out_x windows, 2 * out_y <=
+   in_y and 2 * out_x <= in_x): each window's d_out, plus zero, written to the input that
+   wins it (the first maximum in row-major order; a NaN wins, the last NaN of a window
+   wins), zeros to the window's other inputs and to an odd last row or column. Each input
+   is written once and no store is read back. Four windows at a time in vectors: their
+   comparisons are masks, where scalar code branched on which input wins (random, and
+   mispredicted half the time) and ran several times slower. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KIT_ROUTE_VECTORS(T, I)                                                          \
+typedef T kit_q4_##T __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)), may_alias)); \
+typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                        \
+/* 4 windows ox..ox+3 of the row pair at a (b = a + in_x): d_out's 4 values at d. */      \
+static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* rb) {    \
+    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                               \
+    const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4);       \
+    const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4);       \
+    const kit_q4_##T v0 = __builtin_shuffle(a0, a1, ev), v1 = __builtin_shuffle(a0, a1, od); \
+    const kit_q4_##T v2 = __builtin_shuffle(b0, b1, ev), v3 = __builtin_shuffle(b0, b1, od); \
+    kit_m4_##T best = {0, 0, 0, 0}, take;                                                \
+    kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                          \
+    take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                           \
+    best = (take & 1) | (~take & best);                                                  \
+    bv = (take & (kit_m4_##T)v1) | (~take & bv);                                         \
+    take = ((kit_q4_##T)bv < v2) | (v2 != v2);                                           \
+    best = (take & 2) | (~take & best);                                                  \
+    bv = (take & (kit_m4_##T)v2) | (~take & bv);                                         \
+    take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                           \
+    best = (take & 3) | (~take & best);                                                  \
+    const kit_q4_##T zero = {0, 0, 0, 0};                                                \
+    const kit_m4_##T dv = (kit_m4_##T)(zero + *(const kit_q4_##T*)d);                    \
+    const kit_m4_##T p0 = (best == 0) & dv, p1 = (best == 1) & dv;                       \
+    const kit_m4_##T p2 = (best == 2) & dv, p3 = (best == 3) & dv;                       \
+    const kit_m4_##T lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};                               \
+    *(kit_q4_##T*)ra = (kit_q4_##T)__builtin_shuffle(p0, p1, lo);                        \
+    *(kit_q4_##T*)(ra + 4) = (kit_q4_##T)__builtin_shuffle(p0, p1, hi);                  \
+    *(kit_q4_##T*)rb = (kit_q4_##T)__builtin_shuffle(p2, p3, lo);                        \
+    *(kit_q4_##T*)(rb + 4) = (kit_q4_##T)__builtin_shuffle(p2, p3, hi);                  \
+}
+KIT_ROUTE_VECTORS(double, long long)
+KIT_ROUTE_VECTORS(float, int)
+#define KIT_ROUTE4(T, a, b, d, ra, rb) kit_route4_##T(a, b, d, ra, rb)
+#define KIT_ROUTE_BY_4 4
+#else
+#define KIT_ROUTE4(T, a, b, d, ra, rb)
+#define KIT_ROUTE_BY_4 0
+#endif
+#define KIT_ROUTE_2X2(T)                                                                 \
+static void kit_route_2x2_##T(const T* d_out, const T* img, Py_ssize_t in_y,             \
+                              Py_ssize_t in_x, T* d_in, Py_ssize_t out_y, Py_ssize_t out_x) { \
+    const T zero = 0;                                                                    \
+    for (Py_ssize_t i = 2 * out_y * in_x; i < in_y * in_x; i++) d_in[i] = zero;          \
+    for (Py_ssize_t oy = 0; oy < out_y; oy++) {                                          \
+        const T* a = img + 2 * oy * in_x;                                                \
+        T* row = d_in + 2 * oy * in_x;                                                   \
+        Py_ssize_t ox = 0;                                                               \
+        if (KIT_ROUTE_BY_4)                                                              \
+            for (; ox + 4 <= out_x; ox += 4)                                             \
+                KIT_ROUTE4(T, a + 2 * ox, a + in_x + 2 * ox, d_out + oy * out_x + ox,    \
+                           row + 2 * ox, row + in_x + 2 * ox);                           \
+        for (; ox < out_x; ox++) {                                                       \
+            const Py_ssize_t c = 2 * ox;                                                 \
+            int best = 0;                                                                \
+            T best_v = a[c], v;                                                          \
+            v = a[c + 1];                                                                \
+            if (v > best_v || v != v) { best = 1; best_v = v; }                          \
+            v = a[in_x + c];                                                             \
+            if (v > best_v || v != v) { best = 2; best_v = v; }                          \
+            v = a[in_x + c + 1];                                                         \
+            if (v > best_v || v != v) best = 3;                                          \
+            const T dv = zero + d_out[oy * out_x + ox];                                  \
+            row[c] = best == 0 ? dv : zero;                                              \
+            row[c + 1] = best == 1 ? dv : zero;                                          \
+            row[in_x + c] = best == 2 ? dv : zero;                                       \
+            row[in_x + c + 1] = best == 3 ? dv : zero;                                   \
+        }                                                                                \
+        if (2 * out_x < in_x) row[in_x - 1] = row[2 * in_x - 1] = zero;                  \
+    }                                                                                    \
+}
+KIT_ROUTE_2X2(double)
+KIT_ROUTE_2X2(float)
 
 #endif  /* KIT_CONVOLVE_BLOCKS_H */

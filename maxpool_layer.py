@@ -69,7 +69,8 @@ class MaxPoolLayer(Layer):
         if self.is_input_:
             return None, None, None
         maps = self._input_maps(inputs)
-        # Recomputing the winners costs one cheap pass and keeps the layer free of state.
-        _, argmax = convolutions.maxpool_forward(maps, self.kernel_size_, self.stride_, self.padding_)
-        d_inputs = convolutions.maxpool_backward(np.asarray(dC_by_doutputs, dtype=maps.dtype), argmax, maps.shape)
+        # The winners found again, as the derivatives are routed (one pass over each map):
+        # that keeps the layer free of state.
+        d_inputs = convolutions.maxpool_derivative(np.asarray(dC_by_doutputs, dtype=maps.dtype), maps,
+                                                   self.kernel_size_, self.stride_, self.padding_)
         return d_inputs.reshape(inputs.shape), None, None

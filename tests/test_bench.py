@@ -71,6 +71,15 @@ def test_the_rows_merge_configs_that_are_the_same_network():
                     (["convnet1_method1", "convnet1_method2"], "method2")]
 
 
+def test_every_conv_config_is_timed_in_float32_by_both_methods():
+    configs = bench_configs.training_configs()
+    groups = bench_epochs.plan_rows({n: configs[n] for n in ("net_2layer", "convnet2", "convnet3")})
+    rows = [row for group in groups.values() for row in group]
+    assert [(row.names, row.method, bench_epochs.wants_float32(row)) for row in rows] == [
+        (["net_2layer"], "", False), (["convnet2"], "method1", True), (["convnet2"], "method2", True),
+        (["convnet3"], "method1", True), (["convnet3"], "method2", True)]
+
+
 def _with_extras():
     """net_1layer with the training extras Train applies per step: augmentation, dropout, float32."""
     network = load_shipped_config("net_1layer.yaml")["network"]
@@ -154,7 +163,13 @@ def test_quick_run_prints_the_config_s_row(usps_npz, usps_mirror):
     assert [row.split("|")[2].strip() for row in rows] == ["method1", "method2"]
     for row in rows:
         numbers = [float(cell) for cell in re.findall(r"\|\s*([0-9.]+(?:e[-+]?\d+)?)\s*(?=\|)", row)]
-        assert numbers and numbers[0] > 0, row
+        assert len(numbers) == 2 and min(numbers) > 0, row  # kit float64 and kit float32
+    # Each method and dtype as a share of numpy.dot's rate in that dtype.
+    shares = re.findall(r"^\| convnet1 \| kit (method[12]) \| (float32|float64) \| [0-9.e+-]+ \| [0-9.e+-]+ \| "
+                        r"([0-9.]+)% \|$", result.stdout, re.MULTILINE)
+    assert sorted((m, d) for m, d, _ in shares) == [("method1", "float32"), ("method1", "float64"),
+                                                   ("method2", "float32"), ("method2", "float64")], result.stdout
+    assert all(float(share) > 0 for *_, share in shares)
     assert "| --- |" in result.stdout
     assert "torch" not in result.stdout.split("### Seconds per epoch")[1].split("\n\n")[1]  # no torch columns
     assert "equal |" in result.stdout and "**NO**" not in result.stdout

@@ -700,3 +700,75 @@ def test_maxpool_backward_bad_arguments_raise_value_error(name):
     args = _backward_case(BAD_MAXPOOL_BACKWARD_ARGUMENTS[name])
     with pytest.raises(ValueError):
         convolutions.maxpool_backward(args["d"], args["argmax"], args["shape"])
+
+
+@st.composite
+def derivative_cases(draw):
+    """pool_cases, and the layers' case (2x2 at stride 2, odd sizes and NaNs too), in both dtypes."""
+    if draw(st.booleans()):
+        shape, k, stride, padding, values, seed = draw(pool_cases())
+    else:
+        k, stride, padding = 2, 2, 0
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(2, 19)),
+                 draw(st.integers(2, 19)))
+        values = draw(st.sampled_from(["distinct", "ties", "negative", "nan"]))
+        seed = draw(st.integers(0, 2**32 - 1))
+    return shape, k, stride, padding, values, seed, draw(st.sampled_from([np.float32, np.float64]))
+
+
+@HYPOTHESIS
+@given(derivative_cases())
+def test_maxpool_derivative_routes_as_the_loop_reference_bit_for_bit(case):
+    shape, k, stride, padding, values, seed, dtype = case
+    rng = np.random.default_rng(seed)
+    x = _pool_inputs(shape, "ties" if values == "nan" else values, seed)
+    if values == "nan":
+        x[rng.random(shape) < 0.2] = np.nan  # a NaN wins its window; the last NaN of a window wins
+    x = x.astype(dtype)
+    _, ref_argmax, _ = maxpool_reference(x, k, stride, padding)
+    d_out = rng.standard_normal(ref_argmax.shape).astype(dtype)
+    d_out.flat[0] = -0.0  # as maxpool_backward: 0 + (-0.0) is 0.0
+    d_in = convolutions.maxpool_derivative(d_out, x, k, stride, padding)
+    assert d_in.dtype == dtype and d_in.shape == shape
+    if values != "nan":  # the reference picks any NaN of a window
+        expected = maxpool_backward_reference(d_out, ref_argmax, shape)
+        if stride >= k:  # no window shares an input: nothing is added up, so exactly
+            assert d_in.tobytes() == (expected.astype(dtype) + np.zeros((), dtype)).tobytes()
+        np.testing.assert_allclose(d_in, expected, **tolerance(dtype))
+    # The same as the two passes it replaces, bit for bit.
+    _, argmax = convolutions.maxpool_forward(x, k, stride, padding)
+    assert d_in.tobytes() == convolutions.maxpool_backward(d_out, argmax, shape).tobytes()
+
+
+BAD_MAXPOOL_DERIVATIVE_ARGUMENTS = {
+    "d_outputs of another shape": (np.ones((1, 2, 2, 3)), np.ones((1, 2, 4, 4)), 2, 2, 0),
+    "d_outputs of another dtype": (np.ones((1, 2, 2, 2), np.float32), np.ones((1, 2, 4, 4)), 2, 2, 0),
+    "d_outputs as a list": ([[[[1.0]]]], np.ones((1, 1, 2, 2)), 2, 2, 0),
+    "3-d inputs": (np.ones((2, 2, 2)), np.ones((2, 4, 4)), 2, 2, 0),
+    "padding above k // 2": (np.ones((1, 1, 3, 3)), np.ones((1, 1, 6, 6)), 3, 2, 2),
+    "stride 0": (np.ones((1, 1, 3, 3)), np.ones((1, 1, 6, 6)), 2, 0, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MAXPOOL_DERIVATIVE_ARGUMENTS))
+def test_maxpool_derivative_bad_arguments_raise_value_error(name):
+    d, x, k, stride, padding = BAD_MAXPOOL_DERIVATIVE_ARGUMENTS[name]
+    with pytest.raises(ValueError, match="maxpool_derivative"):
+        convolutions.maxpool_derivative(d, x, k, stride, padding)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(10, 16, 16, 16), (10, 32, 8, 8), (3, 2, 11, 13)])
+def test_maxpool_derivative_of_the_layers_windows_with_ties(shape, dtype):
+    """convnet1's pooling (2x2, stride 2) on ReLU-like inputs, many ties and a few NaNs:
+    the four-windows-at-a-time path against the loop reference."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.maximum(rng.integers(-2, 3, shape), 0).astype(dtype)
+    _, ref_argmax, _ = maxpool_reference(x, 2, 2, 0)
+    d_out = rng.standard_normal(ref_argmax.shape).astype(dtype)
+    expected = maxpool_backward_reference(d_out, ref_argmax, shape).astype(dtype)
+    assert convolutions.maxpool_derivative(d_out, x, 2, 2).tobytes() == expected.tobytes()
+    x.reshape(-1)[rng.integers(0, x.size, 20)] = np.nan
+    _, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    assert (convolutions.maxpool_derivative(d_out, x, 2, 2).tobytes()
+            == convolutions.maxpool_backward(d_out, argmax, shape).tobytes())

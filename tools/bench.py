@@ -12,8 +12,8 @@ and every time is a median.
    when it names its data and epochs: it has both `data_path` and `max_epochs`; this leaves
    out the grad-check configs and lenet.yaml), each conv config by method 1 and by method 2
    (the conv layers' `convolve_method` rewritten in memory), in float64 (`dtype` rewritten
-   when a config sets it) and, for convnet1 and any config that ships with `dtype: float32`,
-   in float32 ("n/a" if the kit refuses the key). An epoch is what NeuralNet.Train times:
+   when a config sets it) and, for every conv config and any config that ships with
+   `dtype: float32`, in float32 ("n/a" if the kit refuses the key). An epoch is what NeuralNet.Train times:
    the training images in a new random order, in mini-batches, each step (augmentation if
    the config asks for it) Fprop, ComputeLoss, the divergence checks, ComputeDeriv, Bprop and
    Update, dropout on; then Validate on the validation set. KitRun's loop runs those calls
@@ -50,12 +50,14 @@ and every time is a median.
    three must agree (np.allclose). Each is called for a quarter of a second (at least
    --repeat calls, at most 500; --quick: --repeat calls) and the median taken: a call of a
    third of a millisecond varies with when a sleeping thread wakes.
-4. Achieved GFLOP/s of convnet1 epochs: multiply-adds counted per layer from the config
-   (conv forward N*K*C*k*k*H'*W', its input and weight derivatives as much again each, no
-   input derivative in the first layer; FC forward N*in*out and the same for each
-   derivative; pooling and activations not counted), 2 flops each, over the training set
-   forward and backward and the validation set forward, divided by the epoch times of
-   section 1; against numpy.dot of two 1024x1024 matrices (2 * 1024**3 / median time).
+4. Achieved GFLOP/s of every conv config's epochs, kit by both methods and PyTorch, in
+   float64 and float32: multiply-adds counted per layer from the config (conv forward
+   N*K*C*k*k*H'*W', its input and weight derivatives as much again each, no input
+   derivative in the first layer; FC forward N*in*out and the same for each derivative;
+   pooling and activations not counted), 2 flops each, over the training set forward and
+   backward and the validation set forward, divided by the epoch times of section 1; each
+   against numpy.dot of two 1024x1024 matrices in the same dtype (2 * 1024**3 / median
+   time): the share of this machine's matrix-product rate that the epoch reaches.
 5. Peak resident memory of `python train.py <convnet1_method1 copy> --epochs 2 --no-display`
    (the child's ru_maxrss from os.wait4, in a small go-between process: see
    bench_trainings.run_child), and for scale that of a Python that only imports the kit.
@@ -171,7 +173,6 @@ from tools.cli import OneLineParser  # noqa: E402
 PART_1_AND_2 = ("logreg", "net_1layer", "net_2layer", "convnet1_method1", "convnet1_method2", "convnet2")
 # Sections 3 to 5: the model, and the configs (either selects it) that hold it.
 CONVOLVE_MODELS = {"convnet1": ("convnet1_method1", "convnet1_method2"), "convnet2": ("convnet2",)}
-GFLOPS_MODEL = "convnet1"
 MEMORY_CONFIG = "convnet1_method1"
 QUICK_TRAIN, QUICK_VALIDATION, QUICK_CONVOLVE_BATCH = 500, 200, 10
 CONVOLVE_BATCH = 100
@@ -327,36 +328,49 @@ def section_convolve(setup):
         out()
 
 
+def model_name(row):
+    """The model a row's configs train: convnet1 for convnet1_method1 and convnet1_method2."""
+    return row.names[0].removesuffix("_method1").removesuffix("_method2")
+
+
 def section_gflops(setup, rows):
-    rows = [row for row in rows if row.method and any(n.startswith(GFLOPS_MODEL) for n in row.names)]
+    """Section 4: every conv config's epochs as GFLOP/s, and as a share of numpy.dot's rate
+    in the same dtype."""
+    rows = [row for row in rows if row.method]
     if not rows:
         return
-    peak64, peak32 = matmul_gflops(np.float64), matmul_gflops(np.float32)
-    config = rows[0].config
-    flops = epoch_flops(config, setup.num_train, setup.num_validation)
-    forward, backward = flops_per_image(config)
-    runs = [(f"{what}, {row.method}", times, peak) for row in rows
-            for what, times, peak in (("kit float64", row.kit, peak64), ("kit float32", row.kit32, peak32))]
-    runs += [("torch float64", rows[0].torch64, peak64), ("torch float32", rows[0].torch32, peak32)]
-    table = []
-    for what, times, peak in runs:
-        if times:
-            rate = flops / statistics.median(times) / 1e9
-            table.append([what, seconds(times), f"{rate:.3g}", f"{rate / peak:.1%}"])
-    out(f"### Achieved GFLOP/s of a {GFLOPS_MODEL} epoch")
+    peak = {np.float64: matmul_gflops(np.float64), np.float32: matmul_gflops(np.float32)}
+    table, sizes = [], []
+    for model in dict.fromkeys(model_name(row) for row in rows):
+        model_rows = [row for row in rows if model_name(row) == model]
+        config = model_rows[0].config
+        flops = epoch_flops(config, setup.num_train, setup.num_validation)
+        forward, backward = flops_per_image(config)
+        sizes.append(f"{model} {flops / 1e9:.3g} GFLOP ({forward / 1e6:.3g} MFLOP forward and "
+                     f"{backward / 1e6:.3g} backward per image)")
+        runs = [(f"kit {row.method}", dtype, times) for row in model_rows
+                for dtype, times in ((np.float64, row.kit), (np.float32, row.kit32))]
+        runs += [("torch", np.float64, model_rows[0].torch64), ("torch", np.float32, model_rows[0].torch32)]
+        for what, dtype, times in runs:
+            if times:
+                rate = flops / statistics.median(times) / 1e9
+                table.append([model, what, np.dtype(dtype).name, seconds(times), f"{rate:.3g}",
+                              f"{rate / peak[dtype]:.1%}"])
+    out("### Achieved GFLOP/s of an epoch, and its share of numpy.dot's rate in the same dtype")
     out()
-    out(markdown_table(["run", "s / epoch", "GFLOP/s", "of numpy.dot's rate"], table))
+    out(markdown_table(["model", "run", "dtype", "s / epoch", "GFLOP/s", "of numpy.dot's rate"], table,
+                       numeric_from=3))
     out()
-    out(f"{flops / 1e9:.3g} GFLOP per epoch: {forward / 1e6:.3g} MFLOP forward and {backward / 1e6:.3g} "
-        f"MFLOP backward per image, over {setup.num_train} training images, plus {setup.num_validation} "
-        "validation images forward (2 flops per multiply-add of the conv and FC layers; pooling and "
-        f"activations not counted). numpy.dot of two {MATMUL_SIZE}x{MATMUL_SIZE} matrices here: "
-        f"{peak64:.3g} GFLOP/s in float64, {peak32:.3g} in float32 (median of 7).")
+    out(f"Per epoch: {'; '.join(sizes)}; over {setup.num_train} training images, forward and backward, "
+        f"plus {setup.num_validation} validation images forward (2 flops per multiply-add of the conv "
+        "and FC layers; pooling and activations not counted). numpy.dot of two "
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matrices here: {peak[np.float64]:.3g} GFLOP/s in float64, "
+        f"{peak[np.float32]:.3g} in float32 (median of 7).")
     out()
 
 
 def section_memory(setup):
-    if not any(n in setup.selected for n in CONVOLVE_MODELS[GFLOPS_MODEL]):
+    if not any(n in setup.selected for n in CONVOLVE_MODELS["convnet1"]):
         return
     log(f"peak memory: python train.py {MEMORY_CONFIG} --epochs 2")
     config_copy = write_training_copy(MEMORY_CONFIG, setup.tmpdir, setup.child_data())

@@ -16,8 +16,6 @@ from tools.bench_configs import has_conv, network_key, with_method
 from tools.bench_output import log
 from tools.bench_torch import torch_runs
 
-# Also timed in float32: these, and any config that ships with `dtype: float32`.
-FLOAT32_CONFIGS = ("convnet1_method1", "convnet1_method2")
 
 
 class KitRun:
@@ -101,8 +99,9 @@ class Row:
 
 
 def wants_float32(row):
-    """convnet1 is also timed in float32, and so is a config that ships with dtype float32."""
-    return any(name in FLOAT32_CONFIGS for name in row.names) or row.config.get("dtype") == "float32"
+    """Every conv config is also timed in float32 (by both methods), and so is any config
+    that ships with dtype float32."""
+    return bool(row.method) or row.config.get("dtype") == "float32"
 
 
 def plan_rows(configs):
