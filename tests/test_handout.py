@@ -43,6 +43,8 @@ def _copy_with_extension(kit, tmp_path):
 
 def _run(args, cwd, timeout=300, **env_vars):
     env = dict(os.environ, MPLBACKEND="Agg", **env_vars)
+    if env.get("USPS_MIRROR"):  # a relative mirror is the repo root's (as in CI), not the kit's
+        env["USPS_MIRROR"] = str((REPO_ROOT / env["USPS_MIRROR"]).resolve())
     return subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
