@@ -119,7 +119,7 @@ class ConvLayer(Layer):
         if self.conv_method_ == 1:
             # Through the activation, as columns like the patches' (K, N*H'*W'); db sums them.
             deriv, db = self.patch_matrix_.activation_derivatives(dC_by_doutputs, outputs, self)
-            dw = deriv @ self.patch_matrix_.patches_again(given, inputs).T
+            dw = self.patch_matrix_.weight_derivative(deriv, self.patch_matrix_.patches_again(given, inputs))
             if not self.is_input_:
                 # Each patch's derivative w.T @ deriv, added back onto the image (col2im).
                 dC_by_dinputs = self.patch_matrix_.input_derivative(self.w_, deriv, inputs.shape)

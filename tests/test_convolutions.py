@@ -772,3 +772,20 @@ def test_maxpool_derivative_of_the_layers_windows_with_ties(shape, dtype):
     _, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
     assert (convolutions.maxpool_derivative(d_out, x, 2, 2).tobytes()
             == convolutions.maxpool_backward(d_out, argmax, shape).tobytes())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k_out, rows, columns", [(16, 144, 25600), (32, 288, 6400), (20, 25, 91 * 144)])
+def test_method1_weight_derivative_is_deriv_times_the_patches_transposed(k_out, rows, columns, dtype):
+    """The weight derivative (K, C*k*k) against a float64 numpy product: the same bits in
+    float64, float32's rounding in float32, laid out as the layer's weights."""
+    from patch_matrix import PatchMatrix
+    rng = np.random.default_rng(rows)
+    deriv = rng.standard_normal((k_out, columns)).astype(dtype)
+    patches = rng.standard_normal((rows, columns)).astype(dtype)
+    expected = deriv.astype(np.float64) @ patches.astype(np.float64).T
+    dw = PatchMatrix.weight_derivative(deriv, patches)
+    assert dw.shape == (k_out, rows) and dw.dtype == dtype and dw.flags.c_contiguous
+    if dtype == np.float64:
+        assert dw.tobytes() == (deriv @ patches.T).tobytes()
+    np.testing.assert_allclose(dw, expected, rtol=0, atol=np.sqrt(columns) * 1e-5 * (dtype == np.float32) + 1e-9)
