@@ -95,7 +95,7 @@ def test_each_planted_give_away_is_caught_naming_the_file_and_the_line(name, stu
 
 def test_three_tokens_changed_is_no_longer_a_copy(student_kit, tmp_path):
     out, secrets = student_kit
-    line = _swap(_swap(_swap(_line("output = inputs @"), "output", "o"), "inputs", "x"), "self.b_", "c")
+    line = _swap(_swap(_swap(_line("output = inputs @"), "output", "o"), "@", "*"), "self.b_", "c")
     kit = tmp_path / "kit"
     shutil.copytree(out, kit)
     (kit / "docs/architecture.md").write_text(line + "\n")
