@@ -59,6 +59,7 @@ class ActivationDisplay:
         self.png_ = (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
         self.figure_ = None
         self.drawn_at_ = time.monotonic()
+        self.said_ = False  # headless: where the figure goes is said once
 
     def after_step(self, step, batch, states):
         """On a screen, show the figure every display_after steps (step counts from 1)."""
@@ -71,7 +72,7 @@ class ActivationDisplay:
         either way, so the display's generator does not depend on the clock."""
         if not self.headless_:
             return
-        if not getattr(self, "said_", False):
+        if not self.said_:
             print(f"display: no screen here; the activations figure is written to {self.png_} "
                   f"(after an epoch, at most every {REFRESH_SECONDS:g} s, and at the end)", file=self.log_, flush=True)
             self.said_ = True
