@@ -9,14 +9,16 @@ that names the shapes) around typed, GIL-free loops:
 - ``im2col``, ``col2im``: the patches of a convolution as the columns of a matrix, and the
   scatter-add that undoes it (conv method 1: one matrix product on them).
 - ``channels_to_maps``, ``maps_to_channels``: method 1's products as maps, and back.
+- ``correlate``, ``correlate_weight_derivative``: method 1 without the patch matrix: every
+  filter's dot product with every patch read in place, forward and backward.
 - ``maxpool_forward``, ``maxpool_backward``: max pooling and its derivative;
   ``maxpool_derivative``: the two passes of the derivative (the winners, then the routing) in one.
 
 All accept float32 and float64 (the output has the input's dtype) and any memory layout:
-non-contiguous views (``w[:, :, ::-1, ::-1]``, ``x[:, np.newaxis]``) are copied first.
-Below the public functions: the argument checks, then the typed kernels; convolve's
-innermost blocks and the 2x2 max-pooling derivative are C vector code, in
-convolve_blocks.h. The examples assume
+non-contiguous views (``w[:, :, ::-1, ::-1]``, ``x[:, np.newaxis]``) are copied first (correlate's
+kernels read them through their strides). Below the public functions: the argument checks,
+then the typed kernels; convolve's innermost blocks and the 2x2 max-pooling derivative are C
+vector code, in convolve_blocks.h, and correlate's in direct_blocks.h. The examples assume
 ``import numpy as np`` and ``from convolutions import *``; tests/test_convolutions_doctests.py
 runs them. Build with ``python setup.py build_ext --inplace``.
 """
@@ -24,7 +26,8 @@ runs them. Build with ``python setup.py build_ext --inplace``.
 import numpy as np
 from cython.parallel import prange
 
-__all__ = ["convolve", "im2col", "col2im", "channels_to_maps", "maps_to_channels", "maxpool_forward",
+__all__ = ["convolve", "im2col", "col2im", "channels_to_maps", "maps_to_channels", "correlate",
+           "correlate_weight_derivative", "maxpool_forward",
            "maxpool_backward", "maxpool_derivative"]
 
 ctypedef fused real:
@@ -349,6 +352,146 @@ def maps_to_channels(d_maps, outputs, relu):
     return channels, image_sums.sum(axis=0)
 
 
+def correlate(inputs, filters, bias=None, stride=1, padding=0, relu=False):
+    """Every filter's cross-correlation with the inputs, read in place (conv method 1).
+
+    The same numbers as each filter's dot product with each patch of ``im2col``, but the
+    patches are read where they lie in the zero-padded input, never written out as a
+    matrix. With the filters flipped and their two channel axes swapped, and padding
+    k - 1 - p, it gives a stride-1 layer's derivative w.r.t. its inputs (see the examples).
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64, shape (N, C, H, W)
+        Any memory layout (a transposed view is read as it is).
+    filters : ndarray of the inputs' dtype, shape (K, C, k, k)
+    bias : ndarray of the inputs' dtype with K values, or None, optional
+        Added to every output of filter f after its sum.
+    stride : int, optional
+        Step between windows, >= 1.
+    padding : int, optional
+        Zeros on each side of each image, 0 <= padding < k.
+    relu : bool, optional
+        Apply ReLU after the bias (as ``np.maximum(v, 0)``: -0.0 and NaN pass unchanged).
+
+    Returns
+    -------
+    ndarray of the inputs' dtype, shape (N, K, out_y, out_x)
+        ``out[n, f, y, x] = sum over (c, i, j) of inputs[n, c, y*s + i - p, x*s + j - p] *
+        filters[f, c, i, j]`` (+ bias[f]), the terms added one at a time in the order
+        (c, i, j), each with one rounding (a fused multiply-add);
+        ``out_y = (H + 2 * padding - k) // stride + 1`` (out_x likewise).
+
+    Raises
+    ------
+    ValueError
+        If an array is not float32 or float64, the dtypes differ, the filters are not
+        (K, C, k, k) with the inputs' C and square windows, bias has not K values, or the
+        window arguments are out of range (as for ``im2col``).
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> correlate(x, np.ones((1, 1, 2, 2)))  # each 2x2 window's sum
+    array([[[[ 8., 12.],
+             [20., 24.]]]])
+    >>> correlate(x, np.ones((2, 1, 3, 3)), bias=np.array([0.0, -20.0]), padding=1, relu=True)[0, 1]
+    array([[ 0.,  0.,  0.],
+           [ 1., 16.,  7.],
+           [ 0., 13.,  4.]])
+
+    A layer's input derivative, from the derivatives w.r.t. its outputs:
+
+    >>> w = np.arange(8.0).reshape(2, 1, 2, 2)
+    >>> d = np.ones((1, 2, 2, 2))
+    >>> correlate(d, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), padding=1)
+    array([[[[ 4., 10.,  6.],
+             [12., 28., 16.],
+             [ 8., 18., 10.]]]])
+    """
+    x = _checked_real(inputs, "correlate: inputs")
+    w = _checked_real(filters, "correlate: filters", x.dtype)
+    if w.ndim != 4 or x.ndim != 4 or w.shape[1] != x.shape[1] or w.shape[2] != w.shape[3]:
+        raise ValueError(f"correlate: filters must be (K, C, k, k) with the inputs' C = "
+                         f"{x.shape[1] if x.ndim == 4 else '?'}, got filters {w.shape} for inputs {x.shape}")
+    k, s, p, out_y, out_x = _check_window(x.shape, w.shape[2], stride, padding, "correlate", w.shape[2] - 1)
+    n_out = w.shape[0]
+    b = None
+    if bias is not None:
+        b = _checked_real(bias, "correlate: bias", x.dtype)
+        if b.size != n_out:
+            raise ValueError(f"correlate: bias has {b.size} values, expected {n_out} (one per filter)")
+        b = np.ascontiguousarray(b).reshape(-1)
+    out = np.empty((x.shape[0], n_out, out_y, out_x), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    if x.shape[1] * k * k == 0:
+        out[...] = 0 if b is None else b.reshape(1, -1, 1, 1)
+        return np.maximum(out, 0) if relu else out
+    nv, kp = _channel_blocks(n_out, x.dtype)
+    # The filters laid out (c, i, j, channel), channels padded with zeros to whole blocks.
+    wt = np.zeros((x.shape[1] * k * k, kp), dtype=x.dtype)
+    wt[:, :n_out] = w.reshape(n_out, -1).T
+    if not _correlate_images(_strided(x), wt, nv, b if b is not None else wt[0], b is not None, bool(relu),
+                             out, p, k, s):
+        raise MemoryError("correlate: out of memory for a padded copy of an image")
+    return out
+
+
+def correlate_weight_derivative(inputs, d_outputs, kernel_size, stride=1, padding=0):
+    """The derivative of ``correlate``'s outputs' cost w.r.t. its filters, summed over the batch.
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64, shape (N, C, H, W)
+        The inputs ``correlate`` was given (any memory layout).
+    d_outputs : ndarray of the inputs' dtype, shape (N, K, out_y, out_x)
+        Derivatives w.r.t. its outputs before the bias and ReLU (any memory layout).
+    kernel_size, stride, padding : int
+        As given to ``correlate``.
+
+    Returns
+    -------
+    ndarray of the inputs' dtype, shape (K, C, k, k)
+        ``dw[f, c, i, j] = sum over (n, y, x) of d_outputs[n, f, y, x] *
+        inputs[n, c, y*s + i - p, x*s + j - p]``: the terms of every 4 images added in the
+        order (n, y, x), one rounding each, then those sums added in order of their first
+        image (the same numbers on any number of threads).
+
+    Raises
+    ------
+    ValueError
+        If an array is not float32 or float64, the dtypes differ, d_outputs is not
+        (N, K, out_y, out_x) for these inputs and window, or the window arguments are out
+        of range (as for ``im2col``).
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> correlate_weight_derivative(x, np.ones((1, 1, 2, 2)), 2)  # each offset's window sum
+    array([[[[ 8., 12.],
+             [20., 24.]]]])
+    """
+    x = _checked_real(inputs, "correlate_weight_derivative: inputs")
+    d = _checked_real(d_outputs, "correlate_weight_derivative: d_outputs", x.dtype)
+    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "correlate_weight_derivative",
+                                          _as_int(kernel_size, "correlate_weight_derivative: kernel_size") - 1)
+    if d.ndim != 4 or d.shape[0] != x.shape[0] or d.shape[2:] != (out_y, out_x):
+        raise ValueError(f"correlate_weight_derivative: d_outputs has shape {d.shape}, expected "
+                         f"({x.shape[0]}, K, {out_y}, {out_x}) for inputs {x.shape}, kernel_size {k}, "
+                         f"stride {s}, padding {p}")
+    n, n_ch, n_out = x.shape[0], x.shape[1], d.shape[1]
+    if n == 0 or n_ch == 0 or n_out == 0:
+        return np.zeros((n_out, n_ch, k, k), dtype=x.dtype)
+    nv, kp = _channel_blocks(n_out, x.dtype)
+    shares = np.empty((-(-n // kit_db_images_per_sum), n_ch * k * k, kp), dtype=x.dtype)
+    if not _weight_images(_strided(x), _strided(d), nv, shares, p, k, s):
+        raise MemoryError("correlate_weight_derivative: out of memory for copies of the images")
+    total = np.empty((n_ch * k * k, kp), dtype=x.dtype)
+    _sum_images(shares, total)
+    return np.ascontiguousarray(total[:, :n_out].T).reshape(n_out, n_ch, k, k)
+
+
 def maxpool_forward(inputs, kernel_size, stride, padding=0):
     """Max over k x k windows moved by `stride`, per image and channel.
 
@@ -525,13 +668,19 @@ def maxpool_derivative(d_outputs, inputs, kernel_size, stride, padding=0):
 
 def _as_real_array(array, what, dtype=None):
     """Return `array` as a C-contiguous float32/float64 ndarray, or raise ValueError."""
+    return np.ascontiguousarray(_checked_real(array, what, dtype))
+
+
+def _checked_real(array, what, dtype=None):
+    """`array` itself if it is a float32/float64 ndarray (of `dtype`, if given), in any
+    memory layout (for kernels that copy it anyway), or raise ValueError."""
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{what} must be a numpy array, got {type(array).__name__}")
     if array.dtype not in _DTYPES:
         raise ValueError(f"{what} must be float32 or float64, got {array.dtype} with shape {array.shape}")
     if dtype is not None and array.dtype != dtype:
         raise ValueError(f"{what} has dtype {array.dtype} but {dtype} was expected (shape {array.shape})")
-    return np.ascontiguousarray(array)
+    return array
 
 
 def _as_int(value, what):
@@ -1008,3 +1157,111 @@ def _unpool_maps(const real[:, ::1] d_out, const Py_ssize_t[:, ::1] argmax, real
         for i in range(d_out.shape[1]):
             # Overlapping windows may share a maximum: their derivatives add.
             d_in[m, argmax[m, i]] = d_in[m, argmax[m, i]] + d_out[m, i]
+
+
+# ----------------------------------------------------------------------------------------
+# correlate / correlate_weight_derivative kernels (method 1 read in place)
+# ----------------------------------------------------------------------------------------
+
+# Their blocks, in C vectors with fused multiply-adds: see the header for what each computes.
+cdef extern from "direct_blocks.h":
+    const Py_ssize_t kit_db_lanes_float  # values of one vector register
+    const Py_ssize_t kit_db_lanes_double
+    int kit_correlate_image_float(const float* x, Py_ssize_t sc, Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t n_ch,
+                                  Py_ssize_t in_y, Py_ssize_t in_x, Py_ssize_t p, Py_ssize_t k, Py_ssize_t s,
+                                  const float* wt, Py_ssize_t kp, int nv, const float* bias, int relu,
+                                  float* out, Py_ssize_t n_out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    int kit_correlate_image_double(const double* x, Py_ssize_t sc, Py_ssize_t sy, Py_ssize_t sx, Py_ssize_t n_ch,
+                                   Py_ssize_t in_y, Py_ssize_t in_x, Py_ssize_t p, Py_ssize_t k, Py_ssize_t s,
+                                   const double* wt, Py_ssize_t kp, int nv, const double* bias, int relu,
+                                   double* out, Py_ssize_t n_out, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    int kit_weight_images_float(const float* x, Py_ssize_t x_img, Py_ssize_t sc, Py_ssize_t sy, Py_ssize_t sx,
+                                Py_ssize_t n_ch, Py_ssize_t in_y, Py_ssize_t in_x, Py_ssize_t p, Py_ssize_t k,
+                                Py_ssize_t s, const float* d, Py_ssize_t d_img, Py_ssize_t d_ch, Py_ssize_t d_y,
+                                Py_ssize_t d_x, Py_ssize_t n_out, Py_ssize_t kp, int nv, Py_ssize_t n_img,
+                                float* dwt, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    int kit_weight_images_double(const double* x, Py_ssize_t x_img, Py_ssize_t sc, Py_ssize_t sy, Py_ssize_t sx,
+                                 Py_ssize_t n_ch, Py_ssize_t in_y, Py_ssize_t in_x, Py_ssize_t p, Py_ssize_t k,
+                                 Py_ssize_t s, const double* d, Py_ssize_t d_img, Py_ssize_t d_ch, Py_ssize_t d_y,
+                                 Py_ssize_t d_x, Py_ssize_t n_out, Py_ssize_t kp, int nv, Py_ssize_t n_img,
+                                 double* dwt, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    const Py_ssize_t kit_db_images_per_sum  # images one share of the weight derivative adds up
+
+
+def _channel_blocks(n_out, dtype):
+    """(vectors per block, 1 or 2; channels rounded up to whole blocks) for n_out output
+    channels: two vectors a block when there are more channels than one vector holds."""
+    lanes = kit_db_lanes_double if dtype == np.float64 else kit_db_lanes_float
+    nv = 2 if n_out > lanes else 1
+    return nv, _round_up(n_out, nv * lanes)
+
+
+def _strided(array):
+    """`array` itself if its strides are whole elements (every numpy view of float data
+    but a few made by hand), else a contiguous copy: the kernels read through strides."""
+    if any(step % array.itemsize for step in array.strides):
+        return np.ascontiguousarray(array)
+    return array
+
+
+def _correlate_images(const real[:, :, :, :] x, const real[:, ::1] wt, int nv, const real[::1] bias,
+                      bint has_bias, bint relu, real[:, :, :, ::1] out, Py_ssize_t p, Py_ssize_t k,
+                      Py_ssize_t s):
+    """out[n] = correlate's output for image x[n] (filters wt: (c, i, j), channel); False
+    if an image's padded copy could not be allocated."""
+    cdef Py_ssize_t n, failed = 0, n_ch = x.shape[1], in_y = x.shape[2], in_x = x.shape[3]
+    cdef Py_ssize_t n_out = out.shape[1], out_y = out.shape[2], out_x = out.shape[3], kp = wt.shape[1]
+    cdef Py_ssize_t sn = x.strides[0] // sizeof(real), sc = x.strides[1] // sizeof(real)
+    cdef Py_ssize_t sy = x.strides[2] // sizeof(real), sx = x.strides[3] // sizeof(real)
+    cdef const real* base = &x[0, 0, 0, 0]
+    cdef const real* b = &bias[0] if has_bias else NULL
+    # Images are independent: one per core.
+    for n in prange(x.shape[0], nogil=True, schedule="static"):
+        if real is float:
+            failed += kit_correlate_image_float(base + n * sn, sc, sy, sx, n_ch, in_y, in_x, p, k, s, &wt[0, 0],
+                                                kp, nv, b, relu, &out[n, 0, 0, 0], n_out, out_y, out_x) != 0
+        else:
+            failed += kit_correlate_image_double(base + n * sn, sc, sy, sx, n_ch, in_y, in_x, p, k, s, &wt[0, 0],
+                                                 kp, nv, b, relu, &out[n, 0, 0, 0], n_out, out_y, out_x) != 0
+    return failed == 0
+
+
+def _weight_images(const real[:, :, :, :] x, const real[:, :, :, :] d, int nv, real[:, :, ::1] shares,
+                   Py_ssize_t p, Py_ssize_t k, Py_ssize_t s):
+    """shares[g] = the weight derivative of images [g * G, (g + 1) * G), G =
+    kit_db_images_per_sum, laid out ((c, i, j), channel); False if a share's copies of
+    its images could not be allocated."""
+    cdef Py_ssize_t g, first, failed = 0, n = x.shape[0], per = kit_db_images_per_sum
+    cdef Py_ssize_t n_ch = x.shape[1], in_y = x.shape[2], in_x = x.shape[3]
+    cdef Py_ssize_t n_out = d.shape[1], out_y = d.shape[2], out_x = d.shape[3], kp = shares.shape[2]
+    cdef Py_ssize_t xn = x.strides[0] // sizeof(real), xc = x.strides[1] // sizeof(real)
+    cdef Py_ssize_t xy = x.strides[2] // sizeof(real), xx = x.strides[3] // sizeof(real)
+    cdef Py_ssize_t dn = d.strides[0] // sizeof(real), dc = d.strides[1] // sizeof(real)
+    cdef Py_ssize_t dy = d.strides[2] // sizeof(real), dx = d.strides[3] // sizeof(real)
+    cdef const real* x0 = &x[0, 0, 0, 0]
+    cdef const real* d0 = &d[0, 0, 0, 0]
+    # The shares are independent: split across the cores, each into its own row of shares.
+    for g in prange(shares.shape[0], nogil=True, schedule="static"):
+        first = g * per
+        if real is float:
+            failed += kit_weight_images_float(x0 + first * xn, xn, xc, xy, xx, n_ch, in_y, in_x, p, k, s,
+                                              d0 + first * dn, dn, dc, dy, dx, n_out, kp, nv,
+                                              min(per, n - first), &shares[g, 0, 0], out_y, out_x) != 0
+        else:
+            failed += kit_weight_images_double(x0 + first * xn, xn, xc, xy, xx, n_ch, in_y, in_x, p, k, s,
+                                               d0 + first * dn, dn, dc, dy, dx, n_out, kp, nv,
+                                               min(per, n - first), &shares[g, 0, 0], out_y, out_x) != 0
+    return failed == 0
+
+
+def _sum_images(const real[:, :, ::1] per_image, real[:, ::1] total):
+    """total = the sum of per_image over its first axis, in order 0, 1, ... for every value."""
+    cdef Py_ssize_t r, f, n, n_rows = total.shape[0], n_cols = total.shape[1]
+    cdef real acc
+    # Rows are independent; each value adds the images in the same order whatever the threads.
+    for r in prange(n_rows, nogil=True, schedule="static"):
+        for f in range(n_cols):
+            acc = per_image[0, r, f]
+            for n in range(1, per_image.shape[0]):
+                acc = acc + per_image[n, r, f]
+            total[r, f] = acc

@@ -88,7 +88,7 @@ else:
           "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
 
 # convolve's C vector blocks, included by convolutions.pyx: a change to them rebuilds it.
-HEADERS = ["convolve_blocks.h"]
+HEADERS = ["convolve_blocks.h", "direct_blocks.h"]
 extension = Extension(
     "convolutions",
     ["convolutions.pyx"],

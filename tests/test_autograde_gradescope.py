@@ -77,7 +77,7 @@ def test_the_bundle_holds_setup_and_run_autograder_at_its_root_and_the_kit_besid
         run = archive.read("run_autograder").decode()
     for script in ("setup.sh", "run_autograder"):
         assert modes[script] & stat.S_IXUSR, script
-    for needed in ("fc_layer.py", "conv_layer.py", "convolutions.pyx", "convolve_blocks.h", "setup.py",
+    for needed in ("fc_layer.py", "conv_layer.py", "convolutions.pyx", "convolve_blocks.h", "direct_blocks.h", "setup.py",
                    "tools/autograde.py", "tools/autograde_worker.py", "tools/handout.py", "tools/regions.py"):
         assert needed in names, needed
     assert not any(n.startswith("tests/") or n.endswith((".so", ".npz")) or "/." in "/" + n for n in names)

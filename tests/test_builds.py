@@ -1,6 +1,8 @@
 """Every build of the kernels gives the same numbers: setup.py's portable build
-(KIT_NO_NATIVE=1, narrower vectors) and serial build (KIT_NO_OPENMP=1) against the
-installed one, bit for bit. Slow: each build compiles the extension (python -m pytest -m slow)."""
+(KIT_NO_NATIVE=1, narrower vectors, and no FMA instructions: C's fma), an AVX2 build
+(KIT_NO_NATIVE=1 with CFLAGS=-march=haswell, where this CPU runs it), correlate's plain C
+loops (CFLAGS=-DKIT_DB_PLAIN_C, as for compilers without vector extensions) and the serial
+build (KIT_NO_OPENMP=1) against the installed one, bit for bit. Slow: each build compiles the extension (python -m pytest -m slow)."""
 
 import glob
 import importlib.util
@@ -16,14 +18,26 @@ import convolutions
 from conftest import REPO_ROOT
 
 
-def build(tmp_path, name, variable):
+def cpu_has(*flags):
+    try:
+        with open("/proc/cpuinfo") as info:
+            present = set(next(line for line in info if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return False
+    return all(flag in present for flag in flags)
+
+
+def build(tmp_path, name, variable, cflags=None):
     """Build convolutions.pyx in a folder of its own with one of setup.py's switches; load it."""
     folder = tmp_path / name
     folder.mkdir()
-    for source in ("convolutions.pyx", "convolve_blocks.h", "setup.py"):
+    for source in ("convolutions.pyx", "convolve_blocks.h", "direct_blocks.h", "setup.py"):
         shutil.copy(REPO_ROOT / source, folder)
+    env = {**os.environ, variable: "1"}
+    if cflags:
+        env["CFLAGS"] = cflags
     result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=folder,
-                            env={**os.environ, variable: "1"}, capture_output=True, text=True, timeout=600)
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert variable in result.stderr  # setup.py says which build it made
     spec = importlib.util.spec_from_file_location("convolutions", glob.glob(str(folder / "convolutions*.so"))[0])
@@ -40,6 +54,7 @@ def same_bits(a, b):
 @pytest.mark.parametrize("name,variable", [("portable", "KIT_NO_NATIVE"), ("serial", "KIT_NO_OPENMP")])
 def test_other_builds_give_the_same_numbers_bit_for_bit(tmp_path, name, variable, monkeypatch):
     other = build(tmp_path, name, variable)
+    assert_correlate_same_bits(other)
     rng = np.random.default_rng(17)
     for dtype in (np.float64, np.float32):
         for _ in range(60):
@@ -68,3 +83,30 @@ def test_other_builds_give_the_same_numbers_bit_for_bit(tmp_path, name, variable
             x = rng.standard_normal((3, 1, 2, in_y, in_x)).astype(dtype)
             d = rng.standard_normal((3, maps, 1, in_y, in_x)).astype(dtype)[..., ::-1, ::-1]
             assert same_bits(convolutions.convolve(x, d, padding), other.convolve(x, d, padding))
+
+
+def assert_correlate_same_bits(other):
+    """Method 1 read in place: one fused multiply-add per term, in one order, in every build."""
+    rng = np.random.default_rng(23)
+    for dtype in (np.float64, np.float32):
+        for n, c, size, k_out, k, p, s in [(37, 16, 8, 32, 3, 1, 1), (5, 1, 16, 16, 5, 2, 1),
+                                           (4, 17, 9, 40, 3, 0, 2), (3, 3, 11, 7, 2, 1, 1)]:
+            x = rng.standard_normal((n, c, size, size)).astype(dtype)
+            w = rng.standard_normal((k_out, c, k, k)).astype(dtype)
+            b = rng.standard_normal(k_out).astype(dtype)
+            out = convolutions.correlate(x, w, b, stride=s, padding=p, relu=True)
+            assert same_bits(out, other.correlate(x, w, b, stride=s, padding=p, relu=True))
+            d = rng.standard_normal(out.shape).astype(dtype)
+            assert same_bits(convolutions.correlate_weight_derivative(x, d, k, s, p),
+                             other.correlate_weight_derivative(x, d, k, s, p))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_has("avx2", "fma"), reason="this CPU has no AVX2 and FMA")
+def test_an_avx2_build_gives_the_same_numbers_bit_for_bit(tmp_path):
+    assert_correlate_same_bits(build(tmp_path, "avx2", "KIT_NO_NATIVE", cflags="-march=haswell"))
+
+
+@pytest.mark.slow
+def test_correlates_plain_c_loops_give_the_same_numbers_bit_for_bit(tmp_path):
+    assert_correlate_same_bits(build(tmp_path, "plain", "KIT_NO_NATIVE", cflags="-DKIT_DB_PLAIN_C"))

@@ -125,7 +125,7 @@ def test_everything_but_the_regions_is_the_kit_itself(generated):
         new_spans = [(r.first, r.last) for r in marked_regions("\n".join(blanked), name)]
         assert kept == [line for n, line in enumerate(blanked, 1) if not any(a <= n <= b for a, b in new_spans)]
     for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "convolve_blocks.h",
-                 "configs/logreg.yaml"):
+                 "direct_blocks.h", "configs/logreg.yaml"):
         assert (out / name).read_bytes() == (REPO_ROOT / name).read_bytes()
 
 
@@ -137,7 +137,7 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
         assert not any(part.startswith(".") and part != ".gitignore" for part in parts), path
         assert parts[0] not in ("runs", "build") and "__pycache__" not in parts, path
         assert not path.endswith((".so", ".c", ".o", ".npz", ".npy", ".gz", ".pyc", ".zip")), path
-    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h",
+    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h", "direct_blocks.h",
                    "MANIFEST.in", "data/usps.py", "grad_check.py", "train.py", "evaluate.py", "fc_layer.py",
                    "conv_layer.py", "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
                    "tools/regions.py", "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
