@@ -87,11 +87,9 @@ class ConvLayer(Layer):
         batch_size = inputs.shape[0]
         K, C, k = self.num_channels_, self.num_input_channels_, self.kernel_size_
         if self.conv_method_ == 1:
-            # Every filter's dot product with every patch: filters (K, C*k*k) times patches.
-            patches = self.patch_matrix_.patches(given, inputs, keep=self.training_)  # (C*k*k, N*H'*W')
-            products = self.w_ @ patches  # (K, N*H'*W')
-            # As maps (N, K, H', W'), plus the biases, through the activation.
-            return self.patch_matrix_.activated_maps(products, self.b_, self)
+            # Every filter's dot product with every patch, plus the biases, through the
+            # activation (patch_matrix.py: how the patches are read fast).
+            return self.patch_matrix_.forward(self.w_, self.b_, given, inputs, self)
         else:
             w_flip = self.w_.reshape(K, C, k, k)[:, :, ::-1, ::-1]
             # BEGIN SOLUTION
@@ -117,12 +115,13 @@ class ConvLayer(Layer):
         K, C, k, s, p = self.num_channels_, self.num_input_channels_, self.kernel_size_, self.stride_, self.padding_
         dC_by_dinputs = None
         if self.conv_method_ == 1:
-            # Through the activation, as columns like the patches' (K, N*H'*W'); db sums them.
+            # Through the activation, as columns (K, N*H'*W'); db sums them.
             deriv, db = self.patch_matrix_.activation_derivatives(dC_by_doutputs, outputs, self)
-            dw = self.patch_matrix_.weight_derivative(deriv, self.patch_matrix_.patches_again(given, inputs))
+            # Each filter's derivative: the patches times the derivatives of its dot products.
+            dw = self.patch_matrix_.weight_derivative(deriv, given, inputs)
             if not self.is_input_:
-                # Each patch's derivative w.T @ deriv, added back onto the image (col2im).
-                dC_by_dinputs = self.patch_matrix_.input_derivative(self.w_, deriv, inputs.shape)
+                # Each input pixel: the weights times the derivatives of the dot products it was in.
+                dC_by_dinputs = self.patch_matrix_.input_derivative(self.w_, deriv, inputs)
         else:
             deriv = self.ComputeActivationDeriv(dC_by_doutputs, outputs)
             db = deriv.sum(axis=(0, 2, 3))

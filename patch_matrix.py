@@ -1,21 +1,29 @@
-"""Method 1's patch matrix, and the fast ways a conv layer uses it (a helper of conv_layer.py).
+"""Method 1: every filter's dot product with every patch, computed fast (a helper of conv_layer.py).
 
-Method 1 puts every k x k patch of the input (all channels) in a column of one matrix
-(`convolutions.im2col`), so that a conv layer's forward pass is one matrix product, filters
-(rows) times patches (columns). What makes it fast lives here, so the layer reads as the
-method:
+A patch is the k x k window of the input (all channels) under one output position. Method 1
+takes the dot product of each filter with each patch. Two ways to compute it live here,
+so that the layer reads as the method:
 
-- A training step keeps the forward pass's patch matrix for the backward pass, which needs
-  the very same matrix for the weight derivative (convnet3: an im2col per layer per step).
-- The product's columns become maps with the biases added and ReLU applied in one compiled
-  pass each way (`channels_to_maps`, `maps_to_channels`): separate numpy passes for the
-  transpose, the bias and the activation took about 0.2-0.4 ms more per layer and step.
-- The weight derivative in float32 is computed as (patches @ deriv.T).T: the product has
-  C*k*k rows where deriv @ patches.T has K, and OpenBLAS shares the work out by rows
-  (convnet3's products took 0.6-0.7 of the time on 2 cores). In float64 the two orders can
-  round differently, and there the gain was small, so float64 keeps deriv @ patches.T.
-- The input derivative's patches, w.T @ deriv, are made a few images at a time, so that
-  they are still in the cache when col2im adds them back up.
+- Read in place (`convolutions.correlate`, stride 1): the compiled kernel reads each patch
+  where it lies in the zero-padded input, with the filters' output channels side by side
+  in vector registers, and one fused multiply-add per term. The backward pass is the same
+  kernel with the filters flipped and their channel axes swapped (the input derivative),
+  and `convolutions.correlate_weight_derivative`. Nothing of the size of the patches is
+  ever written to memory: the patch matrix of convnet3's second layer is 9 times its input,
+  and writing it (im2col), reading it, and adding the input derivative's back (col2im) took
+  most of a method-1 epoch.
+- As a matrix (`convolutions.im2col`, any stride): the patches are the columns of one
+  matrix, so the whole layer is one matrix product, filters (rows) times patches
+  (columns). The layer uses it for strides above 1. For it:
+  - A training step keeps the forward pass's patch matrix for the backward pass, which needs
+    the very same matrix for the weight derivative.
+  - The product's columns become maps with the biases added and ReLU applied in one compiled
+    pass each way (`channels_to_maps`, `maps_to_channels`).
+  - The weight derivative in float32 is computed as (patches @ deriv.T).T: the product has
+    C*k*k rows where deriv @ patches.T has K, and OpenBLAS shares the work out by rows. In
+    float64 the two orders can round differently, so float64 keeps deriv @ patches.T.
+  - The input derivative's patches, w.T @ deriv, are made a few images at a time, so that
+    they are still in the cache when col2im adds them back up.
 """
 
 import numpy as np
@@ -24,7 +32,8 @@ import convolutions
 
 
 class PatchMatrix:
-    """The patches of one conv layer's inputs (k x k windows, stride s, padding p)."""
+    """The patches of one conv layer's inputs (k x k windows, stride s, padding p), and the
+    filters' dot products with them, forward and backward."""
 
     # Bytes of input-derivative patches (w.T @ deriv) made at a time: a few images' worth
     # stays in the cache for col2im, where a whole batch's (30 MB in convnet3) went to memory.
@@ -33,6 +42,49 @@ class PatchMatrix:
     def __init__(self, kernel_size, stride, padding):
         self.kernel_size_, self.stride_, self.padding_ = kernel_size, stride, padding
         self.kept_ = None  # (inputs as the layer was given them, their patches), until taken
+        # Read in place at stride 1 (at larger strides most of each patch is skipped over).
+        self.in_place_ = stride == 1
+
+    def forward(self, w, b, given, maps, layer):
+        """Every filter's dot product with every patch, plus its bias, through the layer's
+        activation: maps (N, C, H, W) -> (N, K, H', W'). w: (K, C*k*k); b: (1, K); given:
+        the inputs as the layer was given them (what a training step's patches are kept for)."""
+        if not self.in_place_:
+            products = w @ self.patches(given, maps, keep=layer.training_)  # (K, N*H'*W')
+            return self.activated_maps(products, b, layer)
+        filters = w.reshape(w.shape[0], maps.shape[1], self.kernel_size_, self.kernel_size_)
+        outputs = convolutions.correlate(maps, filters, b, padding=self.padding_, relu=not layer.is_output_)
+        return layer.ApplyActivation(outputs) if layer.is_output_ else outputs
+
+    def weight_derivative(self, deriv, given, maps):
+        """dw (K, C*k*k), summed over the batch: each filter's derivative, the patches times the
+        derivatives of that filter's dot products with them. deriv: (K, N*H'*W'), from
+        activation_derivatives; given, maps: the layer's inputs, as given and as (N, C, H, W)."""
+        if not self.in_place_:
+            return self.matrix_weight_derivative(deriv, self.patches_again(given, maps))
+        k = self.kernel_size_
+        dw = convolutions.correlate_weight_derivative(maps, self._as_maps(deriv, maps.shape), k,
+                                                      padding=self.padding_)
+        return dw.reshape(deriv.shape[0], -1)
+
+    def input_derivative(self, w, deriv, maps):
+        """dC_by_dinputs (N, C, H, W): each input pixel gets the filters' weights times the
+        derivatives of the dot products it was in. w: (K, C*k*k); deriv: (K, N*H'*W')."""
+        if not self.in_place_:
+            return self.matrix_input_derivative(w, deriv, maps.shape)
+        k, n_out = self.kernel_size_, w.shape[0]
+        # out = correlate(in, w): each input meets the outputs it fed through the same
+        # weights, flipped, from the other side: correlate(d_out, w flipped, channels
+        # swapped), padded so that every output that saw the input is reached.
+        flipped = w.reshape(n_out, maps.shape[1], k, k)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        return convolutions.correlate(self._as_maps(deriv, maps.shape), flipped,
+                                      padding=k - 1 - self.padding_)
+
+    def _as_maps(self, deriv, input_shape):
+        """deriv (K, N*H'*W') viewed as maps (N, K, H', W'), without a copy."""
+        k, s, p = self.kernel_size_, self.stride_, self.padding_
+        n, _, h, w = input_shape
+        return deriv.reshape(deriv.shape[0], n, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1).transpose(1, 0, 2, 3)
 
     def patches(self, given, maps, keep=False):
         """The patch matrix (C*k*k, N*H'*W') of `maps` (N, C, H, W), a column per patch.
@@ -52,7 +104,7 @@ class PatchMatrix:
         return convolutions.im2col(maps, self.kernel_size_, self.stride_, self.padding_)
 
     @staticmethod
-    def weight_derivative(deriv, patches):
+    def matrix_weight_derivative(deriv, patches):
         """deriv (K, N*H'*W') times the patches (C*k*k, N*H'*W') transposed -> (K, C*k*k)."""
         if deriv.dtype == np.float32:
             return np.ascontiguousarray((patches @ deriv.T).T)
@@ -76,7 +128,7 @@ class PatchMatrix:
         return convolutions.maps_to_channels(dC_by_doutputs.reshape(n, k, -1), outputs.reshape(n, k, -1),
                                              relu=not layer.is_output_)
 
-    def input_derivative(self, w, deriv, input_shape):
+    def matrix_input_derivative(self, w, deriv, input_shape):
         """The derivative w.r.t. the inputs (N, C, H, W): the patches' derivatives w.T @ deriv
         added back onto the images by col2im, a few images at a time.
 

@@ -194,6 +194,7 @@ def test_method1_training_step_keeps_its_patches_and_chunks_its_input_derivative
     # shorter; float32 in one product). Both give exactly the numbers of one im2col and one
     # product per pass, and those match central differences.
     layer = make_conv(1, k, stride, padding, in_shape=(9, 8, 3), num_channels=4, seed=k * stride)
+    layer.patch_matrix_.in_place_ = False  # the patch matrix, as for strides above 1
     rng = np.random.default_rng(k + 10 * chunk_images)
     x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
     d_out = rng.standard_normal((5, 4, layer.output_size_y_, layer.output_size_x_)).astype(dtype)
@@ -228,3 +229,34 @@ def test_method1_uses_kept_patches_only_for_the_inputs_they_came_from():
     got = layer.ComputeDown(d_out, out_other, other.copy())
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k,padding,num_channels,is_input,is_output", [
+    (3, 1, 16, False, False), (5, 2, 33, False, False), (3, 0, 4, True, False), (2, 1, 10, False, True)])
+def test_method1_read_in_place_gives_the_numbers_of_the_patch_matrix(k, padding, num_channels, is_input,
+                                                                     is_output, dtype):
+    # Stride 1 reads the patches in place; the patch matrix is the other way to the same sums.
+    results = []
+    for in_place in (True, False):
+        layer = make_conv(1, k, 1, padding, in_shape=(9, 8, 17), num_channels=num_channels, seed=k)
+        assert layer.patch_matrix_.in_place_
+        layer.patch_matrix_.in_place_ = in_place
+        layer.is_input_, layer.is_output_ = is_input, is_output
+        layer.w_, layer.b_ = layer.w_.astype(dtype), (layer.b_ + 0.01).astype(dtype)
+        rng = np.random.default_rng(7)
+        x = rng.standard_normal((6, 17, 9, 8)).astype(dtype)
+        out = layer.ComputeUp(x)
+        d_out = rng.standard_normal(out.shape).astype(dtype)
+        results.append((out,) + layer.ComputeDown(d_out, out, x))
+    for got, want in zip(*results):
+        if want is None:
+            assert got is None and is_input
+            continue
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **(dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else
+                                                 dict(rtol=1e-11, atol=1e-12)))
+
+
+def test_method1_with_a_stride_uses_the_patch_matrix():
+    assert not make_conv(1, 3, 2, 1, in_shape=(9, 8, 3)).patch_matrix_.in_place_

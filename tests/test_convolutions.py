@@ -784,7 +784,7 @@ def test_method1_weight_derivative_is_deriv_times_the_patches_transposed(k_out, 
     deriv = rng.standard_normal((k_out, columns)).astype(dtype)
     patches = rng.standard_normal((rows, columns)).astype(dtype)
     expected = deriv.astype(np.float64) @ patches.astype(np.float64).T
-    dw = PatchMatrix.weight_derivative(deriv, patches)
+    dw = PatchMatrix.matrix_weight_derivative(deriv, patches)
     assert dw.shape == (k_out, rows) and dw.dtype == dtype and dw.flags.c_contiguous
     if dtype == np.float64:
         assert dw.tobytes() == (deriv @ patches.T).tobytes()
