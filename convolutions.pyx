@@ -1257,11 +1257,12 @@ def _weight_images(const real[:, :, :, :] x, const real[:, :, :, :] d, int nv, r
 def _sum_images(const real[:, :, ::1] per_image, real[:, ::1] total):
     """total = the sum of per_image over its first axis, in order 0, 1, ... for every value."""
     cdef Py_ssize_t r, f, n, n_rows = total.shape[0], n_cols = total.shape[1]
-    cdef real acc
-    # Rows are independent; each value adds the images in the same order whatever the threads.
+    # Rows are independent; each value adds the images in the same order whatever the
+    # threads. Along a row the values are independent too: the loop over them is innermost,
+    # in vectors.
     for r in prange(n_rows, nogil=True, schedule="static"):
         for f in range(n_cols):
-            acc = per_image[0, r, f]
-            for n in range(1, per_image.shape[0]):
-                acc = acc + per_image[n, r, f]
-            total[r, f] = acc
+            total[r, f] = per_image[0, r, f]
+        for n in range(1, per_image.shape[0]):
+            for f in range(n_cols):
+                total[r, f] = total[r, f] + per_image[n, r, f]
