@@ -17,10 +17,15 @@ import os
 ROLES = {
     # Training and evaluation: mini-batches of 100, big matrix products between the kit's kernels.
     "batches": {
-        # The kernels' OpenMP threads sleep between calls instead of spinning: a thread
+        # The kernels' OpenMP threads do not spin for long between calls: a thread
         # spinning for the next call takes the core that BLAS needs, and a training epoch
-        # then ran several times slower.
+        # then ran several times slower (OMP_WAIT_POLICY=ACTIVE).
         "OMP_WAIT_POLICY": "PASSIVE",
+        # ...but GNU OpenMP's threads spin briefly (10**4 rounds, not 3 * 10**5) before they
+        # sleep: a training step calls the kernels some 25 times, often a few microseconds
+        # apart, and waking a sleeping thread took 80 microseconds on one machine. A convnet3
+        # epoch took 0.8 to 0.95 times as long as with no spin at all.
+        "GOMP_SPINCOUNT": "10000",
         # OpenBLAS's idle threads spin for 2**4 cycles (default 2**28) before they sleep,
         # leaving the cores to the kernels between products: a convnet1 method-2 epoch took
         # 1.98 s with the default and 1.47 s with this.
