@@ -9,12 +9,14 @@
    - kit_correlate_image_T  one image's cross-correlation with all filters (the forward
                             pass; the input derivative is the same with the filters
                             flipped and their channels swapped);
-   - kit_weight_image_T     one image's share of the weight derivative.
+   - kit_weight_images_T    the weight derivative's sum over a few images (blocks of input
+                            channels at one kernel offset, or, for the channels left over,
+                            blocks of (channel, row, column) offsets).
 
    Each output adds its terms one at a time in one fixed order (kit_correlate: channel,
-   then kernel row, then column; kit_weight: output row, then column), so that every vector
-   width gives the same numbers bit for bit, with one fused multiply-add per term (the
-   FMA instructions where the CPU has them, C's fma otherwise: the same numbers). */
+   then kernel row, then column; kit_weight: image, output row, then column), so that
+   every vector width gives the same numbers bit for bit, with one fused multiply-add per
+   term (the FMA instructions where the CPU has them, C's fma otherwise: the same numbers). */
 #ifndef KIT_DIRECT_BLOCKS_H
 #define KIT_DIRECT_BLOCKS_H
 
