@@ -188,18 +188,23 @@ KIT_DB_CORRELATE_IMAGE(double)
 
 /* ---- the weight derivative -------------------------------------------------------- */
 
-/* One block: CB = KIT_DB_ACCUMULATORS / NV input channels at one kernel offset, x NV
-   vectors of output channels,
+/* One block: CB = KIT_DB_ACCUMULATORS / NV rows of the weight derivative, x NV vectors of
+   output channels,
        res[cb * NV * L + f] = sum over (m, y, x), in that order, of
-                              x[m * x_img + cb * sc + y * s * sy + x * s] *
+                              x[m * x_img + AT(cb) + y * s * sy + x * s] *
                               d[m * d_img + (y * out_x + x) * kp + f]
-   for the n_img images m of a sum. x: the padded images at channel c0, shifted by the
-   offset (i, j); d: the derivatives w.r.t. the outputs, channels last (kp per position),
-   at the block's first channel. */
-#define KIT_DB_WEIGHT_BLOCK(T, NV)                                                       \
-static inline void kit_db_weight_##T##_##NV(const T* x, Py_ssize_t x_img,               \
-        Py_ssize_t sc, Py_ssize_t sy, Py_ssize_t s, const T* d, Py_ssize_t d_img,       \
-        Py_ssize_t kp, Py_ssize_t n_img, Py_ssize_t out_y, Py_ssize_t out_x, T* res) {  \
+   for the n_img images m of a sum. d: the derivatives w.r.t. the outputs, channels last
+   (kp per position), at the block's first channel. Two kinds, by where row cb's window
+   starts (AT):
+   - kit_db_weight_channels: CB input channels at one kernel offset (i, j), sc apart
+     (x: the padded images at channel c0, shifted by the offset);
+   - kit_db_weight_rows: any CB rows (c, i, j), at x + off[cb]: for the channels left
+     over, all of them in the first layer, where blocks of channels would keep a single
+     chain of multiply-adds going. */
+#define KIT_DB_WEIGHT_BLOCK(T, NV, KIND, WHERE, AT)                                      \
+static inline void kit_db_weight_##KIND##_##T##_##NV(const T* x, WHERE, Py_ssize_t x_img, \
+        Py_ssize_t sy, Py_ssize_t s, const T* d, Py_ssize_t d_img, Py_ssize_t kp,        \
+        Py_ssize_t n_img, Py_ssize_t out_y, Py_ssize_t out_x, T* res) {                  \
     enum { CB = KIT_DB_ACCUMULATORS / NV };                                              \
     kit_db_vec_##T a[CB][NV];                                                            \
     memset(a, 0, sizeof(a));                                                             \
@@ -212,7 +217,7 @@ static inline void kit_db_weight_##T##_##NV(const T* x, Py_ssize_t x_img,       
                 kit_db_vec_##T d1 = NV == 2 ? *(const kit_db_vec_##T*)(dp + KIT_DB_LANES(T)) : d0; \
                 _Pragma("GCC unroll 16")                                                 \
                 for (Py_ssize_t cb = 0; cb < CB; cb++) {                                 \
-                    const T v = xp[cb * sc];                                             \
+                    const T v = xp[AT];                                                  \
                     a[cb][0] = KIT_DB_FMA_##T(a[cb][0], d0, v);                          \
                     if (NV == 2) a[cb][NV - 1] = KIT_DB_FMA_##T(a[cb][NV - 1], d1, v);   \
                 }                                                                        \
@@ -221,43 +226,13 @@ static inline void kit_db_weight_##T##_##NV(const T* x, Py_ssize_t x_img,       
         for (Py_ssize_t v = 0; v < NV; v++)                                              \
             *(kit_db_vec_##T*)(res + (cb * NV + v) * KIT_DB_LANES(T)) = a[cb][v];        \
 }
-/* The same for the CB rows ((c, i, j) triples) whose windows start at x + off[cb]: a block
-   for layers with fewer input channels than a block has rows (the first layer's one),
-   where blocks of channels would keep a single chain of multiply-adds going. */
-#define KIT_DB_WEIGHT_ROWS(T, NV)                                                        \
-static inline void kit_db_weight_rows_##T##_##NV(const T* x, const Py_ssize_t* off,     \
-        Py_ssize_t x_img, Py_ssize_t sy, Py_ssize_t s, const T* d, Py_ssize_t d_img,    \
-        Py_ssize_t kp, Py_ssize_t n_img, Py_ssize_t out_y, Py_ssize_t out_x, T* res) {  \
-    enum { CB = KIT_DB_ACCUMULATORS / NV };                                              \
-    kit_db_vec_##T a[CB][NV];                                                            \
-    memset(a, 0, sizeof(a));                                                             \
-    for (Py_ssize_t m = 0; m < n_img; m++)                                               \
-        for (Py_ssize_t y = 0; y < out_y; y++)                                           \
-            for (Py_ssize_t xx = 0; xx < out_x; xx++) {                                  \
-                const T* dp = d + m * d_img + (y * out_x + xx) * kp;                     \
-                const T* xp = x + m * x_img + y * s * sy + xx * s;                       \
-                kit_db_vec_##T d0 = *(const kit_db_vec_##T*)dp;                          \
-                kit_db_vec_##T d1 = NV == 2 ? *(const kit_db_vec_##T*)(dp + KIT_DB_LANES(T)) : d0; \
-                _Pragma("GCC unroll 16")                                                 \
-                for (Py_ssize_t cb = 0; cb < CB; cb++) {                                 \
-                    const T v = xp[off[cb]];                                             \
-                    a[cb][0] = KIT_DB_FMA_##T(a[cb][0], d0, v);                          \
-                    if (NV == 2) a[cb][NV - 1] = KIT_DB_FMA_##T(a[cb][NV - 1], d1, v);   \
-                }                                                                        \
-            }                                                                            \
-    for (Py_ssize_t cb = 0; cb < CB; cb++)                                               \
-        for (Py_ssize_t v = 0; v < NV; v++)                                              \
-            *(kit_db_vec_##T*)(res + (cb * NV + v) * KIT_DB_LANES(T)) = a[cb][v];        \
-}
-KIT_DB_WEIGHT_ROWS(float, 1)
-KIT_DB_WEIGHT_ROWS(float, 2)
-KIT_DB_WEIGHT_ROWS(double, 1)
-KIT_DB_WEIGHT_ROWS(double, 2)
-
-KIT_DB_WEIGHT_BLOCK(float, 1)
-KIT_DB_WEIGHT_BLOCK(float, 2)
-KIT_DB_WEIGHT_BLOCK(double, 1)
-KIT_DB_WEIGHT_BLOCK(double, 2)
+#define KIT_DB_WEIGHT_BLOCKS(T, NV)                                                      \
+    KIT_DB_WEIGHT_BLOCK(T, NV, channels, Py_ssize_t sc, cb * sc)                         \
+    KIT_DB_WEIGHT_BLOCK(T, NV, rows, const Py_ssize_t* off, off[cb])
+KIT_DB_WEIGHT_BLOCKS(float, 1)
+KIT_DB_WEIGHT_BLOCKS(float, 2)
+KIT_DB_WEIGHT_BLOCKS(double, 1)
+KIT_DB_WEIGHT_BLOCKS(double, 2)
 
 /* n_img images' sum: dwt[(c * k + i) * k + j, f] = sum over (m, y, x) of
    xp[m, c, y * s + i, x * s + j] * d[m, f, y, x], for c < n_ch and f < kp (zero past
@@ -294,9 +269,9 @@ static int kit_weight_images_##T(const T* x, Py_ssize_t x_img, Py_ssize_t sc, Py
                 for (Py_ssize_t c0 = 0; c0 < c_whole; c0 += many) {                      \
                     const T* xb = xp + c0 * py * px + i * px + j;                        \
                     if (nv == 2)                                                         \
-                        kit_db_weight_##T##_2(xb, xi, py * px, px, s, dl + f0, di, kp, n_img, out_y, out_x, res); \
+                        kit_db_weight_channels_##T##_2(xb, py * px, xi, px, s, dl + f0, di, kp, n_img, out_y, out_x, res); \
                     else                                                                 \
-                        kit_db_weight_##T##_1(xb, xi, py * px, px, s, dl + f0, di, kp, n_img, out_y, out_x, res); \
+                        kit_db_weight_channels_##T##_1(xb, py * px, xi, px, s, dl + f0, di, kp, n_img, out_y, out_x, res); \
                     for (Py_ssize_t m = 0; m < many; m++)                                \
                         memcpy(dwt + (((c0 + m) * k + i) * k + j) * kp + f0, res + m * fb, fb * sizeof(T)); \
                 }                                                                        \
