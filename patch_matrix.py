@@ -84,7 +84,8 @@ class PatchMatrix:
         """deriv (K, N*H'*W') viewed as maps (N, K, H', W'), without a copy."""
         k, s, p = self.kernel_size_, self.stride_, self.padding_
         n, _, h, w = input_shape
-        return deriv.reshape(deriv.shape[0], n, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1).transpose(1, 0, 2, 3)
+        out_y, out_x = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        return deriv.reshape(deriv.shape[0], n, out_y, out_x).transpose(1, 0, 2, 3)
 
     def patches(self, given, maps, keep=False):
         """The patch matrix (C*k*k, N*H'*W') of `maps` (N, C, H, W), a column per patch.
