@@ -62,7 +62,11 @@ def convolve(inputs, weights, padding=0):
     Returns
     -------
     ndarray of the inputs' dtype, shape (broadcast leading axes..., out_y, out_x)
-        With ``out = in + 2 * padding - k + 1`` along each of the last two axes.
+        With ``out = in + 2 * padding - k + 1`` along each of the last two axes. When exactly
+        one leading axis has a length above 1 in both arrays (the axis a conv layer sums
+        over: the input channels of its forward pass), that axis comes right after the first
+        in memory (see _memory_order), so that numpy sums over it by adding whole blocks of
+        maps; otherwise the array is C-contiguous. The values are the same either way.
 
     Raises
     ------
@@ -119,24 +123,30 @@ def convolve(inputs, weights, padding=0):
         raise ValueError(f"convolve: kernel larger than the padded input, padding {pad} ({shapes})")
 
     lead = tuple(lead)
-    out = np.empty(lead + (out_y, out_x), dtype=inputs.dtype)
+    # The maps, in memory in the order `order` gives the leading axes; out is that array
+    # seen in the order of the arguments' axes.
+    order = _memory_order(inputs.shape, weights.shape)
+    maps = np.empty(tuple(lead[a] for a in order) + (out_y, out_x), dtype=inputs.dtype)
+    out = maps.transpose(tuple(np.argsort(order)) + (nd - 2, nd - 1))
     n_out = out.size // (out_y * out_x)
     if n_out == 0:
         return out
     axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
     if axis is not None:
-        return _convolve_across(inputs, weights, pad, axis, out)
-    # Which image and which kernel each output map reads: broadcasting done once, on indices.
+        return _convolve_across(inputs, weights, pad, axis, out, maps)
+    # Which image and which kernel each output map reads, in the maps' memory order:
+    # broadcasting done once, on indices.
     n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(inputs.shape[:nd - 2]), lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(weights.shape[:nd - 2]), lead)
+    x_index, w_index = x_index.transpose(order), w_index.transpose(order)
     # Convolution = correlation with the flipped kernel, over the zero-padded image; doing
     # the flip and the padding once here keeps the inner loop free of index tests. The
     # padded images' buffer has room after them (see _slack).
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad, room=_slack(in_x + 2 * pad))
     w = np.ascontiguousarray(weights.reshape(n_w, k_y, k_x)[:, ::-1, ::-1])
     _correlate_all(x, w, np.ascontiguousarray(x_index.reshape(n_out)),
-                   np.ascontiguousarray(w_index.reshape(n_out)), out.reshape(n_out, out_y, out_x))
+                   np.ascontiguousarray(w_index.reshape(n_out)), maps.reshape(n_out, out_y, out_x))
     return out
 
 
@@ -762,6 +772,28 @@ def _round_up(n, m):
     return -(-n // m) * m
 
 
+def _memory_order(x_shape, w_shape):
+    """The order in memory of convolve's leading output axes: as given, except that a shared
+    axis (the only leading axis longer than 1 in both arrays) comes right after the first.
+
+    A conv layer sums the products over that axis (`.sum(axis=2)` of the forward pass's
+    (N, K, C, H, W) sums the input channels C), and numpy adds up an axis in memory order:
+    with C after N, it adds whole (K, H, W) blocks, C times, where in C order it would add
+    one short (H, W) map at a time. Same values, same order of additions; on convnet3's
+    forward products, numpy's sum took a quarter to three quarters of the time.
+
+    >>> _memory_order((100, 1, 16, 8, 8), (1, 32, 16, 3, 3))  # the forward pass: C after N
+    (0, 2, 1)
+    >>> _memory_order((100, 32, 1, 8, 8), (1, 32, 16, 3, 3))  # already second: as given
+    (0, 1, 2)
+    """
+    lead = range(len(x_shape) - 2)
+    shared = [a for a in lead if x_shape[a] > 1 and w_shape[a] > 1]
+    if len(shared) != 1 or shared[0] < 2:
+        return tuple(lead)
+    return (0, shared[0]) + tuple(a for a in lead if a not in (0, shared[0]))
+
+
 def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     """The leading axis along which convolve puts maps side by side in vector lanes (a
     broadcast axis of the inputs, along which every map reads the same image), or None to
@@ -793,9 +825,10 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     return best
 
 
-def _convolve_across(inputs, weights, pad, axis, out):
-    """convolve, into `out`, with maps side by side in the lanes along `axis` (see
-    _across_axis): for every other leading index (a group), one image and g kernels."""
+def _convolve_across(inputs, weights, pad, axis, out, maps):
+    """convolve, into `out` (a view of the contiguous array `maps`), with maps side by side
+    in the lanes along `axis` (see _across_axis): for every other leading index (a group),
+    one image and g kernels."""
     nd = inputs.ndim
     lead = out.shape[:nd - 2]
     in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
@@ -823,13 +856,17 @@ def _convolve_across(inputs, weights, pad, axis, out):
     n_x = int(np.prod(x_rest))
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(w_rest), group_lead)
-    first_map = np.take(np.arange(out.size // (out_y * out_x), dtype=np.intp).reshape(lead), 0, axis=axis)
-    map_size = out_y * out_x
+    # Where each map starts in `maps`, in values, from out's strides (any memory order).
+    steps = [stride // out.itemsize for stride in out.strides[:nd - 2]]
+    start = np.zeros(lead, dtype=np.intp)
+    for a, (n, step) in enumerate(zip(lead, steps)):
+        start += np.arange(n, dtype=np.intp).reshape((n,) + (1,) * (len(lead) - 1 - a)) * step
+    first_map = np.take(start, 0, axis=axis)
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
     _correlate_across_all(x, kernels, w, own_kernels, np.ascontiguousarray(x_index).reshape(-1),
                           np.ascontiguousarray(w_index).reshape(-1),
-                          np.ascontiguousarray(first_map * map_size).reshape(-1), g,
-                          int(np.prod(lead[axis + 1:])) * map_size, out.reshape(-1), out_y, out_x)
+                          np.ascontiguousarray(first_map).reshape(-1), g,
+                          steps[axis], maps.reshape(-1), out_y, out_x)
     return out
 
 

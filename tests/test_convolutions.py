@@ -134,8 +134,46 @@ def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dty
                 w = rng.standard_normal(tuple(lead_w) + (k, k)).astype(dtype)[..., ::-1, ::-1]
                 out = convolutions.convolve(x, w, padding=padding)
                 lead = np.broadcast_shapes(tuple(lead_x), tuple(lead_w))
-                assert out.shape == lead + (out_y, out_x) and out.flags.c_contiguous
+                assert out.shape == lead + (out_y, out_x)
+                assert_documented_layout(out, x, w)
                 np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
+
+
+def assert_documented_layout(out, x, w):
+    """convolve's output is C-contiguous, except that a lone shared leading axis (longer
+    than 1 in both arguments) comes right after the first axis in memory."""
+    order = list(range(x.ndim - 2))
+    shared = [a for a in order if x.shape[a] > 1 and w.shape[a] > 1]
+    if len(shared) == 1 and shared[0] >= 2:
+        order.remove(shared[0])
+        order.insert(1, shared[0])
+    assert out.transpose(order + [x.ndim - 2, x.ndim - 1]).flags.c_contiguous, (x.shape, w.shape, out.strides)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lead_x, lead_w, summed", [
+    ((6, 1, 5), (1, 4, 5), 2),  # a forward pass: (N, 1, C) * (1, K, C), summed over C
+    ((6, 4, 1), (1, 4, 5), 1),  # an input derivative: summed over K
+    ((6, 1, 5), (6, 4, 1), 0),  # a weight derivative: summed over N
+    ((2, 3, 1, 4), (2, 1, 3, 4), 3),  # two shared axes: C order
+    ((1, 3, 1, 4), (2, 1, 5, 4), 3),  # four dimensions, one shared axis, the last
+])
+def test_convolve_lays_out_the_shared_axis_second_and_sums_over_it_in_order(lead_x, lead_w, summed, dtype):
+    # Whatever the layout, numpy's sum over any axis must give the bits of the same sum over
+    # a C-contiguous copy (numpy adds along an axis in its order, not the memory's).
+    rng = np.random.default_rng(len(lead_x) + summed)
+    x = rng.standard_normal(lead_x + (7, 6)).astype(dtype)
+    w = rng.standard_normal(lead_w + (3, 3)).astype(dtype)
+    out = convolutions.convolve(x, w, padding=1)
+    assert_documented_layout(out, x, w)
+    copy = np.ascontiguousarray(out)
+    np.testing.assert_array_equal(out, convolve_in_order(x, w, 1))
+    for axis in range(len(lead_x)):
+        np.testing.assert_array_equal(out.sum(axis=axis), copy.sum(axis=axis))
+    assert out.sum(axis=summed).flags.c_contiguous  # what a layer sums comes out in C order
+    # What a student's answer may do with it works as on any array.
+    assert np.reshape(out, (-1,) + out.shape[-2:]).shape[0] == int(np.prod(out.shape[:-2]))
+    np.testing.assert_array_equal(np.sum(out, axis=summed), copy.sum(axis=summed))
 
 
 def test_convolve_values_after_a_map_never_reach_its_outputs():
