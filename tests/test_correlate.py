@@ -149,6 +149,27 @@ def test_the_same_bits_whatever_the_layout_the_batch_and_the_other_filters(dtype
                                   dw[3:4])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bias_and_relu_are_those_of_numpy_nan_included(dtype):
+    # The outputs are stored in tiles where the CPU has vectors for them, value by value at
+    # the edges (40 filters, 81 positions: both): each must be act(sum + bias) as numpy
+    # computes it, np.maximum(v, 0) letting NaN through.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 6, 9, 9)).astype(dtype)
+    x[1, 2, 4, 4] = np.nan
+    x[2, 0, 0, 8] = np.inf
+    w = rng.standard_normal((40, 6, 3, 3)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    sums = convolutions.correlate(x, w, padding=1)
+    assert np.isnan(sums).any() and (sums < 0).any()
+    expected = np.maximum(sums + b.reshape(1, -1, 1, 1), 0)
+    np.testing.assert_array_equal(convolutions.correlate(x, w, b, padding=1, relu=True), expected)
+    np.testing.assert_array_equal(convolutions.correlate(x, w, b, padding=1), sums + b.reshape(1, -1, 1, 1))
+    finite = np.isfinite(x).all(axis=(1, 2, 3))
+    np.testing.assert_allclose(sums[finite], correlate_reference(x[finite], w, None, 1, 1, False),
+                               **tolerance(dtype))
+
+
 def test_the_same_bits_on_one_thread_as_on_every_core():
     code = ("import numpy as np, convolutions, sys\n"
             "rng = np.random.default_rng(5)\n"
