@@ -133,7 +133,7 @@ def convolve(inputs, weights, padding=0):
         return out
     axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
     if axis is not None:
-        return _convolve_across(inputs, weights, pad, axis, out, maps)
+        return _convolve_across(inputs, weights, pad, axis, out, maps, order)
     # Which image and which kernel each output map reads, in the maps' memory order:
     # broadcasting done once, on indices.
     n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
@@ -825,10 +825,10 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     return best
 
 
-def _convolve_across(inputs, weights, pad, axis, out, maps):
-    """convolve, into `out` (a view of the contiguous array `maps`), with maps side by side
-    in the lanes along `axis` (see _across_axis): for every other leading index (a group),
-    one image and g kernels."""
+def _convolve_across(inputs, weights, pad, axis, out, maps, order):
+    """convolve, into `out` (the contiguous array `maps`, its leading axes in memory in the
+    order `order`), with maps side by side in the lanes along `axis` (see _across_axis): for
+    every other leading index (a group), one image and g kernels."""
     nd = inputs.ndim
     lead = out.shape[:nd - 2]
     in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
@@ -856,17 +856,15 @@ def _convolve_across(inputs, weights, pad, axis, out, maps):
     n_x = int(np.prod(x_rest))
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(w_rest), group_lead)
-    # Where each map starts in `maps`, in values, from out's strides (any memory order).
-    steps = [stride // out.itemsize for stride in out.strides[:nd - 2]]
-    start = np.zeros(lead, dtype=np.intp)
-    for a, (n, step) in enumerate(zip(lead, steps)):
-        start += np.arange(n, dtype=np.intp).reshape((n,) + (1,) * (len(lead) - 1 - a)) * step
-    first_map = np.take(start, 0, axis=axis)
+    # Each map's place in `maps`, indexed as out is.
+    map_number = np.arange(out.size // (out_y * out_x), dtype=np.intp).reshape(maps.shape[:nd - 2])
+    first_map = np.take(map_number.transpose(tuple(np.argsort(order))), 0, axis=axis)
+    map_size = out_y * out_x
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
     _correlate_across_all(x, kernels, w, own_kernels, np.ascontiguousarray(x_index).reshape(-1),
                           np.ascontiguousarray(w_index).reshape(-1),
-                          np.ascontiguousarray(first_map).reshape(-1), g,
-                          steps[axis], maps.reshape(-1), out_y, out_x)
+                          np.ascontiguousarray(first_map * map_size).reshape(-1), g,
+                          out.strides[axis] // out.itemsize, maps.reshape(-1), out_y, out_x)
     return out
 
 
