@@ -66,7 +66,9 @@ def convolve(inputs, weights, padding=0):
         one leading axis has a length above 1 in both arrays (the axis a conv layer sums
         over: the input channels of its forward pass), that axis comes right after the first
         in memory (see _memory_order), so that numpy sums over it by adding whole blocks of
-        maps; otherwise the array is C-contiguous. The values are the same either way.
+        maps. Where convolve computes maps side by side in vector lanes (see _across_axis),
+        the axis they lie along comes last in memory, after the rows and columns (see
+        _layout). Otherwise the array is C-contiguous. The values are the same either way.
 
     Raises
     ------
@@ -123,17 +125,19 @@ def convolve(inputs, weights, padding=0):
         raise ValueError(f"convolve: kernel larger than the padded input, padding {pad} ({shapes})")
 
     lead = tuple(lead)
-    # The maps, in memory in the order `order` gives the leading axes; out is that array
-    # seen in the order of the arguments' axes.
+    axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
+    # The maps, in memory in the order `layout` gives the axes; out is that array seen in
+    # the order of the arguments' axes.
     order = _memory_order(inputs.shape, weights.shape)
-    maps = np.empty(tuple(lead[a] for a in order) + (out_y, out_x), dtype=inputs.dtype)
-    out = maps.transpose(tuple(np.argsort(order)) + (nd - 2, nd - 1))
+    layout = _layout(order, axis, nd)
+    shape = lead + (out_y, out_x)
+    maps = np.empty(tuple(shape[a] for a in layout), dtype=inputs.dtype)
+    out = maps.transpose(tuple(np.argsort(layout)))
     n_out = out.size // (out_y * out_x)
     if n_out == 0:
         return out
-    axis = _across_axis(inputs.shape, weights.shape, out_y, out_x, inputs.dtype)
     if axis is not None:
-        return _convolve_across(inputs, weights, pad, axis, out, maps, order)
+        return _convolve_across(inputs, weights, pad, axis, out)
     # Which image and which kernel each output map reads, in the maps' memory order:
     # broadcasting done once, on indices.
     n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
@@ -752,9 +756,11 @@ cdef extern from "convolve_blocks.h":
                          float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                          bint half) noexcept nogil
     void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t in_x, const double* w,
-                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, bint two) noexcept nogil
+                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, Py_ssize_t step,
+                           bint two) noexcept nogil
     void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
-                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, bint two) noexcept nogil
+                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, Py_ssize_t step,
+                          bint two) noexcept nogil
     void kit_route_2x2_double(const double* d_out, const double* img, Py_ssize_t in_y, Py_ssize_t in_x,
                               double* d_in, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
     void kit_route_2x2_float(const float* d_out, const float* img, Py_ssize_t in_y, Py_ssize_t in_x,
@@ -794,6 +800,30 @@ def _memory_order(x_shape, w_shape):
     return (0, shared[0]) + tuple(a for a in lead if a not in (0, shared[0]))
 
 
+def _layout(order, axis, nd):
+    """The order in memory of all of convolve's output axes: the leading axes in `order`,
+    then the rows and columns; the axis across which maps lie side by side in vector lanes
+    (`axis`, if not None) last, so that each block's lanes are stored as whole vectors.
+
+    >>> _layout((0, 2, 1), None, 5)  # along rows: each map's pixels together
+    (0, 2, 1, 3, 4)
+    >>> _layout((0, 2, 1), 1, 5)  # across the kernels: each pixel's maps together
+    (0, 2, 3, 4, 1)
+
+    A conv layer never sums over that axis (its inputs are broadcast along it: it sums over
+    an axis both arrays share, or the batch), so numpy still adds whole blocks of its sums.
+    """
+    if axis is None:
+        return tuple(order) + (nd - 2, nd - 1)
+    return tuple(a for a in order if a != axis) + (nd - 2, nd - 1, axis)
+
+
+def _vector_width(dtype):
+    """How many values of `dtype` one vector register holds in this build (8 doubles and 16
+    floats with AVX-512, half that with AVX2, a quarter with SSE2 or NEON)."""
+    return kit_vector_double if dtype == np.float64 else kit_vector_float
+
+
 def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     """The leading axis along which convolve puts maps side by side in vector lanes (a
     broadcast axis of the inputs, along which every map reads the same image), or None to
@@ -801,12 +831,19 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
 
     Decided by a cost per map, in vector multiply-adds (two a cycle): along rows, the
     blocks' vectors, past the map's edge included, times the terms (k_y * k_x); across
-    maps, the positions' share of vectors times the terms, plus one scalar store per output
-    (a cycle each: lanes are written out one by one). Across maps when that costs at most
-    three quarters as much: for the weight derivative (small maps, 64 or more terms), not
-    for forward passes (9 or 25 terms, where the stores dominate)."""
+    maps, the positions' share of vectors times the terms, plus a cycle to store each
+    vector (the maps lie side by side in memory too: see _layout). Across maps when that
+    costs at most three quarters as much: for the weight derivative (small maps, 64 or
+    more terms), and for forward passes and input derivatives whose rows fill half a vector
+    or less (8x8 maps of floats in 16-lane vectors, whose rows would leave half of every
+    vector idle), not for those whose rows fill their vectors.
+
+    >>> _across_axis((100, 1, 16, 8, 8), (100, 32, 1, 8, 8), 5, 5, np.float64)  # a weight derivative
+    1
+    >>> _across_axis((100, 1, 1, 16, 16), (1, 16, 1, 3, 3), 16, 16, np.float64)  # 16x16 maps
+    """
     block = kit_lanes_double if dtype == np.float64 else kit_lanes_float
-    width = kit_vector_double if dtype == np.float64 else kit_vector_float
+    width = _vector_width(dtype)
     terms = w_shape[len(w_shape) - 2] * w_shape[len(w_shape) - 1]
     vectors, c0 = 0, 0
     while c0 < out_x:
@@ -819,23 +856,23 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
         g = w_shape[axis]
         if x_shape[axis] == 1 and g > 1:
             n_pos = out_y * out_x
-            cost = _round_up(n_pos, kit_positions) * (_round_up(g, width) // width) / g * terms / 2 + n_pos
+            cost = _round_up(n_pos, kit_positions) * (_round_up(g, width) // width) / g * (terms / 2 + 1)
             if cost <= best_cost:
                 best, best_cost = axis, cost
     return best
 
 
-def _convolve_across(inputs, weights, pad, axis, out, maps, order):
-    """convolve, into `out` (the contiguous array `maps`, its leading axes in memory in the
-    order `order`), with maps side by side in the lanes along `axis` (see _across_axis): for
-    every other leading index (a group), one image and g kernels."""
+def _convolve_across(inputs, weights, pad, axis, out):
+    """convolve, into `out` (laid out by _layout, `axis` last in memory), with maps side by
+    side in the lanes along `axis` (see _across_axis): for every other leading index (a
+    group), one image and g kernels."""
     nd = inputs.ndim
     lead = out.shape[:nd - 2]
     in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
     k_y, k_x = weights.shape[nd - 2], weights.shape[nd - 1]
     out_y, out_x = out.shape[nd - 2], out.shape[nd - 1]
     g = weights.shape[axis]
-    width = kit_vector_double if inputs.dtype == np.float64 else kit_vector_float
+    width = _vector_width(inputs.dtype)
     # The kernels of each group, flipped and interleaved: (n_w, k_y, k_x, gp), g rounded
     # up to whole vectors, with zeros; n_w counts the other leading indices of weights.
     w_rest = weights.shape[:axis] + weights.shape[axis + 1:nd - 2]
@@ -856,16 +893,22 @@ def _convolve_across(inputs, weights, pad, axis, out, maps, order):
     n_x = int(np.prod(x_rest))
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(w_rest), group_lead)
-    # Each map's place in `maps`, indexed as out is.
-    map_number = np.arange(out.size // (out_y * out_x), dtype=np.intp).reshape(maps.shape[:nd - 2])
-    first_map = np.take(map_number.transpose(tuple(np.argsort(order))), 0, axis=axis)
-    map_size = out_y * out_x
+    # Where each group's first output lies in out's buffer (in elements), from its strides.
+    steps = [out.strides[a] // out.itemsize for a in range(nd - 2) if a != axis]
+    start = np.zeros(group_lead, dtype=np.intp)
+    for a, (n, step) in enumerate(zip(group_lead, steps)):
+        start += (np.arange(n, dtype=np.intp) * step).reshape((n,) + (1,) * (len(group_lead) - 1 - a))
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
     _correlate_across_all(x, kernels, w, own_kernels, np.ascontiguousarray(x_index).reshape(-1),
-                          np.ascontiguousarray(w_index).reshape(-1),
-                          np.ascontiguousarray(first_map * map_size).reshape(-1), g,
-                          out.strides[axis] // out.itemsize, maps.reshape(-1), out_y, out_x)
+                          np.ascontiguousarray(w_index).reshape(-1), start.reshape(-1), g,
+                          out.strides[axis] // out.itemsize, out.strides[nd - 1] // out.itemsize,
+                          np.frombuffer(_base(out), dtype=out.dtype), out_y, out_x)
     return out
+
+
+def _base(out):
+    """The contiguous array out is a transposed view of."""
+    return out.base if out.base is not None else out
 
 
 def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
@@ -904,7 +947,7 @@ cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize
 def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
                           bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
                           const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
-                          real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
+                          Py_ssize_t pos_stride, real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
     """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
     interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
     With `interleave`, each group first interleaves its own kernels[w_index[o]] into
@@ -920,7 +963,7 @@ def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernel
             _interleave_flipped_one(&kernels[w_index[o], 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
                                     n_maps, k_y, k_x, &w[w_index[o], 0, 0, 0], gp)
         _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
-                               k_y, k_x, &out[out_start[o]], map_stride, out_y, out_x)
+                               k_y, k_x, &out[out_start[o]], map_stride, pos_stride, out_y, out_x)
 
 
 def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
@@ -954,8 +997,9 @@ cdef void _interleave_flipped_one(const real* last, Py_ssize_t g_step, Py_ssize_
 
 cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t n_maps,
                                  Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, real* out,
-                                 Py_ssize_t map_stride, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """out[g * map_stride + y * out_x + c] = sum over (i, j), in that order, of
+                                 Py_ssize_t map_stride, Py_ssize_t pos_stride, Py_ssize_t out_y,
+                                 Py_ssize_t out_x) noexcept nogil:
+    """out[g * map_stride + (y * out_x + c) * pos_stride] = sum over (i, j), in that order, of
     x[y + i, c + j] * w[i, j, g], for every map g < n_maps: the valid correlations of one
     image with n_maps interleaved kernels (gp values per (i, j): n_maps rounded up to whole
     vectors)."""
@@ -973,13 +1017,22 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
             for t in range(kit_positions):
                 p = min(p0 + t, n_pos - 1)
                 off[t] = (p // out_x) * in_x + p % out_x
-            if real is double:
-                kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
+            if map_stride == 1 and (n_g == width or n_g == 2 * width) and p0 + kit_positions <= n_pos:
+                # The block's maps side by side in memory: its vectors are stored where they go.
+                if real is double:
+                    kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
+                                      pos_stride, n_g > width)
+                else:
+                    kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
+                                     pos_stride, n_g > width)
             else:
-                kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, n_g > width)
-            for t in range(min(kit_positions, n_pos - p0)):
-                for g in range(n_g):
-                    out[(g0 + g) * map_stride + p0 + t] = res[t * 2 * width + g]
+                if real is double:
+                    kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
+                else:
+                    kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
+                for t in range(min(kit_positions, n_pos - p0)):
+                    for g in range(n_g):
+                        out[(g0 + g) * map_stride + (p0 + t) * pos_stride] = res[t * 2 * width + g]
             p0 = p0 + kit_positions
         g0 = g0 + n_g
 

@@ -131,10 +131,11 @@ KIT_BLOCKS(float)
 /* convolve's other inner block, for maps that read one image with different kernels
    (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
    x NV (1 or 2) vectors of W maps,
-       res[t * 2W + g] = sum over (i, j), in that order, of
-                         x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
+       res[t * step + g] = sum over (i, j), in that order, of
+                           x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
    for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
-   (i, j), kernel g at lane g. Small maps (the weight derivative's are k x k) waste most
+   (i, j), kernel g at lane g. res is a buffer of the caller's, or the output itself where
+   its maps lie side by side in memory (step: the values between two positions). Small maps (the weight derivative's are k x k) waste most
    of a block of rows, whose vectors run along a row past the map's edge; lanes across
    maps all count. Each output adds its terms in the same order as KIT_CORRELATE_BLOCK,
    and x * w is w * x exactly: the same numbers, bit for bit. Reads nothing outside the
@@ -143,7 +144,8 @@ KIT_BLOCKS(float)
 #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
 typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
 static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,  \
-                        Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {         \
+                        Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res,           \
+                        Py_ssize_t step) {                                               \
     /* Fixed-size arrays in fully unrolled loops: the compiler keeps them in registers. */ \
     NAME##_vec a[KIT_POSITIONS], b[KIT_POSITIONS];                                       \
     for (int t = 0; t < KIT_POSITIONS; t++) a[t] = b[t] = (NAME##_vec){0};               \
@@ -162,21 +164,22 @@ static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, cons
         }                                                                                \
     }                                                                                    \
     for (int t = 0; t < KIT_POSITIONS; t++) {                                            \
-        *(NAME##_vec*)(res + t * 2 * W) = a[t];                                          \
-        if (NV == 2) *(NAME##_vec*)(res + t * 2 * W + W) = b[t];                         \
+        *(NAME##_vec*)(res + t * step) = a[t];                                           \
+        if (NV == 2) *(NAME##_vec*)(res + t * step + W) = b[t];                          \
     }                                                                                    \
 }
 #else
 #define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
 static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,         \
-                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res) {                \
+                 Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res,                  \
+                 Py_ssize_t step) {                                                      \
     for (int t = 0; t < KIT_POSITIONS; t++)                                              \
         for (int g = 0; g < NV * W; g++) {                                               \
             T acc = 0;                                                                   \
             for (Py_ssize_t i = 0; i < k_y; i++)                                         \
                 for (Py_ssize_t j = 0; j < k_x; j++)                                     \
                     acc = acc + x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g];    \
-            res[t * 2 * W + g] = acc;                                                    \
+            res[t * step + g] = acc;                                                     \
         }                                                                                \
 }
 #endif
@@ -193,9 +196,9 @@ KIT_ACROSS_BLOCK(kit_across1_##T, T, KIT_VECTOR_BYTES / sizeof(T), 1)           
 KIT_ACROSS_BLOCK(kit_across2_##T, T, KIT_VECTOR_BYTES / sizeof(T), 2)                   \
 static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t in_x,   \
                                   const T* w, Py_ssize_t gp, Py_ssize_t k_y,            \
-                                  Py_ssize_t k_x, T* res, int two) {                    \
-    if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res);                       \
-    else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res);                           \
+                                  Py_ssize_t k_x, T* res, Py_ssize_t step, int two) {   \
+    if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res, step);                 \
+    else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res, step);                     \
 }
 KIT_ACROSS_BLOCKS(double)
 KIT_ACROSS_BLOCKS(float)

@@ -93,17 +93,24 @@ def test_convolve_every_output_size_gives_the_in_order_sums_bit_for_bit(k, dtype
             np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
 
 
-def test_convolve_takes_lanes_across_maps_for_the_weight_derivative_only():
+def test_convolve_takes_lanes_across_maps_for_small_maps_and_short_rows():
     # The two ways convolve puts outputs in vector lanes must both be exercised by the tests
     # below: across maps for the weight derivative's small maps (one image, many kernels),
-    # along rows for the forward pass's full-size maps.
+    # and for maps whose rows fill half a vector or less; along rows for rows that fill
+    # their vectors.
     for dtype in (np.float64, np.float32):
         # convnet2's conv1 and conv2 weight derivatives: lanes across the 16 or 32 kernels.
         assert convolutions._across_axis((100, 1, 1, 16, 16), (100, 16, 1, 16, 16), 5, 5, dtype) == 1
         assert convolutions._across_axis((100, 1, 16, 8, 8), (100, 32, 1, 8, 8), 5, 5, dtype) == 1
-        # Forward passes (8x8 and 16x16 maps): along rows.
-        assert convolutions._across_axis((100, 1, 16, 8, 8), (1, 32, 16, 3, 3), 8, 8, dtype) is None
+        # Forward passes and input derivatives of 8x8 maps: across the kernels where a row
+        # of 8 fills half a vector or less (floats with AVX-512), else along rows.
+        short_rows = 8 <= convolutions._vector_width(dtype) // 2
+        for kernels in ((1, 32, 16, 3, 3), (1, 32, 16, 5, 5)):
+            assert convolutions._across_axis((100, 1, 16, 8, 8), kernels, 8, 8, dtype) == (1 if short_rows else None)
+            assert convolutions._across_axis((100, 32, 1, 8, 8), kernels, 8, 8, dtype) == (2 if short_rows else None)
+        # 16x16 maps: along rows.
         assert convolutions._across_axis((100, 1, 1, 16, 16), (1, 16, 1, 3, 3), 16, 16, dtype) is None
+        assert convolutions._across_axis((100, 1, 16, 16, 16), (1, 16, 16, 3, 3), 16, 16, dtype) is None
         # No axis where the inputs are broadcast and the kernels are not: along rows.
         assert convolutions._across_axis((100, 32, 12, 12), (100, 1, 8, 8), 5, 5, dtype) is None
         assert convolutions._across_axis((1, 1, 12, 12), (1, 1, 8, 8), 5, 5, dtype) is None
@@ -135,19 +142,24 @@ def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dty
                 out = convolutions.convolve(x, w, padding=padding)
                 lead = np.broadcast_shapes(tuple(lead_x), tuple(lead_w))
                 assert out.shape == lead + (out_y, out_x)
-                assert_documented_layout(out, x, w)
+                assert_documented_layout(out, x, w, across=axis)
                 np.testing.assert_array_equal(out, convolve_in_order(x, w, padding))
 
 
-def assert_documented_layout(out, x, w):
+def assert_documented_layout(out, x, w, across=None):
     """convolve's output is C-contiguous, except that a lone shared leading axis (longer
-    than 1 in both arguments) comes right after the first axis in memory."""
+    than 1 in both arguments) comes right after the first axis in memory, and the axis the
+    maps lie across in vector lanes (`across`, if not None) comes last."""
     order = list(range(x.ndim - 2))
     shared = [a for a in order if x.shape[a] > 1 and w.shape[a] > 1]
     if len(shared) == 1 and shared[0] >= 2:
         order.remove(shared[0])
         order.insert(1, shared[0])
-    assert out.transpose(order + [x.ndim - 2, x.ndim - 1]).flags.c_contiguous, (x.shape, w.shape, out.strides)
+    order += [x.ndim - 2, x.ndim - 1]
+    if across is not None:
+        order.remove(across)
+        order.append(across)
+    assert out.transpose(order).flags.c_contiguous, (x.shape, w.shape, across, out.strides)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -158,19 +170,31 @@ def assert_documented_layout(out, x, w):
     ((2, 3, 1, 4), (2, 1, 3, 4), 3),  # two shared axes: C order
     ((1, 3, 1, 4), (2, 1, 5, 4), 3),  # four dimensions, one shared axis, the last
 ])
-def test_convolve_lays_out_the_shared_axis_second_and_sums_over_it_in_order(lead_x, lead_w, summed, dtype):
-    # Whatever the layout, numpy's sum over any axis must give the bits of the same sum over
-    # a C-contiguous copy (numpy adds along an axis in its order, not the memory's).
+@pytest.mark.parametrize("across", [False, True])
+def test_convolve_lays_out_the_shared_axis_second_and_sums_over_it_in_order(lead_x, lead_w, summed, dtype, across,
+                                                                             monkeypatch):
+    # Whatever the layout, numpy's sum over an axis must give the bits of the same sum over
+    # a C-contiguous copy (numpy adds along an axis in its order, not the memory's). With
+    # `across`, the maps lie side by side in the lanes along the first axis where the
+    # inputs are broadcast, and that axis is last in memory.
     rng = np.random.default_rng(len(lead_x) + summed)
     x = rng.standard_normal(lead_x + (7, 6)).astype(dtype)
     w = rng.standard_normal(lead_w + (3, 3)).astype(dtype)
+    axis = next(a for a in range(len(lead_x)) if lead_x[a] == 1 and lead_w[a] > 1) if across else None
+    monkeypatch.setattr(convolutions, "_across_axis", lambda *args: axis)
     out = convolutions.convolve(x, w, padding=1)
-    assert_documented_layout(out, x, w)
+    assert_documented_layout(out, x, w, across=axis)
     copy = np.ascontiguousarray(out)
     np.testing.assert_array_equal(out, convolve_in_order(x, w, 1))
-    for axis in range(len(lead_x)):
-        np.testing.assert_array_equal(out.sum(axis=axis), copy.sum(axis=axis))
-    assert out.sum(axis=summed).flags.c_contiguous  # what a layer sums comes out in C order
+    for a in range(len(lead_x)):
+        # (Along the last axis in memory, numpy adds 8 or more values pairwise: the one axis
+        # a layer never sums, which these arrays keep shorter than 8.)
+        np.testing.assert_array_equal(out.sum(axis=a), copy.sum(axis=a))
+    # What a layer sums comes out in C order, or with the maps' axis last.
+    total = out.sum(axis=summed)
+    if axis is not None:
+        total = np.moveaxis(total, axis - (axis > summed), -1)
+    assert total.flags.c_contiguous
     # What a student's answer may do with it works as on any array.
     assert np.reshape(out, (-1,) + out.shape[-2:]).shape[0] == int(np.prod(out.shape[:-2]))
     np.testing.assert_array_equal(np.sum(out, axis=summed), copy.sum(axis=summed))
