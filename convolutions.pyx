@@ -137,7 +137,7 @@ def convolve(inputs, weights, padding=0):
     if n_out == 0:
         return out
     if axis is not None:
-        return _convolve_across(inputs, weights, pad, axis, out)
+        return _convolve_across(inputs, weights, pad, axis, out, maps)
     # Which image and which kernel each output map reads, in the maps' memory order:
     # broadcasting done once, on indices.
     n_x, n_w = inputs.size // (in_y * in_x), weights.size // (k_y * k_x)
@@ -862,10 +862,10 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     return best
 
 
-def _convolve_across(inputs, weights, pad, axis, out):
-    """convolve, into `out` (laid out by _layout, `axis` last in memory), with maps side by
-    side in the lanes along `axis` (see _across_axis): for every other leading index (a
-    group), one image and g kernels."""
+def _convolve_across(inputs, weights, pad, axis, out, maps):
+    """convolve, into `out` (a view of the contiguous array `maps`, laid out by _layout with
+    `axis` last), with maps side by side in the lanes along `axis` (see _across_axis): for
+    every other leading index (a group), one image and g kernels."""
     nd = inputs.ndim
     lead = out.shape[:nd - 2]
     in_y, in_x = inputs.shape[nd - 2], inputs.shape[nd - 1]
@@ -893,22 +893,15 @@ def _convolve_across(inputs, weights, pad, axis, out):
     n_x = int(np.prod(x_rest))
     x_index = np.broadcast_to(np.arange(n_x, dtype=np.intp).reshape(x_rest), group_lead)
     w_index = np.broadcast_to(np.arange(n_w, dtype=np.intp).reshape(w_rest), group_lead)
-    # Where each group's first output lies in out's buffer (in elements), from its strides.
+    # Where each group's first output lies in `maps` (in elements), from out's strides.
     steps = [out.strides[a] // out.itemsize for a in range(nd - 2) if a != axis]
-    start = np.zeros(group_lead, dtype=np.intp)
-    for a, (n, step) in enumerate(zip(group_lead, steps)):
-        start += (np.arange(n, dtype=np.intp) * step).reshape((n,) + (1,) * (len(group_lead) - 1 - a))
+    start = np.tensordot(np.array(steps, dtype=np.intp), np.indices(group_lead, dtype=np.intp), axes=1)
     x = _zero_padded(inputs.reshape(n_x, in_y, in_x), pad)
     _correlate_across_all(x, kernels, w, own_kernels, np.ascontiguousarray(x_index).reshape(-1),
-                          np.ascontiguousarray(w_index).reshape(-1), start.reshape(-1), g,
-                          out.strides[axis] // out.itemsize, out.strides[nd - 1] // out.itemsize,
-                          np.frombuffer(_base(out), dtype=out.dtype), out_y, out_x)
+                          np.ascontiguousarray(w_index).reshape(-1),
+                          np.ascontiguousarray(start, dtype=np.intp).reshape(-1), g,
+                          out.strides[nd - 1] // out.itemsize, maps.reshape(-1), out_y, out_x)
     return out
-
-
-def _base(out):
-    """The contiguous array out is a transposed view of."""
-    return out.base if out.base is not None else out
 
 
 def _correlate_all(const real[:, :, ::1] x, const real[:, :, ::1] w, const Py_ssize_t[::1] x_index,
@@ -946,10 +939,11 @@ cdef void _correlate_map(const real* x, Py_ssize_t in_x, const real* w, Py_ssize
 
 def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernels, real[:, :, :, ::1] w,
                           bint interleave, const Py_ssize_t[::1] x_index, const Py_ssize_t[::1] w_index,
-                          const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t map_stride,
-                          Py_ssize_t pos_stride, real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
+                          const Py_ssize_t[::1] out_start, Py_ssize_t n_maps, Py_ssize_t pos_stride,
+                          real[::1] out, Py_ssize_t out_y, Py_ssize_t out_x):
     """For every group o: the n_maps valid correlations of image x[x_index[o]] with the
-    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, map_stride apart.
+    interleaved kernels w[w_index[o]], written from out[out_start[o]] on, side by side (each
+    output position's n_maps values together, positions pos_stride apart).
     With `interleave`, each group first interleaves its own kernels[w_index[o]] into
     w[w_index[o]] (every group has kernels of its own): the correlations then read them from
     the cache, where a pass of its own over all the kernels wrote them out to memory first.
@@ -963,7 +957,7 @@ def _correlate_across_all(const real[:, :, ::1] x, const real[:, :, :, :] kernel
             _interleave_flipped_one(&kernels[w_index[o], 0, k_y - 1, k_x - 1], g_step, y_step, x_step,
                                     n_maps, k_y, k_x, &w[w_index[o], 0, 0, 0], gp)
         _correlate_across_maps(&x[x_index[o], 0, 0], in_x, &w[w_index[o], 0, 0, 0], n_maps, gp,
-                               k_y, k_x, &out[out_start[o]], map_stride, pos_stride, out_y, out_x)
+                               k_y, k_x, &out[out_start[o]], pos_stride, out_y, out_x)
 
 
 def _interleave_flipped(const real[:, :, :, :] kernels, real[:, :, :, ::1] out):
@@ -997,9 +991,8 @@ cdef void _interleave_flipped_one(const real* last, Py_ssize_t g_step, Py_ssize_
 
 cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, Py_ssize_t n_maps,
                                  Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, real* out,
-                                 Py_ssize_t map_stride, Py_ssize_t pos_stride, Py_ssize_t out_y,
-                                 Py_ssize_t out_x) noexcept nogil:
-    """out[g * map_stride + (y * out_x + c) * pos_stride] = sum over (i, j), in that order, of
+                                 Py_ssize_t pos_stride, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
+    """out[(y * out_x + c) * pos_stride + g] = sum over (i, j), in that order, of
     x[y + i, c + j] * w[i, j, g], for every map g < n_maps: the valid correlations of one
     image with n_maps interleaved kernels (gp values per (i, j): n_maps rounded up to whole
     vectors)."""
@@ -1017,8 +1010,8 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
             for t in range(kit_positions):
                 p = min(p0 + t, n_pos - 1)
                 off[t] = (p // out_x) * in_x + p % out_x
-            if map_stride == 1 and (n_g == width or n_g == 2 * width) and p0 + kit_positions <= n_pos:
-                # The block's maps side by side in memory: its vectors are stored where they go.
+            if (n_g == width or n_g == 2 * width) and p0 + kit_positions <= n_pos:
+                # A whole block: its vectors are stored where they go.
                 if real is double:
                     kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
                                       pos_stride, n_g > width)
@@ -1032,7 +1025,7 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
                     kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
                 for t in range(min(kit_positions, n_pos - p0)):
                     for g in range(n_g):
-                        out[(g0 + g) * map_stride + (p0 + t) * pos_stride] = res[t * 2 * width + g]
+                        out[(p0 + t) * pos_stride + g0 + g] = res[t * 2 * width + g]
             p0 = p0 + kit_positions
         g0 = g0 + n_g
 
