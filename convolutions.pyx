@@ -748,19 +748,19 @@ cdef extern from "convolve_blocks.h":
     const Py_ssize_t kit_lanes_float
     const Py_ssize_t kit_vector_double   # values in one vector register
     const Py_ssize_t kit_vector_float
-    const Py_ssize_t kit_positions       # output positions of one block across maps
+    const Py_ssize_t kit_positions       # most output positions of one block across maps
     void kit_block_double(const double* x, Py_ssize_t in_x, const double* w, Py_ssize_t k_y, Py_ssize_t k_x,
                           double* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                           bint half) noexcept nogil
     void kit_block_float(const float* x, Py_ssize_t in_x, const float* w, Py_ssize_t k_y, Py_ssize_t k_x,
                          float* out, Py_ssize_t out_x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                          bint half) noexcept nogil
-    void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t in_x, const double* w,
-                           Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res, Py_ssize_t step,
-                           bint two) noexcept nogil
-    void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t in_x, const float* w,
-                          Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res, Py_ssize_t step,
-                          bint two) noexcept nogil
+    void kit_across_double(const double* x, const Py_ssize_t* off, Py_ssize_t n_pos, Py_ssize_t in_x,
+                           const double* w, Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, double* res,
+                           Py_ssize_t step, bint two) noexcept nogil
+    void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t n_pos, Py_ssize_t in_x,
+                          const float* w, Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res,
+                          Py_ssize_t step, bint two) noexcept nogil
     void kit_route_2x2_double(const double* d_out, const double* img, Py_ssize_t in_y, Py_ssize_t in_x,
                               double* d_in, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
     void kit_route_2x2_float(const float* d_out, const float* img, Py_ssize_t in_y, Py_ssize_t in_x,
@@ -831,8 +831,8 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
 
     Decided by a cost per map, in vector multiply-adds (two a cycle): along rows, the
     blocks' vectors, past the map's edge included, times the terms (k_y * k_x); across
-    maps, the positions' share of vectors times the terms, plus a cycle to store each
-    vector (the maps lie side by side in memory too: see _layout). Across maps when that
+    maps, the map's positions (its blocks split them evenly: none is computed in vain)
+    times its share of vectors times the terms, plus a cycle to store each vector (the maps lie side by side in memory too: see _layout). Across maps when that
     costs at most three quarters as much: for the weight derivative (small maps, 64 or
     more terms), and for forward passes and input derivatives whose rows fill half a vector
     or less (8x8 maps of floats in 16-lane vectors, whose rows would leave half of every
@@ -856,7 +856,7 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
         g = w_shape[axis]
         if x_shape[axis] == 1 and g > 1:
             n_pos = out_y * out_x
-            cost = _round_up(n_pos, kit_positions) * (_round_up(g, width) // width) / g * (terms / 2 + 1)
+            cost = n_pos * (_round_up(g, width) // width) / g * (terms / 2 + 1)
             if cost <= best_cost:
                 best, best_cost = axis, cost
     return best
@@ -998,35 +998,38 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
     vectors)."""
     cdef Py_ssize_t width = kit_vector_double if real is double else kit_vector_float
     cdef Py_ssize_t n_pos = out_y * out_x
+    # The positions in n_blocks blocks of nearly equal size (9 as 5 + 4, where blocks of
+    # kit_positions would compute 16): every position a block computes is one of the map's.
+    cdef Py_ssize_t n_blocks = (n_pos + kit_positions - 1) // kit_positions
     cdef Py_ssize_t off[8]
-    cdef Py_ssize_t g0, n_g, p0, p, t, g
+    cdef Py_ssize_t g0, n_g, p0, p, t, g, size, block
     cdef real res[256]  # kit_positions (<= 8) x 2 vectors of up to 16 values (64-byte registers)
     g0 = 0
     while g0 < n_maps:
         n_g = min(2 * width, n_maps - g0)
         p0 = 0
-        while p0 < n_pos:
-            # A last block with fewer positions repeats its last one.
-            for t in range(kit_positions):
-                p = min(p0 + t, n_pos - 1)
+        for block in range(n_blocks):
+            size = n_pos // n_blocks + (block < n_pos % n_blocks)
+            for t in range(size):
+                p = p0 + t
                 off[t] = (p // out_x) * in_x + p % out_x
-            if (n_g == width or n_g == 2 * width) and p0 + kit_positions <= n_pos:
-                # A whole block: its vectors are stored where they go.
+            if n_g == width or n_g == 2 * width:
+                # Whole vectors: stored where they go.
                 if real is double:
-                    kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
+                    kit_across_double(x, off, size, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
                                       pos_stride, n_g > width)
                 else:
-                    kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
+                    kit_across_float(x, off, size, in_x, w + g0, gp, k_y, k_x, out + g0 + p0 * pos_stride,
                                      pos_stride, n_g > width)
             else:
                 if real is double:
-                    kit_across_double(x, off, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
+                    kit_across_double(x, off, size, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
                 else:
-                    kit_across_float(x, off, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
-                for t in range(min(kit_positions, n_pos - p0)):
+                    kit_across_float(x, off, size, in_x, w + g0, gp, k_y, k_x, res, 2 * width, n_g > width)
+                for t in range(size):
                     for g in range(n_g):
                         out[(p0 + t) * pos_stride + g0 + g] = res[t * 2 * width + g]
-            p0 = p0 + kit_positions
+            p0 = p0 + size
         g0 = g0 + n_g
 
 

@@ -3,7 +3,7 @@
 
    Two blocks of convolve, each for double and float:
    - kit_block_T   4 output rows x one or two vectors of outputs of one map (along rows);
-   - kit_across_T  a few output positions x one or two vectors of maps that read the same
+   - kit_across_T  1 to 8 output positions x one or two vectors of maps that read the same
                    image (across maps: the weight derivative's broadcast).
    And kit_route_2x2_T, one map's max-pooling derivative (maxpool_derivative).
    Both blocks of convolve add each output's terms one at a time in one fixed order, so that every vector width,
@@ -129,26 +129,28 @@ KIT_BLOCKS(float)
 /* ---- across maps ------------------------------------------------------------------ */
 
 /* convolve's other inner block, for maps that read one image with different kernels
-   (the weight derivative's broadcast): one map per lane, KIT_POSITIONS output positions
-   x NV (1 or 2) vectors of W maps,
+   (the weight derivative's broadcast): one map per lane, P output positions x NV (1 or 2)
+   vectors of W maps,
        res[t * step + g] = sum over (i, j), in that order, of
                            x[off[t] + i * in_x + j] * w[(i * k_x + j) * gp + g]
-   for t < KIT_POSITIONS and g < NV * W, with the kernels interleaved: gp values per
-   (i, j), kernel g at lane g. res is a buffer of the caller's, or the output itself where
-   its maps lie side by side in memory (step: the values between two positions). Small maps (the weight derivative's are k x k) waste most
-   of a block of rows, whose vectors run along a row past the map's edge; lanes across
-   maps all count. Each output adds its terms in the same order as KIT_CORRELATE_BLOCK,
-   and x * w is w * x exactly: the same numbers, bit for bit. Reads nothing outside the
-   map and the kernels' gp lanes. */
+   for t < P and g < NV * W, with the kernels interleaved: gp values per (i, j), kernel g
+   at lane g. res is a buffer of the caller's, or the output itself where its maps lie side
+   by side in memory (step: the values between two positions). Small maps (the weight
+   derivative's are k x k) waste most of a block of rows, whose vectors run along a row
+   past the map's edge; lanes across maps all count, and so do positions: the caller splits
+   a map's positions into blocks of nearly equal size, P at most KIT_POSITIONS (a 3x3 map's
+   9 positions are blocks of 5 and 4, not 8 and a block of 8 for the last one). Each output
+   adds its terms in the same order as KIT_CORRELATE_BLOCK, and x * w is w * x exactly: the
+   same numbers, bit for bit. Reads nothing outside the map and the kernels' gp lanes. */
 #if defined(__GNUC__) || defined(__clang__)
-#define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+#define KIT_ACROSS_BLOCK(NAME, T, W, NV, P)                                              \
 typedef T NAME##_vec __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T)), may_alias)); \
 static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,  \
                         Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res,           \
                         Py_ssize_t step) {                                               \
     /* Fixed-size arrays in fully unrolled loops: the compiler keeps them in registers. */ \
-    NAME##_vec a[KIT_POSITIONS], b[KIT_POSITIONS];                                       \
-    for (int t = 0; t < KIT_POSITIONS; t++) a[t] = b[t] = (NAME##_vec){0};               \
+    NAME##_vec a[P], b[P];                                                               \
+    for (int t = 0; t < P; t++) a[t] = b[t] = (NAME##_vec){0};                           \
     for (Py_ssize_t i = 0; i < k_y; i++) {                                               \
         for (Py_ssize_t j = 0; j < k_x; j++) {                                           \
             const Py_ssize_t q = i * in_x + j;                                           \
@@ -156,24 +158,24 @@ static inline void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, cons
             const NAME##_vec u = *(const NAME##_vec*)wp;                                 \
             const NAME##_vec v = NV == 2 ? *(const NAME##_vec*)(wp + W) : u;             \
             _Pragma("GCC unroll 8")                                                      \
-            for (int t = 0; t < KIT_POSITIONS; t++) {                                    \
+            for (int t = 0; t < P; t++) {                                                \
                 const T s = x[off[t] + q];                                               \
                 a[t] = a[t] + s * u;                                                     \
                 if (NV == 2) b[t] = b[t] + s * v;  /* a constant: one branch is kept */  \
             }                                                                            \
         }                                                                                \
     }                                                                                    \
-    for (int t = 0; t < KIT_POSITIONS; t++) {                                            \
+    for (int t = 0; t < P; t++) {                                                        \
         *(NAME##_vec*)(res + t * step) = a[t];                                           \
         if (NV == 2) *(NAME##_vec*)(res + t * step + W) = b[t];                          \
     }                                                                                    \
 }
 #else
-#define KIT_ACROSS_BLOCK(NAME, T, W, NV)                                                 \
+#define KIT_ACROSS_BLOCK(NAME, T, W, NV, P)                                              \
 static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,         \
                  Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, T* res,                  \
                  Py_ssize_t step) {                                                      \
-    for (int t = 0; t < KIT_POSITIONS; t++)                                              \
+    for (int t = 0; t < P; t++)                                                          \
         for (int g = 0; g < NV * W; g++) {                                               \
             T acc = 0;                                                                   \
             for (Py_ssize_t i = 0; i < k_y; i++)                                         \
@@ -183,22 +185,49 @@ static void NAME(const T* x, const Py_ssize_t* off, Py_ssize_t in_x, const T* w,
         }                                                                                \
 }
 #endif
-/* 8 positions x 2 vectors where there are 32 vector registers (AVX-512, and Arm's 64-bit
-   NEON), 4 where there are 16: the accumulators, the kernels' vectors and the image's
-   values fit, and the kernels' vectors are loaded once for more positions. */
+/* At most 8 positions x 2 vectors where there are 32 vector registers (AVX-512, and Arm's
+   64-bit NEON), 4 where there are 16: the accumulators, the kernels' vectors and the
+   image's values fit, and the kernels' vectors are loaded once for more positions. */
 #if defined(__AVX512F__) || defined(__aarch64__)
 #define KIT_POSITIONS 8
 #else
 #define KIT_POSITIONS 4
 #endif
+/* The blocks of 1 to 8 positions, one or two vectors each, and kit_across_T, which runs
+   the one for n_pos positions (1 <= n_pos <= KIT_POSITIONS). */
+#define KIT_ACROSS_SIZES(T, NV)                                                          \
+KIT_ACROSS_BLOCK(kit_across##NV##_1_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 1)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_2_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 2)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_3_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 3)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_4_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 4)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_5_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 5)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_6_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 6)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_7_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 7)        \
+KIT_ACROSS_BLOCK(kit_across##NV##_8_##T, T, KIT_VECTOR_BYTES / sizeof(T), NV, 8)        \
+static inline void kit_across##NV##_##T(const T* x, const Py_ssize_t* off, Py_ssize_t n_pos, \
+                                        Py_ssize_t in_x, const T* w, Py_ssize_t gp,      \
+                                        Py_ssize_t k_y, Py_ssize_t k_x, T* res,          \
+                                        Py_ssize_t step) {                               \
+    switch (n_pos) {                                                                     \
+    case 1: kit_across##NV##_1_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 2: kit_across##NV##_2_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 3: kit_across##NV##_3_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 4: kit_across##NV##_4_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 5: kit_across##NV##_5_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 6: kit_across##NV##_6_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    case 7: kit_across##NV##_7_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;     \
+    default: kit_across##NV##_8_##T(x, off, in_x, w, gp, k_y, k_x, res, step); break;    \
+    }                                                                                    \
+}
 #define KIT_ACROSS_BLOCKS(T)                                                             \
-KIT_ACROSS_BLOCK(kit_across1_##T, T, KIT_VECTOR_BYTES / sizeof(T), 1)                   \
-KIT_ACROSS_BLOCK(kit_across2_##T, T, KIT_VECTOR_BYTES / sizeof(T), 2)                   \
-static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t in_x,   \
-                                  const T* w, Py_ssize_t gp, Py_ssize_t k_y,            \
-                                  Py_ssize_t k_x, T* res, Py_ssize_t step, int two) {   \
-    if (two) kit_across2_##T(x, off, in_x, w, gp, k_y, k_x, res, step);                 \
-    else kit_across1_##T(x, off, in_x, w, gp, k_y, k_x, res, step);                     \
+KIT_ACROSS_SIZES(T, 1)                                                                   \
+KIT_ACROSS_SIZES(T, 2)                                                                   \
+static inline void kit_across_##T(const T* x, const Py_ssize_t* off, Py_ssize_t n_pos,  \
+                                  Py_ssize_t in_x, const T* w, Py_ssize_t gp,            \
+                                  Py_ssize_t k_y, Py_ssize_t k_x, T* res, Py_ssize_t step, \
+                                  int two) {                                             \
+    if (two) kit_across2_##T(x, off, n_pos, in_x, w, gp, k_y, k_x, res, step);          \
+    else kit_across1_##T(x, off, n_pos, in_x, w, gp, k_y, k_x, res, step);              \
 }
 KIT_ACROSS_BLOCKS(double)
 KIT_ACROSS_BLOCKS(float)

@@ -126,8 +126,10 @@ def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dty
     rng = np.random.default_rng(maps)
     for axis in (0, 1, 2):
         monkeypatch.setattr(convolutions, "_across_axis", lambda *args: axis)
-        for out_y, out_x, k, padding in [(1, 1, 4, 0), (3, 3, 8, 1), (5, 5, 16, 2), (2, 7, 3, 1),
-                                         (9, 7, 5, 2), (4, 4, 2, 0)]:
+        # Their positions make blocks of every size from 1 to 8 (1; 2; 3; 9 as 5 + 4, or
+        # 3 + 3 + 3 with 4 at most; 14 as 7 + 7; 25 as 7 + 6 + 6 + 6; 63; 16).
+        for out_y, out_x, k, padding in [(1, 1, 4, 0), (1, 2, 3, 1), (3, 1, 2, 0), (3, 3, 8, 1), (5, 5, 16, 2),
+                                         (2, 7, 3, 1), (9, 7, 5, 2), (4, 4, 2, 0)]:
             # Kernels of their own for every group (the weight derivative's), or kernels
             # shared by the groups along another axis.
             other = (axis + 1) % 3
