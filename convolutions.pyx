@@ -17,7 +17,7 @@ that names the shapes) around typed, GIL-free loops:
 All accept float32 and float64 (the output has the input's dtype) and any memory layout:
 non-contiguous views (``w[:, :, ::-1, ::-1]``, ``x[:, np.newaxis]``) are copied first (correlate's
 kernels read them through their strides). Below the public functions: the argument checks,
-then the typed kernels; convolve's innermost blocks and the 2x2 max-pooling derivative are C
+then the typed kernels; convolve's innermost blocks and 2x2 max pooling and its derivative are C
 vector code, in convolve_blocks.h, and correlate's in direct_blocks.h. The examples assume
 ``import numpy as np`` and ``from convolutions import *``; tests/test_convolutions_doctests.py
 runs them. Build with ``python setup.py build_ext --inplace``.
@@ -761,6 +761,10 @@ cdef extern from "convolve_blocks.h":
     void kit_across_float(const float* x, const Py_ssize_t* off, Py_ssize_t n_pos, Py_ssize_t in_x,
                           const float* w, Py_ssize_t gp, Py_ssize_t k_y, Py_ssize_t k_x, float* res,
                           Py_ssize_t step, bint two) noexcept nogil
+    void kit_pool_2x2_double(const double* img, Py_ssize_t in_x, double* out, Py_ssize_t* argmax,
+                             Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
+    void kit_pool_2x2_float(const float* img, Py_ssize_t in_x, float* out, Py_ssize_t* argmax,
+                            Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
     void kit_route_2x2_double(const double* d_out, const double* img, Py_ssize_t in_y, Py_ssize_t in_x,
                               double* d_in, Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil
     void kit_route_2x2_float(const float* d_out, const float* img, Py_ssize_t in_y, Py_ssize_t in_x,
@@ -1129,7 +1133,10 @@ def _maxpool_maps(const real[:, :, ::1] x, real[:, :, ::1] out, Py_ssize_t[:, :,
     cdef bint two_by_two = k == 2 and s == 2 and p == 0
     for m in prange(x.shape[0], nogil=True, schedule="static"):
         if two_by_two:
-            _maxpool_map_2x2(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
+            if real is double:
+                kit_pool_2x2_double(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
+            else:
+                kit_pool_2x2_float(&x[m, 0, 0], in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x)
         else:
             _maxpool_map(&x[m, 0, 0], in_y, in_x, &out[m, 0, 0], &argmax[m, 0, 0], out_y, out_x, k, s, p)
 
@@ -1164,40 +1171,6 @@ cdef inline Py_ssize_t _winner(const real* img, Py_ssize_t in_y, Py_ssize_t in_x
             if v > best_v or v != v:
                 best_v = v
                 best = q
-    best_value[0] = best_v
-    return best
-
-
-cdef void _maxpool_map_2x2(const real* img, Py_ssize_t in_x, real* out, Py_ssize_t* argmax,
-                           Py_ssize_t out_y, Py_ssize_t out_x) noexcept nogil:
-    """The common case k = s = 2, p = 0, unrolled (see _winner_2x2)."""
-    cdef Py_ssize_t oy, ox
-    for oy in range(out_y):
-        for ox in range(out_x):
-            argmax[oy * out_x + ox] = _winner_2x2(img, in_x, 2 * oy * in_x + 2 * ox, &out[oy * out_x + ox])
-
-
-cdef inline Py_ssize_t _winner_2x2(const real* img, Py_ssize_t in_x, Py_ssize_t q,
-                                   real* best_value) noexcept nogil:
-    """_winner for the 2x2 window whose top-left input is q: the same comparisons in the same
-    order (a NaN wins, the last NaN of a window wins), written as selections of values and
-    indices, which the compiler makes branch-free: which input wins is random, and
-    mispredicted branches would cost more than the window's whole work."""
-    cdef Py_ssize_t best = q
-    cdef real v, best_v = img[q]
-    cdef bint take
-    v = img[q + 1]
-    take = (v > best_v) | (v != v)
-    best = q + 1 if take else best
-    best_v = v if take else best_v
-    v = img[q + in_x]
-    take = (v > best_v) | (v != v)
-    best = q + in_x if take else best
-    best_v = v if take else best_v
-    v = img[q + in_x + 1]
-    take = (v > best_v) | (v != v)
-    best = q + in_x + 1 if take else best
-    best_v = v if take else best_v
     best_value[0] = best_v
     return best
 

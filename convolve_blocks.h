@@ -5,7 +5,8 @@
    - kit_block_T   4 output rows x one or two vectors of outputs of one map (along rows);
    - kit_across_T  1 to 8 output positions x one or two vectors of maps that read the same
                    image (across maps: the weight derivative's broadcast).
-   And kit_route_2x2_T, one map's max-pooling derivative (maxpool_derivative).
+   And kit_pool_2x2_T and kit_route_2x2_T, one map's 2x2 max pooling and its derivative
+   (maxpool_forward, maxpool_derivative).
    Both blocks of convolve add each output's terms one at a time in one fixed order, so that every vector width,
    and the plain C loops for compilers without vector extensions, give the same numbers bit
    for bit (with -ffp-contract=off, as setup.py builds). */
@@ -233,21 +234,27 @@ KIT_ACROSS_BLOCKS(double)
 KIT_ACROSS_BLOCKS(float)
 static const Py_ssize_t kit_positions = KIT_POSITIONS;
 
-/* ---- max pooling's derivative, 2x2 windows at stride 2 ------------------------------ */
+/* ---- max pooling, 2x2 windows at stride 2: the forward pass and its derivative ------- */
 
-/* One map's derivative w.r.t. its inputs (in_y x in_x, out_y x out_x windows, 2 * out_y <=
-   in_y and 2 * out_x <= in_x): each window's d_out, plus zero, written to the input that
-   wins it (the first maximum in row-major order; a NaN wins, the last NaN of a window
-   wins), zeros to the window's other inputs and to an odd last row or column. Each input
-   is written once and no store is read back. Four windows at a time in vectors: their
-   comparisons are masks, where scalar code branched on which input wins (random, and
-   mispredicted half the time) and ran several times slower. */
+/* The winner of a 2x2 window is the first maximum in row-major order; a NaN wins, the last
+   NaN of a window wins. Four windows at a time in vectors: their comparisons are masks,
+   where scalar code branched on which input wins (random, and mispredicted half the time)
+   and ran several times slower, and where the compiler's own vectors, as wide as a row of
+   floats with AVX-512, fit no row of an 8x8 map's 4 windows.
+
+   kit_pool_2x2_T: one map's max pooling (in_x wide, out_y x out_x windows): each window's
+   maximum and its input's index in the map, as maxpool_forward returns them.
+   kit_route_2x2_T: one map's derivative w.r.t. its inputs (in_y x in_x, 2 * out_y <= in_y
+   and 2 * out_x <= in_x): each window's d_out, plus zero, written to the input that wins
+   it, zeros to the window's other inputs and to an odd last row or column. Each input is
+   written once and no store is read back. */
 #if defined(__GNUC__) || defined(__clang__)
-#define KIT_ROUTE_VECTORS(T, I)                                                          \
+#define KIT_POOL_VECTORS(T, I)                                                           \
 typedef T kit_q4_##T __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)), may_alias)); \
 typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                        \
-/* 4 windows ox..ox+3 of the row pair at a (b = a + in_x): d_out's 4 values at d. */      \
-static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* rb) {    \
+/* The winners (0 to 3: top left, top right, bottom left, bottom right) of the 4 windows  \
+   ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                    \
+static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) {   \
     const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                               \
     const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4);       \
     const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4);       \
@@ -263,6 +270,22 @@ static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* 
     bv = (take & (kit_m4_##T)v2) | (~take & bv);                                         \
     take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                           \
     best = (take & 3) | (~take & best);                                                  \
+    *value = (kit_q4_##T)((take & (kit_m4_##T)v3) | (~take & bv));                      \
+    return best;                                                                         \
+}                                                                                        \
+/* Their maxima at m, and their inputs' indices at idx (q: the first window's top left). */ \
+static inline void kit_pool4_##T(const T* a, Py_ssize_t in_x, Py_ssize_t q, T* m,        \
+                                 Py_ssize_t* idx) {                                      \
+    kit_q4_##T value;                                                                    \
+    const kit_m4_##T best = kit_winners4_##T(a, a + in_x, &value);                       \
+    const Py_ssize_t at[4] = {0, 1, in_x, in_x + 1};                                     \
+    *(kit_q4_##T*)m = value;                                                             \
+    for (int t = 0; t < 4; t++) idx[t] = q + 2 * t + at[best[t]];                        \
+}                                                                                        \
+/* Their derivatives routed: d_out's 4 values at d, to the row pair at ra and rb. */     \
+static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* rb) {    \
+    kit_q4_##T value;                                                                    \
+    const kit_m4_##T best = kit_winners4_##T(a, b, &value);                              \
     const kit_q4_##T zero = {0, 0, 0, 0};                                                \
     const kit_m4_##T dv = (kit_m4_##T)(zero + *(const kit_q4_##T*)d);                    \
     const kit_m4_##T p0 = (best == 0) & dv, p1 = (best == 1) & dv;                       \
@@ -273,14 +296,48 @@ static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* 
     *(kit_q4_##T*)rb = (kit_q4_##T)__builtin_shuffle(p2, p3, lo);                        \
     *(kit_q4_##T*)(rb + 4) = (kit_q4_##T)__builtin_shuffle(p2, p3, hi);                  \
 }
-KIT_ROUTE_VECTORS(double, long long)
-KIT_ROUTE_VECTORS(float, int)
+KIT_POOL_VECTORS(double, long long)
+KIT_POOL_VECTORS(float, int)
+#define KIT_POOL4(T, a, in_x, q, m, idx) kit_pool4_##T(a, in_x, q, m, idx)
 #define KIT_ROUTE4(T, a, b, d, ra, rb) kit_route4_##T(a, b, d, ra, rb)
-#define KIT_ROUTE_BY_4 4
+#define KIT_BY_4 4
 #else
+#define KIT_POOL4(T, a, in_x, q, m, idx)
 #define KIT_ROUTE4(T, a, b, d, ra, rb)
-#define KIT_ROUTE_BY_4 0
+#define KIT_BY_4 0
 #endif
+/* One window, in scalars: its winner (0 to 3) and, at value, its maximum. */
+#define KIT_WINNER_2X2(T)                                                                \
+static inline int kit_winner_2x2_##T(const T* a, Py_ssize_t in_x, T* value) {            \
+    int best = 0;                                                                        \
+    T best_v = a[0], v;                                                                  \
+    v = a[1];                                                                            \
+    if (v > best_v || v != v) { best = 1; best_v = v; }                                  \
+    v = a[in_x];                                                                         \
+    if (v > best_v || v != v) { best = 2; best_v = v; }                                  \
+    v = a[in_x + 1];                                                                     \
+    if (v > best_v || v != v) { best = 3; best_v = v; }                                  \
+    *value = best_v;                                                                     \
+    return best;                                                                         \
+}                                                                                        \
+static void kit_pool_2x2_##T(const T* img, Py_ssize_t in_x, T* out, Py_ssize_t* argmax,  \
+                             Py_ssize_t out_y, Py_ssize_t out_x) {                       \
+    for (Py_ssize_t oy = 0; oy < out_y; oy++) {                                          \
+        const T* a = img + 2 * oy * in_x;                                                \
+        T* m = out + oy * out_x;                                                         \
+        Py_ssize_t* idx = argmax + oy * out_x;                                           \
+        Py_ssize_t ox = 0;                                                               \
+        if (KIT_BY_4)                                                                    \
+            for (; ox + 4 <= out_x; ox += 4)                                             \
+                KIT_POOL4(T, a + 2 * ox, in_x, 2 * oy * in_x + 2 * ox, m + ox, idx + ox); \
+        for (; ox < out_x; ox++) {                                                       \
+            const int best = kit_winner_2x2_##T(a + 2 * ox, in_x, m + ox);               \
+            idx[ox] = 2 * oy * in_x + 2 * ox + (best >> 1) * in_x + (best & 1);          \
+        }                                                                                \
+    }                                                                                    \
+}
+KIT_WINNER_2X2(double)
+KIT_WINNER_2X2(float)
 #define KIT_ROUTE_2X2(T)                                                                 \
 static void kit_route_2x2_##T(const T* d_out, const T* img, Py_ssize_t in_y,             \
                               Py_ssize_t in_x, T* d_in, Py_ssize_t out_y, Py_ssize_t out_x) { \
@@ -290,20 +347,14 @@ static void kit_route_2x2_##T(const T* d_out, const T* img, Py_ssize_t in_y,    
         const T* a = img + 2 * oy * in_x;                                                \
         T* row = d_in + 2 * oy * in_x;                                                   \
         Py_ssize_t ox = 0;                                                               \
-        if (KIT_ROUTE_BY_4)                                                              \
+        if (KIT_BY_4)                                                                    \
             for (; ox + 4 <= out_x; ox += 4)                                             \
                 KIT_ROUTE4(T, a + 2 * ox, a + in_x + 2 * ox, d_out + oy * out_x + ox,    \
                            row + 2 * ox, row + in_x + 2 * ox);                           \
         for (; ox < out_x; ox++) {                                                       \
             const Py_ssize_t c = 2 * ox;                                                 \
-            int best = 0;                                                                \
-            T best_v = a[c], v;                                                          \
-            v = a[c + 1];                                                                \
-            if (v > best_v || v != v) { best = 1; best_v = v; }                          \
-            v = a[in_x + c];                                                             \
-            if (v > best_v || v != v) { best = 2; best_v = v; }                          \
-            v = a[in_x + c + 1];                                                         \
-            if (v > best_v || v != v) best = 3;                                          \
+            T value;                                                                     \
+            const int best = kit_winner_2x2_##T(a + c, in_x, &value);                    \
             const T dv = zero + d_out[oy * out_x + ox];                                  \
             row[c] = best == 0 ? dv : zero;                                              \
             row[c + 1] = best == 1 ? dv : zero;                                          \

@@ -838,6 +838,38 @@ def test_maxpool_derivative_of_the_layers_windows_with_ties(shape, dtype):
             == convolutions.maxpool_backward(d_out, argmax, shape).tobytes())
 
 
+def _winners_2x2_by_the_rule(x):
+    """Each 2x2 window's maximum and its input's index in the map, by the rule itself, one
+    input at a time: the first maximum in row-major order wins, a NaN wins, the last NaN of
+    a window wins."""
+    n, c, in_y, in_x = x.shape
+    out_y, out_x = in_y // 2, in_x // 2
+    oy, ox = np.meshgrid(np.arange(out_y), np.arange(out_x), indexing="ij")
+    first = np.broadcast_to(2 * oy * in_x + 2 * ox, (n, c, out_y, out_x))
+    best, best_index = x[:, :, 0:2 * out_y:2, 0:2 * out_x:2], first
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        v = x[:, :, dy:2 * out_y:2, dx:2 * out_x:2]
+        take = (v > best) | np.isnan(v)
+        best = np.where(take, v, best)
+        best_index = np.where(take, first + dy * in_x + dx, best_index)
+    return best, best_index
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(10, 16, 16, 16), (10, 32, 8, 8), (3, 2, 11, 13), (2, 3, 6, 18), (2, 2, 4, 6)])
+def test_maxpool_forward_2x2_finds_the_winners_by_the_rule(shape, dtype):
+    """The layers' 2x2 pooling, four windows at a time where a row has four more: on
+    ReLU-like inputs (many ties) with a few NaNs, each window's maximum and the index of the
+    input that wins it, bit for bit."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.maximum(rng.integers(-2, 3, shape), 0).astype(dtype) + rng.integers(0, 2, shape).astype(dtype) / 4
+    x.reshape(-1)[rng.integers(0, x.size, 3 + x.size // 50)] = np.nan
+    out, argmax = convolutions.maxpool_forward(x, 2, 2, 0)
+    best, best_index = _winners_2x2_by_the_rule(x)
+    assert out.dtype == dtype and out.tobytes() == best.tobytes()
+    np.testing.assert_array_equal(argmax, best_index)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k_out, rows, columns", [(16, 144, 25600), (32, 288, 6400), (20, 25, 91 * 144)])
 def test_method1_weight_derivative_is_deriv_times_the_patches_transposed(k_out, rows, columns, dtype):
