@@ -79,6 +79,38 @@ typedef double kit_db_vec_double;
 #define KIT_DB_FMA_double(acc, w, v) fma(w, v, acc)
 #endif
 
+/* kit_db_transpose_T(r): the square tile of KIT_DB_LANES(T) vectors r, transposed in the
+   registers: lane l of vector t becomes lane t of vector l. In log2(lanes) rounds, each
+   swapping the off-diagonal blocks of every 2s x 2s sub-tile (s = lanes / 2, ..., 1) with
+   one two-vector shuffle per vector. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(KIT_DB_PLAIN_C)
+#define KIT_DB_TRANSPOSE(T, I)                                                           \
+typedef I kit_db_index_##T __attribute__((vector_size(KIT_DB_BYTES)));                  \
+static inline void kit_db_transpose_##T(kit_db_vec_##T* r) {                             \
+    enum { L = KIT_DB_BYTES / sizeof(T) };                                               \
+    _Pragma("GCC unroll 4")                                                              \
+    for (int s = L / 2; s >= 1; s /= 2) {                                                \
+        kit_db_index_##T lo, hi;                                                         \
+        for (int l = 0; l < L; l++) {                                                    \
+            lo[l] = (l & s) ? L + l - s : l;                                             \
+            hi[l] = (l & s) ? L + l : l + s;                                             \
+        }                                                                                \
+        _Pragma("GCC unroll 16")                                                         \
+        for (int t = 0; t < L; t++)                                                      \
+            if (!(t & s)) {                                                              \
+                const kit_db_vec_##T a = r[t], b = r[t + s];                             \
+                r[t] = __builtin_shuffle(a, b, lo);                                      \
+                r[t + s] = __builtin_shuffle(a, b, hi);                                  \
+            }                                                                            \
+    }                                                                                    \
+}
+KIT_DB_TRANSPOSE(float, int)
+KIT_DB_TRANSPOSE(double, long long)
+#else
+static inline void kit_db_transpose_float(kit_db_vec_float* r) { (void)r; }  /* 1 x 1 */
+static inline void kit_db_transpose_double(kit_db_vec_double* r) { (void)r; }
+#endif
+
 /* ---- zero padding ----------------------------------------------------------------- */
 
 /* dst (n_ch, in_y + 2p, in_x + 2p), contiguous, = the image at src (strides sc, sy, sx)
@@ -247,17 +279,32 @@ static int kit_weight_images_##T(const T* x, Py_ssize_t x_img, Py_ssize_t sc, Py
         Py_ssize_t n_img, T* dwt, Py_ssize_t out_y, Py_ssize_t out_x) {                 \
     const Py_ssize_t fb = nv * KIT_DB_LANES(T), many = KIT_DB_ACCUMULATORS / nv;         \
     const Py_ssize_t py = in_y + 2 * p, px = in_x + 2 * p, xi = n_ch * py * px;          \
-    const Py_ssize_t di = out_y * out_x * kp;                                            \
+    const Py_ssize_t n_pos = out_y * out_x, di = n_pos * kp, lanes = KIT_DB_LANES(T);    \
     T res[KIT_DB_ACCUMULATORS * KIT_DB_BYTES / sizeof(T)];                               \
     T* xp = (T*)malloc((n_img * xi + 1) * sizeof(T));                                    \
     T* dl = (T*)calloc(n_img * di + 1, sizeof(T));                                       \
     if (!xp || !dl) { free(xp); free(dl); return -1; }                                   \
     for (Py_ssize_t m = 0; m < n_img; m++) {                                             \
         kit_db_pad_##T(x + m * x_img, sc, sy, sx, n_ch, in_y, in_x, p, 0, xp + m * xi);  \
-        for (Py_ssize_t y = 0; y < out_y; y++)                                           \
-            for (Py_ssize_t xx = 0; xx < out_x; xx++)                                    \
-                for (Py_ssize_t f = 0; f < n_out; f++)                                   \
-                    dl[m * di + (y * out_x + xx) * kp + f] = d[m * d_img + f * d_ch + y * d_y + xx * d_x]; \
+        if (d_x == 1 && d_y == out_x && n_pos % lanes == 0 && n_out % lanes == 0) {      \
+            /* Whole maps, as method 1's layers give them: square tiles of lanes channels \
+               x lanes positions, transposed in the registers (one value at a time, this  \
+               copy took most of the first layer's time). */                             \
+            kit_db_vec_##T r[KIT_DB_LANES(T)];                                           \
+            for (Py_ssize_t f0 = 0; f0 < n_out; f0 += lanes)                             \
+                for (Py_ssize_t q0 = 0; q0 < n_pos; q0 += lanes) {                       \
+                    for (Py_ssize_t t = 0; t < lanes; t++)                               \
+                        r[t] = *(const kit_db_vec_##T*)(d + m * d_img + (f0 + t) * d_ch + q0); \
+                    kit_db_transpose_##T(r);                                             \
+                    for (Py_ssize_t t = 0; t < lanes; t++)                               \
+                        *(kit_db_vec_##T*)(dl + m * di + (q0 + t) * kp + f0) = r[t];     \
+                }                                                                        \
+        } else {                                                                         \
+            for (Py_ssize_t y = 0; y < out_y; y++)                                       \
+                for (Py_ssize_t xx = 0; xx < out_x; xx++)                                \
+                    for (Py_ssize_t f = 0; f < n_out; f++)                               \
+                        dl[m * di + (y * out_x + xx) * kp + f] = d[m * d_img + f * d_ch + y * d_y + xx * d_x]; \
+        }                                                                                \
     }                                                                                    \
     /* Whole blocks of `many` channels at each offset (i, j); then the rows (c, i, j) of \
        the channels left over (all of them in the first layer), `many` rows a block. */  \
