@@ -237,10 +237,11 @@ static const Py_ssize_t kit_positions = KIT_POSITIONS;
 /* ---- max pooling, 2x2 windows at stride 2: the forward pass and its derivative ------- */
 
 /* The winner of a 2x2 window is the first maximum in row-major order; a NaN wins, the last
-   NaN of a window wins. Four windows at a time in vectors: their comparisons are masks,
-   where scalar code branched on which input wins (random, and mispredicted half the time)
-   and ran several times slower, and where the compiler's own vectors, as wide as a row of
-   floats with AVX-512, fit no row of an 8x8 map's 4 windows.
+   NaN of a window wins. Four windows at a time in vectors, their comparisons masks: scalar
+   code branched on which input wins (random, and mispredicted half the time) and ran
+   several times slower. The forward pass does so in rows of fewer than 8 windows, where
+   the compiler's own vectors, as wide as the registers, fit no row (an 8x8 map of floats
+   took four times as long); in longer rows the compiler's vectors are as fast or faster.
 
    kit_pool_2x2_T: one map's max pooling (in_x wide, out_y x out_x windows): each window's
    maximum and its input's index in the map, as maxpool_forward returns them.
@@ -249,40 +250,46 @@ static const Py_ssize_t kit_positions = KIT_POSITIONS;
    it, zeros to the window's other inputs and to an odd last row or column. Each input is
    written once and no store is read back. */
 #if defined(__GNUC__) || defined(__clang__)
-#define KIT_POOL_VECTORS(T, I)                                                           \
+/* 4 windows at a time: kit_q4_T their values, kit_m4_T masks of the same lanes, kit_i4
+   their indices. */
+typedef Py_ssize_t kit_i4 __attribute__((vector_size(4 * sizeof(Py_ssize_t)), aligned(sizeof(Py_ssize_t)), may_alias));
+#define KIT_POOL_VECTORS(T, I)                                                        \
 typedef T kit_q4_##T __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)), may_alias)); \
-typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                        \
-/* The winners (0 to 3: top left, top right, bottom left, bottom right) of the 4 windows  \
-   ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                    \
-static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) {   \
-    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                               \
-    const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4);       \
-    const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4);       \
+typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                    \
+/* The winners (0 to 3: top left, top right, bottom left, bottom right) of the N windows  \
+   ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                  \
+static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) { \
+    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                              \
+    const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4); \
+    const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4); \
     const kit_q4_##T v0 = __builtin_shuffle(a0, a1, ev), v1 = __builtin_shuffle(a0, a1, od); \
     const kit_q4_##T v2 = __builtin_shuffle(b0, b1, ev), v3 = __builtin_shuffle(b0, b1, od); \
-    kit_m4_##T best = {0, 0, 0, 0}, take;                                                \
-    kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                          \
-    take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                           \
+    kit_m4_##T best = {0}, take;                                                     \
+    kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                  \
+    take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                       \
     best = (take & 1) | (~take & best);                                                  \
-    bv = (take & (kit_m4_##T)v1) | (~take & bv);                                         \
-    take = ((kit_q4_##T)bv < v2) | (v2 != v2);                                           \
+    bv = (take & (kit_m4_##T)v1) | (~take & bv);                                     \
+    take = ((kit_q4_##T)bv < v2) | (v2 != v2);                                       \
     best = (take & 2) | (~take & best);                                                  \
-    bv = (take & (kit_m4_##T)v2) | (~take & bv);                                         \
-    take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                           \
+    bv = (take & (kit_m4_##T)v2) | (~take & bv);                                     \
+    take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                       \
     best = (take & 3) | (~take & best);                                                  \
-    *value = (kit_q4_##T)((take & (kit_m4_##T)v3) | (~take & bv));                      \
+    *value = (kit_q4_##T)((take & (kit_m4_##T)v3) | (~take & bv));              \
     return best;                                                                         \
 }                                                                                        \
 /* Their maxima at m, and their inputs' indices at idx (q: the first window's top left). */ \
-static inline void kit_pool4_##T(const T* a, Py_ssize_t in_x, Py_ssize_t q, T* m,        \
-                                 Py_ssize_t* idx) {                                      \
-    kit_q4_##T value;                                                                    \
-    const kit_m4_##T best = kit_winners4_##T(a, a + in_x, &value);                       \
-    const Py_ssize_t at[4] = {0, 1, in_x, in_x + 1};                                     \
-    *(kit_q4_##T*)m = value;                                                             \
-    for (int t = 0; t < 4; t++) idx[t] = q + 2 * t + at[best[t]];                        \
-}                                                                                        \
-/* Their derivatives routed: d_out's 4 values at d, to the row pair at ra and rb. */     \
+static inline void kit_pool4_##T(const T* a, Py_ssize_t in_x, Py_ssize_t q, T* m,    \
+                                     Py_ssize_t* idx) {                                  \
+    kit_q4_##T value;                                                                \
+    const kit_i4 best = __builtin_convertvector(kit_winners4_##T(a, a + in_x, &value), kit_i4); \
+    kit_i4 first;                                                                      \
+    for (int t = 0; t < 4; t++) first[t] = q + 2 * t;                                    \
+    *(kit_q4_##T*)m = value;                                                         \
+    /* Winner 0 to 3: the top left, right, bottom left, right; rows in_x apart. */       \
+    *(kit_i4*)idx = first + (-(best >> 1) & in_x) + (best & 1);                        \
+}
+#define KIT_ROUTE_VECTORS(T)                                                             \
+/* The derivatives of 4 windows routed: d_out's 4 values at d, to the row pair at ra and rb. */ \
 static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* rb) {    \
     kit_q4_##T value;                                                                    \
     const kit_m4_##T best = kit_winners4_##T(a, b, &value);                              \
@@ -298,6 +305,8 @@ static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* 
 }
 KIT_POOL_VECTORS(double, long long)
 KIT_POOL_VECTORS(float, int)
+KIT_ROUTE_VECTORS(double)
+KIT_ROUTE_VECTORS(float)
 #define KIT_POOL4(T, a, in_x, q, m, idx) kit_pool4_##T(a, in_x, q, m, idx)
 #define KIT_ROUTE4(T, a, b, d, ra, rb) kit_route4_##T(a, b, d, ra, rb)
 #define KIT_BY_4 4
@@ -324,15 +333,35 @@ static void kit_pool_2x2_##T(const T* img, Py_ssize_t in_x, T* out, Py_ssize_t* 
                              Py_ssize_t out_y, Py_ssize_t out_x) {                       \
     for (Py_ssize_t oy = 0; oy < out_y; oy++) {                                          \
         const T* a = img + 2 * oy * in_x;                                                \
+        const Py_ssize_t q = 2 * oy * in_x;                                              \
         T* m = out + oy * out_x;                                                         \
         Py_ssize_t* idx = argmax + oy * out_x;                                           \
         Py_ssize_t ox = 0;                                                               \
-        if (KIT_BY_4)                                                                    \
+        /* Rows of 8 windows or more: the compiler's own vectors, as wide as the         \
+           registers, run the selections below faster than vectors of 4. */              \
+        if (KIT_BY_4 && out_x < 8)                                                       \
             for (; ox + 4 <= out_x; ox += 4)                                             \
-                KIT_POOL4(T, a + 2 * ox, in_x, 2 * oy * in_x + 2 * ox, m + ox, idx + ox); \
+                KIT_POOL4(T, a + 2 * ox, in_x, q + 2 * ox, m + ox, idx + ox);            \
         for (; ox < out_x; ox++) {                                                       \
-            const int best = kit_winner_2x2_##T(a + 2 * ox, in_x, m + ox);               \
-            idx[ox] = 2 * oy * in_x + 2 * ox + (best >> 1) * in_x + (best & 1);          \
+            /* The same comparisons as selections, which the compiler vectorizes. */     \
+            const Py_ssize_t c = 2 * ox;                                                 \
+            Py_ssize_t best = q + c;                                                     \
+            T best_v = a[c], v;                                                          \
+            int take;                                                                    \
+            v = a[c + 1];                                                                \
+            take = (v > best_v) | (v != v);                                              \
+            best = take ? q + c + 1 : best;                                              \
+            best_v = take ? v : best_v;                                                  \
+            v = a[in_x + c];                                                             \
+            take = (v > best_v) | (v != v);                                              \
+            best = take ? q + in_x + c : best;                                           \
+            best_v = take ? v : best_v;                                                  \
+            v = a[in_x + c + 1];                                                         \
+            take = (v > best_v) | (v != v);                                              \
+            best = take ? q + in_x + c + 1 : best;                                       \
+            best_v = take ? v : best_v;                                                  \
+            m[ox] = best_v;                                                              \
+            idx[ox] = best;                                                              \
         }                                                                                \
     }                                                                                    \
 }
