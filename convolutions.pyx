@@ -836,11 +836,12 @@ def _across_axis(x_shape, w_shape, out_y, out_x, dtype):
     Decided by a cost per map, in vector multiply-adds (two a cycle): along rows, the
     blocks' vectors, past the map's edge included, times the terms (k_y * k_x); across
     maps, the map's positions (its blocks split them evenly: none is computed in vain)
-    times its share of vectors times the terms, plus a cycle to store each vector (the maps lie side by side in memory too: see _layout). Across maps when that
-    costs at most three quarters as much: for the weight derivative (small maps, 64 or
-    more terms), and for forward passes and input derivatives whose rows fill half a vector
-    or less (8x8 maps of floats in 16-lane vectors, whose rows would leave half of every
-    vector idle), not for those whose rows fill their vectors.
+    times its share of vectors times the terms, plus a cycle to store each vector (the
+    maps lie side by side in memory too: see _layout). Across maps when that costs at
+    most three quarters as much: for the weight derivative (small maps, 64 or more terms),
+    and for forward passes and input derivatives whose rows fill half a vector or less (8x8
+    maps of floats in 16-lane vectors, whose rows would leave half of every vector idle),
+    not for those whose rows fill their vectors.
 
     >>> _across_axis((100, 1, 16, 8, 8), (100, 32, 1, 8, 8), 5, 5, np.float64)  # a weight derivative
     1
