@@ -253,40 +253,40 @@ static const Py_ssize_t kit_positions = KIT_POSITIONS;
 /* 4 windows at a time: kit_q4_T their values, kit_m4_T masks of the same lanes, kit_i4
    their indices. */
 typedef Py_ssize_t kit_i4 __attribute__((vector_size(4 * sizeof(Py_ssize_t)), aligned(sizeof(Py_ssize_t)), may_alias));
-#define KIT_POOL_VECTORS(T, I)                                                        \
+#define KIT_POOL_VECTORS(T, I)                                                           \
 typedef T kit_q4_##T __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)), may_alias)); \
-typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                    \
-/* The winners (0 to 3: top left, top right, bottom left, bottom right) of the N windows  \
-   ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                  \
-static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) { \
-    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                              \
-    const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4); \
-    const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4); \
+typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));                        \
+/* The winners (0 to 3: top left, top right, bottom left, bottom right) of the 4 windows \
+   ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                    \
+static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) {   \
+    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                               \
+    const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4);       \
+    const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4);       \
     const kit_q4_##T v0 = __builtin_shuffle(a0, a1, ev), v1 = __builtin_shuffle(a0, a1, od); \
     const kit_q4_##T v2 = __builtin_shuffle(b0, b1, ev), v3 = __builtin_shuffle(b0, b1, od); \
-    kit_m4_##T best = {0}, take;                                                     \
-    kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                  \
-    take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                       \
+    kit_m4_##T best = {0}, take;                                                         \
+    kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                          \
+    take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                           \
     best = (take & 1) | (~take & best);                                                  \
-    bv = (take & (kit_m4_##T)v1) | (~take & bv);                                     \
-    take = ((kit_q4_##T)bv < v2) | (v2 != v2);                                       \
+    bv = (take & (kit_m4_##T)v1) | (~take & bv);                                         \
+    take = ((kit_q4_##T)bv < v2) | (v2 != v2);                                           \
     best = (take & 2) | (~take & best);                                                  \
-    bv = (take & (kit_m4_##T)v2) | (~take & bv);                                     \
-    take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                       \
+    bv = (take & (kit_m4_##T)v2) | (~take & bv);                                         \
+    take = ((kit_q4_##T)bv < v3) | (v3 != v3);                                           \
     best = (take & 3) | (~take & best);                                                  \
-    *value = (kit_q4_##T)((take & (kit_m4_##T)v3) | (~take & bv));              \
+    *value = (kit_q4_##T)((take & (kit_m4_##T)v3) | (~take & bv));                       \
     return best;                                                                         \
 }                                                                                        \
 /* Their maxima at m, and their inputs' indices at idx (q: the first window's top left). */ \
-static inline void kit_pool4_##T(const T* a, Py_ssize_t in_x, Py_ssize_t q, T* m,    \
+static inline void kit_pool4_##T(const T* a, Py_ssize_t in_x, Py_ssize_t q, T* m,        \
                                      Py_ssize_t* idx) {                                  \
-    kit_q4_##T value;                                                                \
+    kit_q4_##T value;                                                                    \
     const kit_i4 best = __builtin_convertvector(kit_winners4_##T(a, a + in_x, &value), kit_i4); \
-    kit_i4 first;                                                                      \
+    kit_i4 first;                                                                        \
     for (int t = 0; t < 4; t++) first[t] = q + 2 * t;                                    \
-    *(kit_q4_##T*)m = value;                                                         \
+    *(kit_q4_##T*)m = value;                                                             \
     /* Winner 0 to 3: the top left, right, bottom left, right; rows in_x apart. */       \
-    *(kit_i4*)idx = first + (-(best >> 1) & in_x) + (best & 1);                        \
+    *(kit_i4*)idx = first + (-(best >> 1) & in_x) + (best & 1);                          \
 }
 #define KIT_ROUTE_VECTORS(T)                                                             \
 /* The derivatives of 4 windows routed: d_out's 4 values at d, to the row pair at ra and rb. */ \
@@ -316,7 +316,7 @@ KIT_ROUTE_VECTORS(float)
 #define KIT_BY_4 0
 #endif
 /* One window, in scalars: its winner (0 to 3) and, at value, its maximum. */
-#define KIT_WINNER_2X2(T)                                                                \
+#define KIT_POOL_2X2(T)                                                                \
 static inline int kit_winner_2x2_##T(const T* a, Py_ssize_t in_x, T* value) {            \
     int best = 0;                                                                        \
     T best_v = a[0], v;                                                                  \
@@ -366,8 +366,8 @@ static void kit_pool_2x2_##T(const T* restrict img, Py_ssize_t in_x, T* restrict
         }                                                                                \
     }                                                                                    \
 }
-KIT_WINNER_2X2(double)
-KIT_WINNER_2X2(float)
+KIT_POOL_2X2(double)
+KIT_POOL_2X2(float)
 #define KIT_ROUTE_2X2(T)                                                                 \
 static void kit_route_2x2_##T(const T* d_out, const T* img, Py_ssize_t in_y,             \
                               Py_ssize_t in_x, T* d_in, Py_ssize_t out_y, Py_ssize_t out_x) { \
