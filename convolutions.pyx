@@ -6,11 +6,10 @@ that names the shapes) around typed, GIL-free loops:
 
 - ``convolve``: true 2-D convolution of the last two axes, broadcast over the leading axes
   (conv method 2).
-- ``im2col``, ``col2im``: the patches of a convolution as the columns of a matrix, and the
-  scatter-add that undoes it (conv method 1: one matrix product on them).
-- ``channels_to_maps``, ``maps_to_channels``: method 1's products as maps, and back.
-- ``correlate``, ``correlate_weight_derivative``: method 1 without the patch matrix: every
-  filter's dot product with every patch read in place, forward and backward.
+- ``correlate``, ``correlate_weight_derivative``: conv method 1, every filter's dot product
+  with every patch (each patch read where it lies in the padded input), and the derivative
+  of those dot products w.r.t. the filters; ``pre_activation_derivatives``: the derivatives
+  through a conv layer's ReLU, with its bias derivative.
 - ``maxpool_forward``, ``maxpool_backward``: max pooling and its derivative;
   ``maxpool_derivative``: the two passes of the derivative (the winners, then the routing) in one.
 
@@ -26,9 +25,8 @@ runs them. Build with ``python setup.py build_ext --inplace``.
 import numpy as np
 from cython.parallel import prange
 
-__all__ = ["convolve", "im2col", "col2im", "channels_to_maps", "maps_to_channels", "correlate",
-           "correlate_weight_derivative", "maxpool_forward",
-           "maxpool_backward", "maxpool_derivative"]
+__all__ = ["convolve", "correlate", "correlate_weight_derivative", "pre_activation_derivatives",
+           "maxpool_forward", "maxpool_backward", "maxpool_derivative"]
 
 ctypedef fused real:
     float
@@ -154,225 +152,14 @@ def convolve(inputs, weights, padding=0):
     return out
 
 
-def im2col(inputs, kernel_size, stride=1, padding=0):
-    """The k x k patches a convolution looks at, one patch per column (conv method 1).
-
-    A filter laid out as a row of C * k * k values, ordered (c, i, j), times column r is
-    that filter's cross-correlation output at position r: method 1 is one matrix product
-    with this matrix, for all filters at once.
-
-    Parameters
-    ----------
-    inputs : ndarray, float32 or float64, shape (N, C, H, W)
-    kernel_size : int
-        k >= 1, the patches' height and width.
-    stride : int, optional
-        Step between patches, >= 1.
-    padding : int, optional
-        Zeros on each side of each image, 0 <= padding < k.
-
-    Returns
-    -------
-    ndarray of the inputs' dtype, shape (C * k * k, N * out_y * out_x)
-        Rows ordered (c, i, j), columns (n, oy, ox), with
-        ``out = (H + 2 * padding - k) // stride + 1`` (W likewise).
-
-    Raises
-    ------
-    ValueError
-        If inputs is not a 4-D float32 or float64 array, kernel_size, stride or padding is
-        not an integer or out of range, or the kernel is larger than the padded input.
-
-    Examples
-    --------
-    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
-    >>> im2col(x, 2)  # the patches at (0, 0), (0, 1), (1, 0) and (1, 1)
-    array([[0., 1., 3., 4.],
-           [1., 2., 4., 5.],
-           [3., 4., 6., 7.],
-           [4., 5., 7., 8.]])
-    >>> im2col(x, 3, stride=2, padding=1).shape
-    (9, 4)
-    """
-    x = _as_real_array(inputs, "im2col: inputs")
-    k, s, p, out_y, out_x = _check_window(x.shape, kernel_size, stride, padding, "im2col",
-                                          _as_int(kernel_size, "im2col: kernel_size") - 1)
-    cols = np.empty((x.shape[1] * k * k, x.shape[0] * out_y * out_x), dtype=x.dtype)
-    if cols.size:
-        if p:
-            x = _zero_padded(x, p)
-        _gather_patches(x, cols, k, s)
-    return cols
-
-
-def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
-    """Scatter-add patch columns back onto the images: the transpose of ``im2col``.
-
-    Given derivatives w.r.t. the patches, this gives the derivatives w.r.t. the inputs.
-
-    Parameters
-    ----------
-    cols : ndarray, float32 or float64, shape (C * k * k, N * out_y * out_x)
-        Laid out as ``im2col`` lays out the patches of inputs of `input_shape`.
-    input_shape : tuple of 4 ints
-        (N, C, H, W), the shape of those inputs.
-    kernel_size, stride, padding : int
-        As given to ``im2col``.
-
-    Returns
-    -------
-    ndarray of cols' dtype, shape `input_shape`
-        Each pixel the sum of every patch entry that copied it. What lands on the padding
-        belongs to no input and is dropped.
-
-    Raises
-    ------
-    ValueError
-        If cols is not a float32 or float64 array of the shape ``im2col`` would return,
-        input_shape is not 4 non-negative integers, or the window arguments are out of range
-        (as for ``im2col``).
-
-    Examples
-    --------
-    With every patch entry 1, each pixel counts the patches that hold it:
-
-    >>> col2im(np.ones((4, 4)), (1, 1, 3, 3), 2)
-    array([[[[1., 2., 1.],
-             [2., 4., 2.],
-             [1., 2., 1.]]]])
-    """
-    c = _as_real_array(cols, "col2im: cols")
-    try:
-        shape = tuple(_as_int(n, "col2im: input_shape entries") for n in input_shape)
-    except TypeError:
-        raise ValueError(f"col2im: input_shape must be a tuple of 4 integers, got {input_shape!r}") from None
-    k, s, p, out_y, out_x = _check_window(shape, kernel_size, stride, padding, "col2im",
-                                          _as_int(kernel_size, "col2im: kernel_size") - 1)
-    if min(shape) < 0:
-        raise ValueError(f"col2im: negative size in input_shape {shape}")
-    expected = (shape[1] * k * k, shape[0] * out_y * out_x)
-    if c.shape != expected:
-        raise ValueError(f"col2im: cols has shape {c.shape}, expected {expected} for input_shape "
-                         f"{shape}, kernel_size {k}, stride {s}, padding {p}")
-    n, ch, h, w = shape
-    padded = np.zeros((n, ch, h + 2 * p, w + 2 * p), dtype=c.dtype)
-    if c.size:
-        _scatter_patches(c, padded, k, s)
-    # What landed on the padding belongs to no input.
-    return np.ascontiguousarray(padded[:, :, p:p + h, p:p + w])
-
-
-def channels_to_maps(products, bias, num_images, relu):
-    """Method 1's matrix product, as maps: bias added, ReLU if asked, images first.
-
-    One pass over memory, where numpy would take a transpose, an addition and a maximum.
-
-    Parameters
-    ----------
-    products : ndarray, float32 or float64, shape (K, N * P)
-        One row per channel, one column per image and output position, ordered as
-        ``im2col`` orders its columns.
-    bias : ndarray of products' dtype, K values
-    num_images : int
-        N >= 1.
-    relu : bool
-        True for ReLU, as ``np.maximum(v, 0)`` computes it (NaN and -0.0 pass), False for
-        no activation.
-
-    Returns
-    -------
-    ndarray of products' dtype, shape (N, K, P)
-        ``maps[n, f, q] = act(products[f, n * P + q] + bias[f])``.
-
-    Raises
-    ------
-    ValueError
-        If products is not a 2-D float32 or float64 array, bias has another dtype or not
-        one value per row, num_images is not a positive integer, or the columns do not split
-        into num_images equal parts.
-
-    Examples
-    --------
-    >>> products = np.array([[1.0, -2.0, 3.0, -4.0],
-    ...                      [5.0, 6.0, -7.0, 8.0]])  # 2 channels, 2 images x 2 positions
-    >>> channels_to_maps(products, np.array([0.0, 1.0]), 2, relu=True)
-    array([[[1., 0.],
-            [6., 7.]],
-    <BLANKLINE>
-           [[3., 0.],
-            [0., 9.]]])
-    """
-    m = _as_real_array(products, "channels_to_maps: products")
-    b = _as_real_array(bias, "channels_to_maps: bias", m.dtype).reshape(-1)
-    n = _as_int(num_images, "channels_to_maps: num_images")
-    if m.ndim != 2 or b.size != m.shape[0] or n < 1 or m.shape[1] % n:
-        raise ValueError(f"channels_to_maps: products {m.shape} must have a row per bias ({b.size}) "
-                         f"and a whole number of columns per image ({n} images)")
-    maps = np.empty((n, m.shape[0], m.shape[1] // n), dtype=m.dtype)
-    if maps.size:
-        _channels_to_maps(m, b, maps, bool(relu))
-    return maps
-
-
-def maps_to_channels(d_maps, outputs, relu):
-    """Derivatives w.r.t. a conv layer's outputs, laid out for method 1's matrix products.
-
-    The way back of ``channels_to_maps``: through the ReLU if asked, then to its layout.
-
-    Parameters
-    ----------
-    d_maps : ndarray, float32 or float64, shape (N, K, P)
-        Derivatives w.r.t. the layer's outputs.
-    outputs : ndarray of d_maps' dtype and shape
-        The layer's outputs.
-    relu : bool
-        True when the outputs went through ReLU: derivatives pass where outputs > 0 (as
-        ``d * (outputs > 0)``: inf and NaN give NaN there).
-
-    Returns
-    -------
-    channels : ndarray of d_maps' dtype, shape (K, N * P)
-        ``channels[f, n * P + q] = d'[n, f, q]``, the derivative w.r.t. the pre-activation.
-    bias_sum : ndarray of d_maps' dtype, shape (K,)
-        The sum of d' over positions, then over images: the bias derivative.
-
-    Raises
-    ------
-    ValueError
-        If an array is not float32 or float64, the dtypes differ, or d_maps and outputs
-        are not of one (N, K, P) shape.
-
-    Examples
-    --------
-    >>> d = np.array([[[1.0, 2.0], [3.0, 4.0]],
-    ...               [[5.0, 6.0], [7.0, 8.0]]])  # 2 images, 2 channels, 2 positions
-    >>> outputs = np.array([[[1.0, 0.0], [1.0, 1.0]],
-    ...                     [[0.0, 1.0], [1.0, 0.0]]])
-    >>> channels, bias_sum = maps_to_channels(d, outputs, relu=True)
-    >>> channels
-    array([[1., 0., 0., 6.],
-           [3., 4., 7., 0.]])
-    >>> bias_sum
-    array([ 7., 14.])
-    """
-    d = _as_real_array(d_maps, "maps_to_channels: d_maps")
-    o = _as_real_array(outputs, "maps_to_channels: outputs", d.dtype)
-    if d.ndim != 3 or o.shape != d.shape:
-        raise ValueError(f"maps_to_channels: d_maps {d.shape} and outputs {o.shape} must be the same (N, K, P)")
-    channels = np.empty((d.shape[1], d.shape[0] * d.shape[2]), dtype=d.dtype)
-    image_sums = np.zeros(d.shape[:2], dtype=d.dtype)
-    if d.size:
-        _maps_to_channels(d, o, channels, image_sums, bool(relu))
-    return channels, image_sums.sum(axis=0)
-
-
 def correlate(inputs, filters, bias=None, stride=1, padding=0, relu=False):
     """Every filter's cross-correlation with the inputs, read in place (conv method 1).
 
-    The same numbers as each filter's dot product with each patch of ``im2col``, but the
-    patches are read where they lie in the zero-padded input, never written out as a
-    matrix. With the filters flipped and their two channel axes swapped, and padding
-    k - 1 - p, it gives a stride-1 layer's derivative w.r.t. its inputs (see the examples).
+    Each filter's dot product with each k x k patch of the zero-padded input (all
+    channels), the patch read where it lies, never copied out. With the filters flipped
+    and their two channel axes swapped, and padding k - 1 - p, it gives a layer's
+    derivative w.r.t. its inputs from the derivatives w.r.t. its stride-1 outputs (see
+    the examples).
 
     Parameters
     ----------
@@ -401,7 +188,7 @@ def correlate(inputs, filters, bias=None, stride=1, padding=0, relu=False):
     ValueError
         If an array is not float32 or float64, the dtypes differ, the filters are not
         (K, C, k, k) with the inputs' C and square windows, bias has not K values, or the
-        window arguments are out of range (as for ``im2col``).
+        window arguments are out of range (k >= 1, stride >= 1, 0 <= padding < k, the window within the padded input).
 
     Examples
     --------
@@ -477,7 +264,7 @@ def correlate_weight_derivative(inputs, d_outputs, kernel_size, stride=1, paddin
     ValueError
         If an array is not float32 or float64, the dtypes differ, d_outputs is not
         (N, K, out_y, out_x) for these inputs and window, or the window arguments are out
-        of range (as for ``im2col``).
+        of range (k >= 1, stride >= 1, 0 <= padding < k, the window within the padded input).
 
     Examples
     --------
@@ -504,6 +291,63 @@ def correlate_weight_derivative(inputs, d_outputs, kernel_size, stride=1, paddin
     total = np.empty((n_ch * k * k, kp), dtype=x.dtype)
     _sum_images(shares, total)
     return np.ascontiguousarray(total[:, :n_out].T).reshape(n_out, n_ch, k, k)
+
+
+def pre_activation_derivatives(d_outputs, outputs, relu):
+    """A conv layer's derivatives w.r.t. its pre-activations, and its bias derivative.
+
+    Parameters
+    ----------
+    d_outputs : ndarray, float32 or float64, shape (N, K, H, W)
+        Derivatives w.r.t. the layer's outputs.
+    outputs : ndarray of d_outputs' dtype and shape
+        The layer's outputs.
+    relu : bool
+        True when the outputs went through ReLU: derivatives pass where outputs > 0 (as
+        ``d * (outputs > 0)``: inf and NaN give NaN there); False passes them unchanged.
+
+    Returns
+    -------
+    d : ndarray of d_outputs' dtype, shape (N, K, H, W)
+        The derivatives w.r.t. the pre-activations.
+    bias_sum : ndarray of d_outputs' dtype, shape (K,)
+        The sum of d over each image's positions, one at a time in memory order, then
+        over the images (``np.sum``): the bias derivative, the same numbers on any number
+        of threads.
+
+    Raises
+    ------
+    ValueError
+        If an array is not float32 or float64, the dtypes differ, or d_outputs and
+        outputs are not of one 4-D shape.
+
+    Examples
+    --------
+    >>> d = np.array([[[[1.0, 2.0]], [[3.0, 4.0]]],
+    ...               [[[5.0, 6.0]], [[7.0, 8.0]]]])  # 2 images, 2 channels, 1x2 maps
+    >>> outputs = np.array([[[[1.0, 0.0]], [[1.0, 1.0]]],
+    ...                     [[[0.0, 1.0]], [[1.0, 0.0]]]])
+    >>> d_pre, bias_sum = pre_activation_derivatives(d, outputs, relu=True)
+    >>> d_pre[:, :, 0]
+    array([[[1., 0.],
+            [3., 4.]],
+    <BLANKLINE>
+           [[0., 6.],
+            [7., 0.]]])
+    >>> bias_sum
+    array([ 7., 14.])
+    """
+    d = _as_real_array(d_outputs, "pre_activation_derivatives: d_outputs")
+    o = _as_real_array(outputs, "pre_activation_derivatives: outputs", d.dtype)
+    if d.ndim != 4 or o.shape != d.shape:
+        raise ValueError(f"pre_activation_derivatives: d_outputs {d.shape} and outputs {o.shape} must be "
+                         "of one (N, K, H, W) shape")
+    flat_shape = (d.shape[0], d.shape[1], d.shape[2] * d.shape[3])
+    d_pre = np.empty(flat_shape, dtype=d.dtype)
+    image_sums = np.zeros(flat_shape[:2], dtype=d.dtype)
+    if d.size:
+        _pre_activation_derivatives(d.reshape(flat_shape), o.reshape(flat_shape), d_pre, image_sums, bool(relu))
+    return d_pre.reshape(d.shape), image_sums.sum(axis=0)
 
 
 def maxpool_forward(inputs, kernel_size, stride, padding=0):
@@ -1038,73 +882,9 @@ cdef void _correlate_across_maps(const real* x, Py_ssize_t in_x, const real* w, 
         g0 = g0 + n_g
 
 
-# ----------------------------------------------------------------------------------------
-# im2col / col2im kernels
-# ----------------------------------------------------------------------------------------
-
-def _gather_patches(const real[:, :, :, ::1] x, real[:, ::1] cols, Py_ssize_t k, Py_ssize_t s):
-    """Copy every k x k patch (all channels) of the padded images x into a column of cols."""
-    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
-    cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
-    cdef Py_ssize_t q, n, c, i, j, oy, ox
-    cdef real* dst
-    cdef const real* src
-    # Row q of cols holds pixel (i, j) of channel c's window, for every patch: each row is
-    # one core's, and copies runs of out_x values along an image row.
-    for q in prange(n_ch * k * k, nogil=True, schedule="static"):
-        c = q // (k * k)
-        i = (q // k) % k
-        j = q % k
-        for n in range(n_img):
-            for oy in range(out_y):
-                src = &x[n, c, oy * s + i, j]
-                dst = &cols[q, (n * out_y + oy) * out_x]
-                for ox in range(out_x):
-                    dst[ox] = src[ox * s]
-
-
-def _scatter_patches(const real[:, ::1] cols, real[:, :, :, ::1] x, Py_ssize_t k, Py_ssize_t s):
-    """Add every column of cols back onto the patch of the padded images x it came from."""
-    cdef Py_ssize_t n_img = x.shape[0], n_ch = x.shape[1]
-    cdef Py_ssize_t out_y = (x.shape[2] - k) // s + 1, out_x = (x.shape[3] - k) // s + 1
-    cdef Py_ssize_t n, c, i, j, oy, ox
-    cdef const real* src
-    cdef real* dst
-    # Images are independent (each has its own columns and its own pixels): one per core.
-    for n in prange(n_img, nogil=True, schedule="static"):
-        for c in range(n_ch):
-            for i in range(k):
-                for j in range(k):
-                    for oy in range(out_y):
-                        src = &cols[(c * k + i) * k + j, (n * out_y + oy) * out_x]
-                        dst = &x[n, c, oy * s + i, j]
-                        for ox in range(out_x):
-                            dst[ox * s] = dst[ox * s] + src[ox]
-
-
-# ----------------------------------------------------------------------------------------
-# channels_to_maps / maps_to_channels kernels
-# ----------------------------------------------------------------------------------------
-
-def _channels_to_maps(const real[:, ::1] products, const real[::1] bias, real[:, :, ::1] maps, bint relu):
-    """maps[n, f, q] = act(products[f, n * n_pos + q] + bias[f]) (see channels_to_maps)."""
-    cdef Py_ssize_t n, f, q, n_pos = maps.shape[2], n_ch = maps.shape[1]
-    cdef real v, b
-    # Images are independent: one per core.
-    for n in prange(maps.shape[0], nogil=True, schedule="static"):
-        for f in range(n_ch):
-            b = bias[f]
-            for q in range(n_pos):
-                v = products[f, n * n_pos + q] + b
-                # As np.maximum(v, 0): -0.0 and NaN pass unchanged.
-                if relu and not (v >= 0 or v != v):
-                    v = 0
-                maps[n, f, q] = v
-
-
-def _maps_to_channels(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, ::1] channels,
-                      real[:, ::1] image_sums, bint relu):
-    """channels[f, n * n_pos + q] = d'[n, f, q]; image_sums[n, f] = their sum over q."""
+def _pre_activation_derivatives(const real[:, :, ::1] d, const real[:, :, ::1] outputs, real[:, :, ::1] d_pre,
+                                real[:, ::1] image_sums, bint relu):
+    """d_pre[n, f, q] = d'[n, f, q]; image_sums[n, f] = their sum over q, in order."""
     cdef Py_ssize_t n, q, f, n_pos = d.shape[2], n_ch = d.shape[1]
     cdef real v, acc
     # Images are independent: one per core. Each image's sums go to its own row of
@@ -1117,7 +897,7 @@ def _maps_to_channels(const real[:, :, ::1] d, const real[:, :, ::1] outputs, re
                 if relu:
                     # As d * (outputs > 0) in numpy: a product, so inf and NaN give NaN.
                     v = v * (outputs[n, f, q] > 0)
-                channels[f, n * n_pos + q] = v
+                d_pre[n, f, q] = v
                 acc = acc + v
             image_sums[n, f] = acc
 

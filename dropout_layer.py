@@ -14,8 +14,7 @@ its seed (and keeps in its resume state).
 
 import numpy as np
 
-from config import layer_setting
-from layer import Layer
+from layer import Layer, layer_setting
 
 
 class DropoutLayer(Layer):

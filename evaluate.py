@@ -13,18 +13,18 @@ checkpoint that is missing, damaged or gives no finite numbers; kernels not buil
 import math
 import sys
 
-import runtime
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("evaluate.py")
 
 import numpy as np  # noqa: E402
 
-from config import ConfigError, load_config  # noqa: E402
-from data.usps import DataError  # noqa: E402
+from plumbing.errors import ConfigError, DataError  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
 

@@ -11,18 +11,19 @@ the piece most likely at fault (how it is found: gradient_faults.py).
 import argparse
 import sys
 
-import runtime
+from plumbing import runtime
 
 runtime.configure("single_example")  # a few examples at a time: one BLAS thread
 
-from command_line import require_compiled_kernels  # noqa: E402
+from plumbing.command_line import require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("grad_check.py")
 
 import numpy as np  # noqa: E402
 
-import gradient_faults  # noqa: E402
-from config import ConfigError, load_config  # noqa: E402
+from plumbing import gradient_faults  # noqa: E402
+from plumbing.errors import ConfigError  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
 THRESHOLD = 1e-4

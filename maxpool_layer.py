@@ -13,8 +13,7 @@ did, would count that derivative several times.
 import numpy as np
 
 import convolutions
-from config import ConfigError, layer_setting
-from layer import Layer
+from layer import ConfigError, Layer, layer_setting, output_size
 
 
 class MaxPoolLayer(Layer):
@@ -33,18 +32,20 @@ class MaxPoolLayer(Layer):
             raise ConfigError(f"layer '{self.name_}': key 'padding' must be at most kernel_size // 2 "
                               f"({self.kernel_size_ // 2}), got {self.padding_}")
 
-    def Initialize(self, size_y, size_x, channels, rng=None):
-        """Return the pooled size (H', W', C), H' = (H + 2p - k) // s + 1."""
+    def output_shape(self, size):
+        """(H', W', C) for an input of size (H, W, C), H' = (H + 2p - k) // s + 1."""
         k, s, p = self.kernel_size_, self.stride_, self.padding_
-        if size_y + 2 * p < k or size_x + 2 * p < k:
-            raise ConfigError(f"layer '{self.name_}': kernel_size {k} is larger than its padded input "
-                              f"{size_y + 2 * p}x{size_x + 2 * p}")
+        return output_size(self.name_, size[0], k, s, p, "y"), output_size(self.name_, size[1], k, s, p, "x"), size[2]
+
+    def Initialize(self, size_y, size_x, channels, rng=None):
+        """Return the pooled size (H', W', C)."""
         if self.declared_channels_ not in (None, channels):
             raise ConfigError(f"layer '{self.name_}': key 'num_channels' is {self.declared_channels_}, but "
                               f"pooling keeps its input's {channels} channels")
+        out = self.output_shape((size_y, size_x, channels))
         self.input_size_y_, self.input_size_x_, self.num_channels_ = size_y, size_x, channels
-        out = ((size_y + 2 * p - k) // s + 1, (size_x + 2 * p - k) // s + 1, channels)
-        self._describe((size_y, size_x, channels), out, f"  {k}x{k} stride {s} pad {p}")
+        self._describe((size_y, size_x, channels), out, f"  {self.kernel_size_}x{self.kernel_size_} "
+                       f"stride {self.stride_} pad {self.padding_}")
         return out
 
     def _input_maps(self, inputs):

@@ -11,23 +11,20 @@ import time
 
 import numpy as np
 
-import checkpoints
-import run_files
-from config import ConfigError, check_layer_fits, check_seed, load_config, network_entries, read_settings
+from plumbing import checkpoints
+from plumbing import run_files
+from plumbing.errors import ConfigError, TrainingDiverged
+from plumbing.config import check_layer_fits, check_seed, load_config, network_entries, read_settings
 from conv_layer import ConvLayer
 from data.augment import AugmentSettings, augment
 from data.dataset import load_sets
-from display import ActivationDisplay
+from plumbing.display import ActivationDisplay
 from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
-from lr_schedule import lr_multiplier
+from plumbing.lr_schedule import lr_multiplier
 from maxpool_layer import MaxPoolLayer
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
-
-
-class TrainingDiverged(RuntimeError):
-    """A NaN or infinity appeared in the loss or the parameters."""
 
 
 class NeuralNet:

@@ -14,22 +14,22 @@ cannot be written; kernels not built).
 
 import sys
 
-import runtime
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("play_with_convolutions.py")
 
 import numpy as np  # noqa: E402
 
 import convolutions  # noqa: E402
-from checkpoints import write_atomically  # noqa: E402
-from config import ConfigError  # noqa: E402
-from display import is_headless  # noqa: E402
-from files import open_regular  # noqa: E402
-from run_files import check_output  # noqa: E402
+from plumbing.checkpoints import write_atomically  # noqa: E402
+from plumbing.errors import ConfigError  # noqa: E402
+from plumbing.display import is_headless  # noqa: E402
+from plumbing.files import open_regular  # noqa: E402
+from plumbing.run_files import check_output  # noqa: E402
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)

@@ -88,12 +88,12 @@ else:
           "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
 
 # convolve's C vector blocks, included by convolutions.pyx: a change to them rebuilds it.
-HEADERS = ["convolve_blocks.h", "direct_blocks.h"]
+HEADERS = ["kernels/convolve_blocks.h", "kernels/direct_blocks.h"]
 extension = Extension(
     "convolutions",
     ["convolutions.pyx"],
     depends=HEADERS,
-    include_dirs=[os.path.dirname(os.path.abspath(__file__)), numpy.get_include()],
+    include_dirs=[os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels"), numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=optimize + openmp,
     extra_link_args=openmp,

@@ -16,18 +16,17 @@ import signal
 import sys
 import threading
 
-import runtime
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from command_line import OneLineParser, require_compiled_kernels, seed  # noqa: E402
+from plumbing.command_line import OneLineParser, require_compiled_kernels, seed  # noqa: E402
 
 require_compiled_kernels("train.py")
 
-from checkpoints import OutputError  # noqa: E402
-from config import ConfigError, load_config  # noqa: E402
-from data.usps import DataError  # noqa: E402
-from net import NeuralNet, TrainingDiverged  # noqa: E402
+from plumbing.errors import ConfigError, DataError, OutputError, TrainingDiverged  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
+from net import NeuralNet  # noqa: E402
 
 
 class Terminated(KeyboardInterrupt):

@@ -12,8 +12,8 @@ import zlib
 
 import numpy as np
 
-from config import ConfigError
-from files import missing, numbers, physical_memory, read_npz
+from plumbing.errors import ConfigError
+from plumbing.files import missing, numbers, physical_memory, read_npz
 
 
 def load_sets(path, names, pixels, dtype, source):

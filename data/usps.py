@@ -31,8 +31,9 @@ if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers a
 
 import numpy as np  # noqa: E402
 
-from command_line import OneLineParser  # noqa: E402
-from files import atomic_write, check_regular_or_absent, open_regular, same_file  # noqa: E402
+from plumbing.command_line import OneLineParser  # noqa: E402
+from plumbing.errors import DataError  # noqa: E402
+from plumbing.files import atomic_write, check_regular_or_absent, open_regular, same_file  # noqa: E402
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {
@@ -45,8 +46,6 @@ SPLIT_SEED = 321
 DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "usps.npz")
 
 
-class DataError(RuntimeError):
-    """The data could not be fetched or did not check out; the message says which file."""
 
 
 def content_digest(labels, pixels):

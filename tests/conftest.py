@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 # Before numpy is imported: the tests multiply small matrices, one example or a few at a
 # time, where OpenBLAS's threads cost more than they give. Results do not depend on it.

@@ -9,7 +9,7 @@ import pytest
 import net as net_module
 from conftest import LOGREG, small_config
 from data.augment import AugmentSettings, augment, transform_images
-from config import ConfigError
+from plumbing.errors import ConfigError
 from net import NeuralNet
 
 SHAPE = (1, 16, 16)

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from config import load_config
+from plumbing.config import load_config
 from conftest import REPO_ROOT, load_shipped_config
 from net import NeuralNet
 from tools import bench, bench_configs, bench_convolve, bench_epochs, bench_torch

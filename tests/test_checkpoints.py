@@ -1,6 +1,6 @@
 """checkpoints.py: files written whole or not at all, checkpoints and the last state."""
 
-import checkpoints
+from plumbing import checkpoints
 import pytest
 
 

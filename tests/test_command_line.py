@@ -28,7 +28,7 @@ def test_a_script_before_the_kernels_are_built_says_the_build_command_in_one_lin
 
 
 def test_kernels_that_cannot_be_loaded_are_named_with_the_reason(monkeypatch, capsys):
-    import command_line
+    from plumbing import command_line
 
     class Broken:
         def find_spec(self, name, path=None, target=None):
@@ -44,14 +44,14 @@ def test_kernels_that_cannot_be_loaded_are_named_with_the_reason(monkeypatch, ca
 
 @pytest.mark.parametrize("text", ["-5", str(2 ** 63), "2**63", "1.5"])
 def test_seed_refuses_what_numpy_or_the_last_state_cannot_keep(text):
-    from command_line import seed
+    from plumbing.command_line import seed
 
     with pytest.raises(argparse.ArgumentTypeError, match="from 0 to 2\\*\\*63 - 1"):
         seed(text)
 
 
 def test_seed_takes_the_whole_range():
-    from command_line import seed
+    from plumbing.command_line import seed
 
     assert seed("0") == 0 and seed(str(2 ** 63 - 1)) == 2 ** 63 - 1
 
@@ -76,7 +76,7 @@ def test_usps_command_line_errors_are_one_line(capsys):
 
 
 def test_one_line_parser_says_where_to_look(capsys):
-    from command_line import OneLineParser
+    from plumbing.command_line import OneLineParser
 
     with pytest.raises(SystemExit):
         OneLineParser(prog="x.py").parse_args(["--nope"])

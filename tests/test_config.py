@@ -3,8 +3,9 @@ turn bad values into one short line naming the key."""
 
 import pytest
 
-import config
-from config import ConfigError, load_config, shown
+from plumbing import config
+from plumbing.errors import ConfigError
+from plumbing.config import load_config, shown
 from conftest import CONFIG_DIR
 
 

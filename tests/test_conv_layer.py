@@ -6,7 +6,7 @@ import pytest
 
 from conftest import numeric_gradient
 from conv_layer import ConvLayer
-from config import ConfigError
+from plumbing.errors import ConfigError
 
 
 def make_conv(method, k=3, stride=1, padding=0, in_shape=(7, 7, 2), num_channels=3, role="hidden", seed=0):

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-import display
+from plumbing import display
 from conftest import small_config, synthetic_npz
 from net import NeuralNet
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import numeric_gradient
 from dropout_layer import DropoutLayer
 from grad_check import THRESHOLD, check_gradients
-from config import ConfigError
-from display import ActivationDisplay
+from plumbing.errors import ConfigError
+from plumbing.display import ActivationDisplay
 from net import NeuralNet
 from tools import analyze
 

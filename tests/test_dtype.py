@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, load_shipped_config, write_config
-from config import ConfigError
+from plumbing.errors import ConfigError
 from net import NeuralNet
 
 CONFIGS = ["logreg.yaml", "net_2layer.yaml", "convnet1_method1.yaml", "convnet1_method2.yaml",

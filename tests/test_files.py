@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-import files
+from plumbing import files
 
 
 def npy_bytes(array):

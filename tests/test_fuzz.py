@@ -33,7 +33,7 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 import convolutions
-from config import ConfigError
+from plumbing.errors import ConfigError
 from conftest import REPO_ROOT, numeric_gradient
 from conv_layer import ConvLayer
 from fc_layer import FCLayer

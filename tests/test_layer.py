@@ -5,7 +5,7 @@ import pytest
 
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
-from config import ConfigError
+from plumbing.errors import ConfigError
 from maxpool_layer import MaxPoolLayer
 
 

@@ -11,8 +11,8 @@ import pytest
 
 import net as net_module
 from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
-from config import ConfigError
-from lr_schedule import lr_multiplier
+from plumbing.errors import ConfigError
+from plumbing.lr_schedule import lr_multiplier
 from net import NeuralNet
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import numeric_gradient
-from config import ConfigError
+from plumbing.errors import ConfigError
 from maxpool_layer import MaxPoolLayer
 
 

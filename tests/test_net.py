@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
-from config import ConfigError, load_config
+from plumbing.errors import ConfigError
+from plumbing.config import load_config
 from net import NeuralNet
 
 # ----------------------------------------------------------------------------------------

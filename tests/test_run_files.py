@@ -18,7 +18,7 @@ import yaml
 import evaluate
 import train
 from conftest import LOGREG, REPO_ROOT, small_config
-from config import ConfigError
+from plumbing.errors import ConfigError
 from fc_layer import FCLayer
 from net import NeuralNet
 
@@ -168,7 +168,7 @@ def test_a_second_run_on_the_same_outputs_is_refused_naming_the_process_that_hol
 
 
 def test_a_lock_is_let_go_when_the_run_ends(tmp_path, small_npz):
-    import run_files
+    from plumbing import run_files
 
     config = logreg(tmp_path, small_npz)
     net = NeuralNet(config)

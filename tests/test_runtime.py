@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import runtime
+from plumbing import runtime
 from conftest import REPO_ROOT
 
 

@@ -28,13 +28,14 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
 import numpy as np  # noqa: E402
 
-from config import ConfigError, load_config  # noqa: E402
+from plumbing.errors import ConfigError  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
 from conv_layer import ConvLayer  # noqa: E402
 from dropout_layer import DropoutLayer  # noqa: E402
 from fc_layer import FCLayer  # noqa: E402

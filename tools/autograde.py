@@ -69,7 +69,7 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 # One process per submission: BLAS threads would only compete (and forking is safer without them).
 runtime.configure("single_example")

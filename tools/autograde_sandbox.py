@@ -48,7 +48,7 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 from tools import autograde_worker as wire  # noqa: E402
 from tools.autograde_worker import FrameError  # noqa: E402
 

@@ -104,7 +104,7 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402  (no numpy: it must set the thread variables before numpy loads)
+from plumbing import runtime  # noqa: E402  (no numpy: it must set the thread variables before numpy loads)
 
 ROLE = "batches"  # what the bench times is training, as train.py runs it
 # The variables the bench set itself because they were unset (runtime's defaults for ROLE),

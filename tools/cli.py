@@ -1,4 +1,4 @@
 """What the course tools share on the command line (a helper module, not a tool): the kit's
 command_line module, which the scripts use too."""
 
-from command_line import OneLineParser  # noqa: F401
+from plumbing.command_line import OneLineParser  # noqa: F401

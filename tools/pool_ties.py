@@ -14,13 +14,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
 import numpy as np  # noqa: E402
 
-from config import ConfigError, load_config  # noqa: E402
+from plumbing.errors import ConfigError  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
 from maxpool_layer import MaxPoolLayer  # noqa: E402
 from net import NeuralNet  # noqa: E402
 

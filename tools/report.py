@@ -23,23 +23,23 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from command_line import require_compiled_kernels  # noqa: E402
+from plumbing.command_line import require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("report.py")
 
 import numpy as np  # noqa: E402
 
-from checkpoints import write_atomically  # noqa: E402
-from data.usps import DataError  # noqa: E402
+from plumbing.checkpoints import write_atomically  # noqa: E402
+from plumbing.errors import ConfigError, DataError  # noqa: E402
 from evaluate import evaluate  # noqa: E402
-from config import ConfigError, load_config  # noqa: E402
-from files import missing, numbers, read_npy  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
+from plumbing.files import missing, numbers, read_npy  # noqa: E402
 from net import NeuralNet  # noqa: E402
-from run_files import check_output  # noqa: E402
+from plumbing.run_files import check_output  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")

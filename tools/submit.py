@@ -36,14 +36,13 @@ KIT = Path(__file__).resolve().parents[1]
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
-import runtime  # noqa: E402
+from plumbing import runtime  # noqa: E402
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from checkpoints import write_atomically  # noqa: E402
-from config import ConfigError  # noqa: E402
-from data.usps import DataError  # noqa: E402
-from run_files import check_output  # noqa: E402
+from plumbing.checkpoints import write_atomically  # noqa: E402
+from plumbing.errors import ConfigError, DataError  # noqa: E402
+from plumbing.run_files import check_output  # noqa: E402
 from tools import report  # noqa: E402
 from tools.cli import OneLineParser  # noqa: E402
 from tools.regions import PIECES, find_regions  # noqa: E402

@@ -21,12 +21,11 @@ import re
 import numpy as np
 import yaml
 
-from files import human_bytes, physical_memory, read_limited
-from lr_schedule import SCHEDULES
+from plumbing.errors import ConfigError
+from plumbing.files import human_bytes, physical_memory, read_limited
+from plumbing.lr_schedule import SCHEDULES
 
 
-class ConfigError(ValueError):
-    """A config that cannot describe a network; the message names the key and the layer."""
 
 
 # Top-level settings: (type, default). None means required when the setting is used.
@@ -287,13 +286,14 @@ def check_layer_fits(layer, size, batch_size, dtype, source):
     weights and a batch of its outputs fit in this machine's memory (a typo such as
     num_channels: 1000000000 is one line, not a MemoryError or the system killing the run)."""
     name, (in_y, in_x, in_c) = layer.name_, size
+    try:
+        out_y, out_x, channels = layer.output_shape(size)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     if hasattr(layer, "kernel_size_"):
-        k, s, p = layer.kernel_size_, layer.stride_, layer.padding_
-        check_window_fits(name, k, s, p, size, source)
-        out_y, out_x, fan_in = (in_y + 2 * p - k) // s + 1, (in_x + 2 * p - k) // s + 1, in_c * k * k
+        fan_in = in_c * layer.kernel_size_ ** 2 if layer.has_params_ else 0
     else:
-        out_y, out_x, fan_in = (1, 1, in_y * in_x * in_c) if layer.has_params_ else (in_y, in_x, 0)
-    channels = layer.num_channels_ if layer.has_params_ else in_c
+        fan_in = in_y * in_x * in_c if layer.has_params_ else 0
     itemsize, memory = np.dtype(dtype).itemsize, physical_memory()
     # The weights, their momentum and their derivative: three arrays of that size.
     need = 3 * channels * fan_in * itemsize
@@ -307,18 +307,6 @@ def check_layer_fits(layer, size, batch_size, dtype, source):
         raise ConfigError(f"{source}: layer '{name}': key 'batch_size'/'num_channels': {batch_size} outputs of "
                           f"{out_y}x{out_x}x{channels} need {human_bytes(need)} with their derivatives, more "
                           f"than this machine's {human_bytes(memory)} of memory")
-
-
-def check_window_fits(name, kernel_size, stride, padding, size, source):
-    """A window layer's output size (in + 2p - k) / s + 1 must be whole and at least 1:
-    otherwise the last input rows would be silently ignored. size: (H, W, ...)."""
-    k, s, p = kernel_size, stride, padding
-    for axis, n in zip("yx", size[:2]):
-        span = n + 2 * p - k
-        if span < 0 or span % s:
-            raise ConfigError(f"{source}: layer '{name}': key 'kernel_size'/'stride'/'padding': "
-                              f"output size ({n} + 2*{p} - {k}) / {s} + 1 along {axis} is "
-                              f"{span / s + 1:g}, not a whole number >= 1")
 
 
 def check_keys(mapping, known, where):

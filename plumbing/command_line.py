@@ -1,6 +1,6 @@
 """What the scripts and the course tools share on the command line (a helper module).
 
-    from command_line import OneLineParser, require_compiled_kernels, seed
+    from plumbing.command_line import OneLineParser, require_compiled_kernels, seed
 """
 
 import argparse

@@ -6,7 +6,7 @@ their variables only when they load. A variable already set in the environment w
 user can always choose otherwise. Nothing here changes a number the kit computes, only how
 fast it gets there (the reasons below were measured on 2 cores; docs/speed.md).
 
-    import runtime
+    from plumbing import runtime
     runtime.configure("batches")
 """
 

@@ -20,8 +20,9 @@ import zlib
 
 import numpy as np
 
-from config import SETTINGS, ConfigError, shown
-from files import NotRegularFile, atomic_write, missing, numbers, read_npz
+from plumbing.config import SETTINGS, shown
+from plumbing.errors import ConfigError, OutputError
+from plumbing.files import NotRegularFile, atomic_write, missing, numbers, read_npz
 
 # Settings a resumed run may change: how long it goes on, what it shows, where its files are.
 RESUMABLE = ("max_epochs", "display", "display_after", "data_path", "checkpoint_file", "performance_stats")
@@ -32,8 +33,6 @@ TEXT_LIMIT = 1 << 20  # bytes of the last state's JSON members (generator states
 DIFFERENCES_SHOWN = 4
 
 
-class OutputError(ConfigError):
-    """An output file could not be written (its folder, the disk); the message names it."""
 
 
 def write_atomically(path, write):

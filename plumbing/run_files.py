@@ -20,9 +20,9 @@ import glob
 import os
 import sys
 
-from checkpoints import last_state_path
-from config import ConfigError
-from files import NotRegularFile, check_regular_or_absent, part_pattern, same_file
+from plumbing.checkpoints import last_state_path
+from plumbing.errors import ConfigError
+from plumbing.files import NotRegularFile, check_regular_or_absent, part_pattern, same_file
 
 try:
     import fcntl
