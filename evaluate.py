@@ -17,13 +17,13 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("evaluate.py")
 
 import numpy as np  # noqa: E402
 
-from plumbing.errors import ConfigError, DataError  # noqa: E402
+from plumbing.errors import ConfigError  # noqa: E402
 from plumbing.config import load_config  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
@@ -35,27 +35,21 @@ def evaluate(net, checkpoint=None):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below, in one line
         results = {name: net.Validate(getattr(net, name + "_")) for name in ("train", "validation", "test")}
     if not all(math.isfinite(value) for pair in results.values() for value in pair):
-        raise ConfigError(f"{net.source_}: checkpoint {checkpoint or net.checkpoint_file_} gives NaN or infinite "
+        raise ConfigError(f"{net.source_}: checkpoint {checkpoint or net.settings_.checkpoint_file} gives NaN or infinite "
                           f"outputs, not a cross entropy; train again (python train.py {net.source_})")
     return results
 
 
+@entry_point("evaluate.py")
 def main(argv=None):
     parser = OneLineParser(prog="evaluate.py", description="Evaluate a trained model from its checkpoint.")
     parser.add_argument("config", help="the config the model was trained with")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of the config's")
     args = parser.parse_args(argv)
-    try:
-        net = NeuralNet(load_config(args.config))
-        net.Load(args.checkpoint)
-        net.LoadData(test=True)
-        results = evaluate(net, args.checkpoint)
-    except (ConfigError, DataError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 2
-    except NotImplementedError as e:
-        print(f"evaluate.py: error: not written yet: {e}", file=sys.stderr)
-        return 1
+    net = NeuralNet(load_config(args.config))
+    net.Load(args.checkpoint)
+    net.LoadData(test=True)
+    results = evaluate(net, args.checkpoint)
     (tr_ce, tr_acc), (va_ce, va_acc), (te_ce, te_acc) = results.values()
     print(f"CE      : Train {tr_ce:.4f} Val {va_ce:.4f} Test {te_ce:.4f}")
     print(f"Accuracy: Train {tr_acc:.4f} Val {va_acc:.4f} Test {te_acc:.4f}")

@@ -8,22 +8,21 @@ Prints a line per parameter, then PASSED (exit 0), or FAILED (exit 1) after a li
 the piece most likely at fault (how it is found: gradient_faults.py).
 """
 
-import argparse
 import sys
 
 from plumbing import runtime
 
 runtime.configure("single_example")  # a few examples at a time: one BLAS thread
 
-from plumbing.command_line import require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed  # noqa: E402
 
 require_compiled_kernels("grad_check.py")
 
 import numpy as np  # noqa: E402
 
 from plumbing import gradient_faults  # noqa: E402
-from plumbing.errors import ConfigError  # noqa: E402
 from plumbing.config import load_config  # noqa: E402
+from plumbing.errors import UserError  # noqa: E402
 from net import NeuralNet  # noqa: E402
 
 THRESHOLD = 1e-4
@@ -33,7 +32,7 @@ EXAMPLES = 3  # a batch, with different targets: a mean where the kit wants a su
 
 def random_batch(net, rng, examples=EXAMPLES):
     """(inputs (examples, pixels) uniform in [0, 1), one-hot targets, all different)."""
-    size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    size = net.settings_.input_image_size_y * net.settings_.input_image_size_x * net.settings_.input_num_channels
     inputs = rng.uniform(0.0, 1.0, (examples, size))
     return inputs, np.eye(10)[rng.choice(10, size=examples, replace=False)]
 
@@ -86,10 +85,11 @@ def check_network(net, rng):
     return faults
 
 
+@entry_point("grad_check.py")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check backprop against numerical derivatives.")
+    parser = OneLineParser(prog="grad_check.py", description="Check backprop against numerical derivatives.")
     parser.add_argument("config", help="e.g. configs/logreg.yaml")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -100,9 +100,8 @@ def main(argv=None):
             print("grad_check: checking in float64 (the config trains in float32)")
         net = NeuralNet(config, seed=args.seed)
         faults = check_network(net, np.random.default_rng(args.seed))
-    except ConfigError as e:
-        print(f"grad_check.py: error: {e}", file=sys.stderr)
-        return 2
+    except UserError:
+        raise  # entry_point's one line
     except NotImplementedError as e:
         print(f"not implemented yet: {e}")
         print("FAILED")

@@ -14,9 +14,9 @@ import numpy as np
 
 # What a layer file needs of the kit's plumbing, handed on from here: a layer imports only
 # numpy, convolutions and this module.
-from plumbing.config import check_keys, layer_setting
+from plumbing.settings import check_keys, layer_setting
 from plumbing.errors import ConfigError
-from plumbing.windows import output_size
+from plumbing.shapes import output_size
 
 __all__ = ["ConfigError", "Layer", "layer_setting", "output_size"]
 
@@ -64,7 +64,7 @@ class Layer:
     def output_shape(self, size):
         """(H', W', channels) of the outputs for an input of size (H, W, C): an FC layer's
         num_channels units, or the input's size for a layer without parameters. Layers with
-        windows say theirs (plumbing/windows.py computes it)."""
+        windows say theirs (plumbing.shapes.py computes it)."""
         return (1, 1, self.num_channels_) if self.has_params_ else tuple(size)
 
     def _describe(self, in_shape, out_shape, extra=""):

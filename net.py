@@ -11,18 +11,19 @@ import time
 
 import numpy as np
 
-from plumbing import checkpoints
-from plumbing import run_files
-from plumbing.errors import ConfigError, TrainingDiverged
-from plumbing.config import check_layer_fits, check_seed, load_config, network_entries, read_settings
 from conv_layer import ConvLayer
 from data.augment import AugmentSettings, augment
 from data.dataset import load_sets
-from plumbing.display import ActivationDisplay
 from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
-from plumbing.lr_schedule import lr_multiplier
 from maxpool_layer import MaxPoolLayer
+from plumbing import checkpoints, run_files
+from plumbing.config import load_config, network_entries
+from plumbing.display import ActivationDisplay
+from plumbing.errors import ConfigError, TrainingDiverged
+from plumbing.lr_schedule import lr_multiplier
+from plumbing.settings import Settings, check_seed
+from plumbing.shapes import check_layer_fits
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
 
@@ -40,9 +41,9 @@ class NeuralNet:
             config = load_config(config)
         self.config_ = config
         self.source_ = config.get("_path", "config")
-        for key, value in read_settings(config, self.source_).items():
-            setattr(self, key + "_", value)  # max_epochs_, batch_size_, ...
-        self.augment_ = AugmentSettings(self.augment_translate_, self.augment_rotate_, self.augment_scale_)
+        self.settings_ = Settings.read(config, self.source_)  # max_epochs, batch_size, ... (frozen)
+        settings = self.settings_
+        self.augment_ = AugmentSettings(settings.augment_translate, settings.augment_rotate, settings.augment_scale)
         self.seed_ = check_seed(seed)
         init_seq, shuffle_seq, display_seq, augment_seq, dropout_seq = np.random.SeedSequence(seed).spawn(5)
         self.shuffle_rng_ = np.random.default_rng(shuffle_seq)
@@ -66,10 +67,12 @@ class NeuralNet:
         if not isinstance(layers[-1], FCLayer) or layers[-1].num_channels_ != 10:
             raise ConfigError(f"{self.source_}: the last layer ('{layers[-1].name_}') must be an FC "
                               "layer with num_channels 10, one unit per digit")
-        size = (self.input_image_size_y_, self.input_image_size_x_, self.input_num_channels_)
+        channels, height, width = self.settings_.image_shape
+        size = (height, width, channels)
         for layer in layers:
-            check_layer_fits(layer, size, self.batch_size_, self.dtype_, self.source_)  # before it allocates
-            layer.dtype_ = np.dtype(self.dtype_)
+            # before it allocates
+            check_layer_fits(layer, size, self.settings_.batch_size, self.settings_.dtype, self.source_)
+            layer.dtype_ = np.dtype(self.settings_.dtype)
             try:
                 size = layer.Initialize(*size, rng=rng)
             except ConfigError as e:
@@ -79,7 +82,7 @@ class NeuralNet:
     # --- passes ---------------------------------------------------------------------------
     def Fprop(self, inputs):
         """inputs (batch, H*W*C) -> states [inputs in the net's dtype, outputs of layer 1, ..., predictions]."""
-        states = [np.asarray(inputs, dtype=self.dtype_)]
+        states = [np.asarray(inputs, dtype=self.settings_.dtype)]
         for layer in self.layer_:
             states.append(layer.ComputeUp(states[-1]))
         return states
@@ -117,17 +120,16 @@ class NeuralNet:
         """Load the training and validation sets (and the test set if `test`), preparing
         the USPS file on first use."""
         names = ["train", "validation"] + (["test"] if test else [])
-        pixels = self.input_image_size_y_ * self.input_image_size_x_ * self.input_num_channels_
-        sets = load_sets(self.data_path_, names, pixels, self.dtype_, self.source_)
+        sets = load_sets(self.settings_.data_path, names, self.settings_.pixels, self.settings_.dtype, self.source_)
         self.train_, self.validation_, self.test_ = sets["train"], sets["validation"], sets.get("test")
 
     def Validate(self, dataset):
         """dataset: (data (N, pixels), one-hot labels (N, 10)) -> (mean cross entropy, accuracy)."""
         data, labels = dataset
         cross_entropy, correct = 0.0, 0
-        for start in range(0, data.shape[0], self.batch_size_):
-            predictions = self.Fprop(data[start:start + self.batch_size_])[-1]
-            ce, c = self.ComputeLoss(predictions, labels[start:start + self.batch_size_])
+        for start in range(0, data.shape[0], self.settings_.batch_size):
+            predictions = self.Fprop(data[start:start + self.settings_.batch_size])[-1]
+            ce, c = self.ComputeLoss(predictions, labels[start:start + self.settings_.batch_size])
             cross_entropy += ce
             correct += c
         return cross_entropy / data.shape[0], correct / data.shape[0]
@@ -139,8 +141,8 @@ class NeuralNet:
         and the last state, from which resume=True goes on as if the run had not stopped.
         A NaN or infinity raises TrainingDiverged within the step it appears."""
         log = sys.stdout if log is None else log
-        max_epochs = self.max_epochs_ if max_epochs is None else max_epochs
-        display = self.display_ if display is None else display
+        max_epochs = self.settings_.max_epochs if max_epochs is None else max_epochs
+        display = self.settings_.display if display is None else display
         with run_files.claimed(self):  # outputs checked and locked before anything is trained or written
             if not hasattr(self, "train_"):
                 self.LoadData()
@@ -149,19 +151,18 @@ class NeuralNet:
             if resume:
                 self._resume(max_epochs, log)
             self._epochs(max_epochs, display, log)
-        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.checkpoint_on_ == "accuracy" else
+        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.settings_.checkpoint_on == "accuracy" else
                 f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
-        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.checkpoint_file_}", file=log, flush=True)
+        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.settings_.checkpoint_file}", file=log, flush=True)
         return self.best_acc_
 
     def _epochs(self, max_epochs, display, log):
         """The epochs of Train after the last finished one, each saved as it ends."""
         train_x, train_t = self.train_
         num_train = train_x.shape[0]
-        num_steps = -(-num_train // self.batch_size_)  # every image, every epoch
+        num_steps = -(-num_train // self.settings_.batch_size)  # every image, every epoch
         viewer = ActivationDisplay(self, log) if display else None
         interactive = log.isatty() if hasattr(log, "isatty") else False
-        image_shape = (self.input_num_channels_, self.input_image_size_y_, self.input_image_size_x_)
         self.base_epsilon_ = {layer.name_: layer.epsilon_ for layer in self.layer_ if layer.has_params_}
         # Overflow is caught below, by epoch, step and layer: numpy's warnings would only add lines.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self._training_extras():
@@ -173,10 +174,10 @@ class NeuralNet:
                 ce_sum, correct = 0.0, 0
                 self._set_training(True)
                 for step in range(num_steps):
-                    batch = order[step * self.batch_size_:(step + 1) * self.batch_size_]
+                    batch = order[step * self.settings_.batch_size:(step + 1) * self.settings_.batch_size]
                     x, t = train_x[batch], train_t[batch]
                     if self.augment_.active:
-                        x = augment(x, self.augment_rng_, self.augment_, image_shape)
+                        x = augment(x, self.augment_rng_, self.augment_, self.settings_.image_shape)
                     states = self.Fprop(x)
                     ce, c = self.ComputeLoss(states[-1], t)
                     self._check_finite(epoch, step, ce, states)
@@ -196,7 +197,7 @@ class NeuralNet:
                 print(("\r" if interactive else "") +
                       f"Epoch {epoch:3d}  {elapsed:6.2f}s  Train CE {row[0]:.4f} Acc {row[1]:.4f}  "
                       f"Val CE {row[2]:.4f} Acc {row[3]:.4f}"
-                      + (f"  LR x{lr_factor:.4g}" if self.lr_schedule_ != "constant" else ""),
+                      + (f"  LR x{lr_factor:.4g}" if self.settings_.lr_schedule != "constant" else ""),
                       file=log, flush=True)
                 if viewer:  # headless: the PNG, between epochs (display.py)
                     viewer.after_epoch(x, states, last=epoch == max_epochs)
@@ -204,9 +205,9 @@ class NeuralNet:
     def _end_epoch(self, epoch, row):
         """Record an epoch's statistics: the stats file, the checkpoint if it improved, the last state."""
         self.stats_.append(row)
-        checkpoints.write_atomically(self.performance_stats_, lambda f: np.save(f, np.array(self.stats_)))
+        checkpoints.write_atomically(self.settings_.performance_stats, lambda f: np.save(f, np.array(self.stats_)))
         val_ce, val_acc = row[2:4]
-        improved = val_acc > self.best_acc_ if self.checkpoint_on_ == "accuracy" else val_ce < self.best_ce_
+        improved = val_acc > self.best_acc_ if self.settings_.checkpoint_on == "accuracy" else val_ce < self.best_ce_
         if improved:
             self.best_acc_, self.best_ce_, self.best_epoch_ = val_acc, val_ce, epoch
             self.Save()
@@ -216,8 +217,8 @@ class NeuralNet:
 
     def epoch_lr_multiplier(self, epoch, num_epochs):
         """The factor of every layer's epsilon in `epoch` (from 1) of a `num_epochs` run."""
-        return lr_multiplier(epoch, num_epochs, self.lr_schedule_, self.lr_step_epochs_,
-                             self.lr_step_factor_, self.lr_min_factor_)
+        return lr_multiplier(epoch, num_epochs, self.settings_.lr_schedule, self.settings_.lr_step_epochs,
+                             self.settings_.lr_step_factor, self.settings_.lr_min_factor)
 
     def _set_learning_rates(self, factor):
         for layer in self.layer_:
@@ -249,7 +250,7 @@ class NeuralNet:
         raise TrainingDiverged(
             f"{self.source_}: training diverged at epoch {epoch}, step {step + 1}: NaN or infinity in layer "
             f"'{layer.name_}'; try a smaller 'epsilon' (best checkpoint so far, if any, is unchanged: "
-            f"{self.checkpoint_file_})")
+            f"{self.settings_.checkpoint_file})")
 
     def _check_parameters(self, epoch, step):
         for layer in self.layer_:
@@ -259,7 +260,7 @@ class NeuralNet:
     # --- resuming, saving, loading ---------------------------------------------------------
     def LastStatePath(self):
         """Where Train keeps what --resume needs: beside the checkpoint, '<name>_last.npz'."""
-        return checkpoints.last_state_path(self.checkpoint_file_)
+        return checkpoints.last_state_path(self.settings_.checkpoint_file)
 
     def _resume(self, max_epochs, log):
         """Go on from the last state (if it is this run's): parameters, momentum, statistics and generators."""
@@ -282,11 +283,11 @@ class NeuralNet:
 
     def Save(self, path=None):
         """Write every layer's parameters, by name, to an .npz checkpoint (atomically)."""
-        checkpoints.save_arrays(path or self.checkpoint_file_, self.GetParameters())
+        checkpoints.save_arrays(path or self.settings_.checkpoint_file, self.GetParameters())
 
     def Load(self, path=None):
         """Read the parameters saved by Save."""
-        path = path or self.checkpoint_file_
+        path = path or self.settings_.checkpoint_file
         if path is None:
             raise ConfigError(f"{self.source_}: key 'checkpoint_file' is needed to load a model")
         params = checkpoints.load_checkpoint(path, self.source_, self.layer_)  # shapes checked

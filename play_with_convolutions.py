@@ -18,7 +18,7 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels  # noqa: E402
 
 require_compiled_kernels("play_with_convolutions.py")
 
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import convolutions  # noqa: E402
 from plumbing.checkpoints import write_atomically  # noqa: E402
-from plumbing.errors import ConfigError  # noqa: E402
+from plumbing.errors import UserError  # noqa: E402
 from plumbing.display import is_headless  # noqa: E402
 from plumbing.files import open_regular  # noqa: E402
 from plumbing.run_files import check_output  # noqa: E402
@@ -41,7 +41,7 @@ MAX_PIXELS = 4096 * 4096
 MIN_SIDE = max(len(k) for k in KERNELS.values()) // 2 + 1  # convolve's padding must stay below the size
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image the kernels cannot be shown on: too large or too small."""
 
 
@@ -93,6 +93,7 @@ def to_display(result):
     return np.clip(magnitude / max(np.percentile(magnitude, 99.5), 1e-12), 0, 1).squeeze()
 
 
+@entry_point("play_with_convolutions.py")
 def main(argv=None):
     parser = OneLineParser(prog="play_with_convolutions.py",
                            description="Convolve a photo with Laplacian and Sobel kernels.")
@@ -106,21 +107,15 @@ def main(argv=None):
 
     headless = is_headless()
     out = args.out or ("convolutions.png" if headless else None)
-    try:
-        if out:
-            check_output(out, "--out", {"the image itself": args.image})
-    except ConfigError as e:
-        print(f"play_with_convolutions.py: error: {e}", file=sys.stderr)
-        return 2
+    if out:
+        check_output(out, "--out", {"the image itself": args.image})
     try:
         image = load_image(args.image)
     except ImageError as e:
-        print(f"play_with_convolutions.py: error: image {args.image}: {e}", file=sys.stderr)
-        return 2
+        raise ImageError(f"image {args.image}: {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
-        print(f"play_with_convolutions.py: error: cannot read image {args.image}: {reason}", file=sys.stderr)
-        return 2
+        raise ImageError(f"cannot read image {args.image}: {reason}") from None
     figure, axes = plt.subplots(2, 2, figsize=(8, 8))
     axes[0, 0].imshow(image.transpose(1, 2, 0).squeeze(), cmap="gray")
     axes[0, 0].set_title("input")
@@ -131,11 +126,7 @@ def main(argv=None):
         ax.axis("off")
     figure.tight_layout()
     if out:
-        try:
-            write_atomically(out, lambda f: figure.savefig(f, format="png", dpi=80))
-        except ConfigError as e:
-            print(f"play_with_convolutions.py: error: {e}", file=sys.stderr)
-            return 2
+        write_atomically(out, lambda f: figure.savefig(f, format="png", dpi=80))
         print(f"wrote {out}" + (" (no screen here to show it)" if not args.out else ""))
     else:
         plt.show()

@@ -12,31 +12,22 @@ kernels not built), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): both lea
 file whole and say how to go on with --resume.
 """
 
-import signal
 import sys
-import threading
 
 from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, require_compiled_kernels, seed  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed  # noqa: E402
 
 require_compiled_kernels("train.py")
 
-from plumbing.errors import ConfigError, DataError, OutputError, TrainingDiverged  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
 from net import NeuralNet  # noqa: E402
+from plumbing.config import load_config  # noqa: E402
+from plumbing.errors import OutputError  # noqa: E402
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a `kill`, a job scheduler's time limit, a shutdown), handled as Ctrl-C is."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
+@entry_point("train.py")
 def main(argv=None):
     parser = OneLineParser(prog="train.py", description="Train a network described by a YAML config.")
     parser.add_argument("config", help="e.g. configs/logreg.yaml")
@@ -49,35 +40,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
-    # Only the main thread may handle signals (main() can be called from others, e.g. a notebook's).
-    handling = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
     net = None
     try:
         net = NeuralNet(load_config(args.config), seed=args.seed)
         net.LoadData()
         net.Train(max_epochs=args.epochs, display=False if args.no_display else None, resume=args.resume)
-    except OutputError as e:
-        print(f"train.py: error: {e}; stopped {saved_summary(net, args)}", file=sys.stderr)
-        return 2
-    except (ConfigError, DataError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"train.py: {e}", file=sys.stderr)
-        return 1
-    except NotImplementedError as e:
-        print(f"train.py: error: not written yet: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:
-        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        # In a terminal the progress line has no newline yet.
-        print(("\n" if sys.stdout.isatty() else "") + f"train.py: {how} {saved_summary(net, args)}",
-              file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
-    finally:
-        if handling:
-            signal.signal(signal.SIGTERM, previous)
+    except (OutputError, KeyboardInterrupt) as e:
+        e.stopped_ = saved_summary(net, args)  # entry_point prints it after the error's line
+        raise
     return 0
 
 
@@ -86,8 +56,8 @@ def saved_summary(net, args):
     done = getattr(net, "epoch_", 0) if net is not None else 0
     if not done:
         return "before the first epoch ended; nothing was saved"
-    return (f"after epoch {done}: stats in {net.performance_stats_}, best checkpoint "
-            f"(epoch {net.best_epoch_}, validation accuracy {net.best_acc_:.4f}) in {net.checkpoint_file_}; "
+    return (f"after epoch {done}: stats in {net.settings_.performance_stats}, best checkpoint "
+            f"(epoch {net.best_epoch_}, validation accuracy {net.best_acc_:.4f}) in {net.settings_.checkpoint_file}; "
             f"go on with: python train.py {args.config} --resume" + (f" --seed {args.seed}" if args.seed else ""))
 
 

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers a
 
 import numpy as np  # noqa: E402
 
-from plumbing.command_line import OneLineParser  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point  # noqa: E402
 from plumbing.errors import DataError  # noqa: E402
 from plumbing.files import atomic_write, check_regular_or_absent, open_regular, same_file  # noqa: E402
 
@@ -180,6 +180,7 @@ def ensure(npz_path=DEFAULT_NPZ, mirror=None):
     return npz_path
 
 
+@entry_point("usps")
 def main(argv=None):
     parser = OneLineParser(prog="usps.py", description="Fetch USPS and write the kit's usps.npz.")
     parser.add_argument("--mirror", help="directory holding zip.train.gz and zip.test.gz "
@@ -187,11 +188,7 @@ def main(argv=None):
     parser.add_argument("--url", default=BASE_URL, help="where to download from (default: %(default)s)")
     parser.add_argument("--out", default=DEFAULT_NPZ, help="the npz to write (default: %(default)s)")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.out, args.mirror, args.url)
-    except DataError as e:
-        print(f"usps: error: {e}", file=sys.stderr)
-        return 2
+    prepare(args.out, args.mirror, args.url)
     return 0
 
 

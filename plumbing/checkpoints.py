@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from plumbing.config import SETTINGS, shown
+from plumbing.settings import SETTINGS, shown
 from plumbing.errors import ConfigError, OutputError
 from plumbing.files import NotRegularFile, atomic_write, missing, numbers, read_npz
 
@@ -123,7 +123,7 @@ def run_fingerprint(net):
     """What defines a run, as plain values: every setting but those a resumed run may change
     (RESUMABLE), each layer's settings, and a digest of the training and validation data
     (another data file, or another dtype of it, is another run)."""
-    run = {key: getattr(net, key + "_") for key in SETTINGS if key not in RESUMABLE}
+    run = {key: getattr(net.settings_, key) for key in SETTINGS if key not in RESUMABLE}
     run["layers"] = [layer.name_ for layer in net.layer_]
     for layer in net.layer_:
         run[f"layer '{layer.name_}'"] = {key: getattr(layer, key + "_") for key in LAYER_SETTINGS

@@ -1,10 +1,23 @@
-"""What the scripts and the course tools share on the command line (a helper module).
+"""What the scripts and the course tools share on the command line.
 
-    from plumbing.command_line import OneLineParser, require_compiled_kernels, seed
+    from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed
+
+    @entry_point("train.py")
+    def main(argv=None):
+        ...                       # raise UserError subclasses; return 0 or a status
+
+    if __name__ == "__main__":
+        sys.exit(main())
 """
 
 import argparse
+import functools
+import os
+import signal
 import sys
+import threading
+
+from plumbing.errors import UserError
 
 BUILD_COMMAND = "python setup.py build_ext --inplace"
 SEED_LIMIT = 2 ** 63  # numpy's generators take any seed >= 0; the last state keeps it in 64 bits
@@ -41,3 +54,87 @@ def require_compiled_kernels(prog):
         print(f"{prog}: error: the compiled kernels (convolutions) {why}; build them with: {BUILD_COMMAND}",
               file=sys.stderr)
         sys.exit(2)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler's time limit, a shutdown), handled as Ctrl-C is."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def entry_point(prog):
+    """Wrap a script's main(argv=None) so that everything that can end it ends in one line.
+
+    - a UserError: `<prog>: error: <message>`, exit status its class's (2, or 1 for a run
+      that diverged);
+    - a piece of the assignment not written yet (NotImplementedError): one line naming it, 1;
+    - Ctrl-C (130) and SIGTERM (143): `<prog>: interrupted` / `terminated (SIGTERM)`;
+    - a closed or broken pipe (`| head -1`): nothing more is written, 141 (as a shell
+      reports a process a pipe ended).
+
+    An exception may carry `stopped_`, the words saying what the run left on disk; they
+    follow its line. Anything else is a bug in the kit: its traceback stays.
+    """
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None):
+            # Only the main thread may handle signals (main() can be called from others).
+            handling = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
+            try:
+                status = main(argv)
+                sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+                return status
+            except UserError as e:
+                _say(f"{prog}: error: {e}{_stopped(e, '; stopped ')}")
+                return e.exit_status
+            except NotImplementedError as e:
+                _say(f"{prog}: error: not written yet: {e}")
+                return 1
+            except KeyboardInterrupt as e:
+                how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+                # In a terminal a progress line may still lack its newline.
+                newline = "\n" if _isatty(sys.stdout) else ""
+                _say(f"{newline}{prog}: {how}{_stopped(e, ' ')}")
+                return 143 if isinstance(e, Terminated) else 130
+            except BrokenPipeError:
+                _quiet_stdout()
+                return 141
+            finally:
+                if handling:
+                    signal.signal(signal.SIGTERM, previous)
+        return run
+    return wrap
+
+
+def _stopped(error, joint):
+    text = getattr(error, "stopped_", "")
+    return f"{joint}{text}" if text else ""
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _say(line):
+    """One line on stderr; a stderr that is closed too gets nothing."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+
+
+def _quiet_stdout():
+    """After a broken pipe: stdout points at /dev/null, so the interpreter's own flush at
+    exit finds nothing to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

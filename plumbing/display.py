@@ -55,7 +55,7 @@ class ActivationDisplay:
     def __init__(self, net, log):
         self.net_, self.log_ = net, log
         self.headless_ = is_headless()
-        base = os.path.splitext(net.performance_stats_)[0]
+        base = os.path.splitext(net.settings_.performance_stats)[0]
         self.png_ = (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
         self.figure_ = None
         self.drawn_at_ = time.monotonic()
@@ -63,7 +63,7 @@ class ActivationDisplay:
 
     def after_step(self, step, batch, states):
         """On a screen, show the figure every display_after steps (step counts from 1)."""
-        if not self.headless_ and step % self.net_.display_after_ == 0:
+        if not self.headless_ and step % self.net_.settings_.display_after == 0:
             self.show(batch, states)
 
     def after_epoch(self, batch, states, last):
@@ -88,7 +88,7 @@ class ActivationDisplay:
         window, or headless into the PNG."""
         net = self.net_
         i = self._pick(batch) if i is None else i
-        image = batch[i].reshape(net.input_num_channels_, net.input_image_size_y_, net.input_image_size_x_)
+        image = batch[i].reshape(net.settings_.input_num_channels, net.settings_.input_image_size_y, net.settings_.input_image_size_x)
         panels = [("input", tile(image[0] if image.shape[0] == 1 else image))]
         for layer, state in zip(net.layer_[:-1], states[1:-1]):
             panels.append((layer.name_, tile(state[i])))

@@ -18,8 +18,6 @@ An exception raised inside a layer becomes one line naming the method, its file 
 and the shapes of the arrays in the failing statement.
 """
 
-import contextlib
-import io
 import linecache
 import os
 import re
@@ -28,8 +26,7 @@ import traceback
 
 import numpy as np
 
-from conv_layer import ConvLayer
-from fc_layer import FCLayer
+import convolutions
 
 EPSILON = 1e-6  # small enough that a step rarely crosses a ReLU or max-pool kink
 MAX_INPUT_ENTRIES = 200  # per layer, for the input derivatives (only when a check failed)
@@ -75,13 +72,13 @@ def piece(layer, method):
 def checked_fprop(net, inputs):
     """net.Fprop, raising PieceError when an FC or conv layer's outputs do not have the
     shape it promised: (batch, num_channels), or (batch, K, H', W')."""
-    states = [np.asarray(inputs, dtype=net.dtype_)]
+    states = [np.asarray(inputs, dtype=net.settings_.dtype)]
     for layer in net.layer_:
         states.append(layer.ComputeUp(states[-1]))
         n, shape = len(inputs), np.shape(states[-1])
-        expected = ((n, layer.num_channels_) if isinstance(layer, FCLayer) else
+        expected = ((n, layer.num_channels_) if layer.type_ == "FC" else
                     (n, layer.num_channels_, layer.output_size_y_, layer.output_size_x_)
-                    if isinstance(layer, ConvLayer) else shape)
+                    if layer.type_ == "CONVOLUTIONAL" else shape)
         if shape != expected:
             raise PieceError(f"{piece(layer, 'ComputeUp')}: layer '{layer.name_}' gives outputs of shape "
                              f"{shape}, expected {expected}")
@@ -90,27 +87,25 @@ def checked_fprop(net, inputs):
 
 def _method1_outputs(layer, inputs):
     """What `layer` (FC or method-2 conv) should output for `inputs`, by the kit's method 1."""
-    if isinstance(layer, ConvLayer):
+    if layer.type_ == "CONVOLUTIONAL":
         layer.conv_method_ = 1
         try:
             return layer.ComputeUp(inputs)
         finally:
             layer.conv_method_ = 2
-    twin = ConvLayer({"name": layer.name_, "type": "CONVOLUTIONAL", "num_channels": layer.num_channels_,
-                      "kernel_size": 1, "init_wt": 0.0, "epsilon": 0.0})
-    twin.dtype_, twin.is_output_ = layer.dtype_, layer.is_output_
-    with contextlib.redirect_stdout(io.StringIO()):  # Initialize prints the layer's shapes
-        twin.Initialize(1, 1, layer.fan_in_)
-    twin.w_, twin.b_ = layer.w_, layer.b_
-    maps = twin.ComputeUp(inputs.reshape(inputs.shape[0], layer.fan_in_, 1, 1))
-    return maps.reshape(inputs.shape[0], layer.num_channels_)
+    # An FC layer is a conv layer of 1x1 filters over a 1x1 map of fan_in channels.
+    n, k, fan_in = inputs.shape[0], layer.num_channels_, layer.fan_in_
+    maps = convolutions.correlate(np.asarray(inputs, dtype=layer.w_.dtype).reshape(n, fan_in, 1, 1),
+                                  layer.w_.reshape(k, fan_in, 1, 1), layer.b_, relu=not layer.is_output_)
+    maps = layer.ApplyActivation(maps) if layer.is_output_ else maps
+    return maps.reshape(n, k)
 
 
 def forward_faults(net, states):
     """One line per FC or method-2 conv layer whose outputs are not those it should compute."""
     lines = []
     for layer, inputs, outputs in zip(net.layer_, states, states[1:]):
-        if isinstance(layer, FCLayer) or (isinstance(layer, ConvLayer) and layer.conv_method_ == 2):
+        if layer.type_ == "FC" or (layer.type_ == "CONVOLUTIONAL" and layer.conv_method_ == 2):
             expected = _method1_outputs(layer, inputs)
             if np.shape(outputs) != expected.shape or relative_error(outputs, expected) > 1e-8:
                 lines.append(f"{piece(layer, 'ComputeUp')}: the forward pass of layer '{layer.name_}' gives "

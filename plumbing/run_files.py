@@ -58,12 +58,12 @@ def check_output(path, what, inputs=(), source=None):
 def run_outputs(net):
     """{what: path} of the files a training run writes, checked (check_output, and distinct)."""
     for key in ("checkpoint_file", "performance_stats"):
-        if getattr(net, key + "_") is None:
+        if getattr(net.settings_, key) is None:
             raise ConfigError(f"{net.source_}: key '{key}' is needed to train")
-    outputs = {"key 'checkpoint_file'": net.checkpoint_file_,
-               "the last state of key 'checkpoint_file'": last_state_path(net.checkpoint_file_),
-               "key 'performance_stats'": net.performance_stats_}
-    inputs = {"the config itself": net.config_.get("_path"), "the data file (key 'data_path')": net.data_path_}
+    outputs = {"key 'checkpoint_file'": net.settings_.checkpoint_file,
+               "the last state of key 'checkpoint_file'": last_state_path(net.settings_.checkpoint_file),
+               "key 'performance_stats'": net.settings_.performance_stats}
+    inputs = {"the config itself": net.config_.get("_path"), "the data file (key 'data_path')": net.settings_.data_path}
     for what, path in outputs.items():
         check_output(path, what, inputs, net.source_)
     names = list(outputs)
