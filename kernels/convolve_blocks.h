@@ -250,6 +250,14 @@ static const Py_ssize_t kit_positions = KIT_POSITIONS;
    it, zeros to the window's other inputs and to an odd last row or column. Each input is
    written once and no store is read back. */
 #if defined(__GNUC__) || defined(__clang__)
+/* Lanes i0..i3 of the 8 lanes of a and b together: clang and GCC 12 and later have
+   __builtin_shufflevector; an older GCC has only __builtin_shuffle, with the lanes as a
+   mask vector (M, the integer vector of a's size). */
+#if defined(__clang__) || __GNUC__ >= 12
+#define KIT_SHUFFLE4(M, a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+#define KIT_SHUFFLE4(M, a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (M){i0, i1, i2, i3})
+#endif
 /* 4 windows at a time: kit_q4_T their values, kit_m4_T masks of the same lanes, kit_i4
    their indices. */
 typedef Py_ssize_t kit_i4 __attribute__((vector_size(4 * sizeof(Py_ssize_t)), aligned(sizeof(Py_ssize_t)), may_alias));
@@ -259,11 +267,13 @@ typedef I kit_m4_##T __attribute__((vector_size(4 * sizeof(T))));               
 /* The winners (0 to 3: top left, top right, bottom left, bottom right) of the 4 windows \
    ox..ox+3 of the row pair at a (b = a + in_x), and their values. */                    \
 static inline kit_m4_##T kit_winners4_##T(const T* a, const T* b, kit_q4_##T* value) {   \
-    const kit_m4_##T ev = {0, 2, 4, 6}, od = {1, 3, 5, 7};                               \
     const kit_q4_##T a0 = *(const kit_q4_##T*)a, a1 = *(const kit_q4_##T*)(a + 4);       \
     const kit_q4_##T b0 = *(const kit_q4_##T*)b, b1 = *(const kit_q4_##T*)(b + 4);       \
-    const kit_q4_##T v0 = __builtin_shuffle(a0, a1, ev), v1 = __builtin_shuffle(a0, a1, od); \
-    const kit_q4_##T v2 = __builtin_shuffle(b0, b1, ev), v3 = __builtin_shuffle(b0, b1, od); \
+    /* The windows' left (even) and right (odd) inputs of each row. */                   \
+    const kit_q4_##T v0 = KIT_SHUFFLE4(kit_m4_##T, a0, a1, 0, 2, 4, 6);                  \
+    const kit_q4_##T v1 = KIT_SHUFFLE4(kit_m4_##T, a0, a1, 1, 3, 5, 7);                  \
+    const kit_q4_##T v2 = KIT_SHUFFLE4(kit_m4_##T, b0, b1, 0, 2, 4, 6);                  \
+    const kit_q4_##T v3 = KIT_SHUFFLE4(kit_m4_##T, b0, b1, 1, 3, 5, 7);                  \
     kit_m4_##T best = {0}, take;                                                         \
     kit_m4_##T bv = (kit_m4_##T)v0;  /* best values, as bits */                          \
     take = ((kit_q4_##T)bv < v1) | (v1 != v1);                                           \
@@ -297,11 +307,11 @@ static inline void kit_route4_##T(const T* a, const T* b, const T* d, T* ra, T* 
     const kit_m4_##T dv = (kit_m4_##T)(zero + *(const kit_q4_##T*)d);                    \
     const kit_m4_##T p0 = (best == 0) & dv, p1 = (best == 1) & dv;                       \
     const kit_m4_##T p2 = (best == 2) & dv, p3 = (best == 3) & dv;                       \
-    const kit_m4_##T lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};                               \
-    *(kit_q4_##T*)ra = (kit_q4_##T)__builtin_shuffle(p0, p1, lo);                        \
-    *(kit_q4_##T*)(ra + 4) = (kit_q4_##T)__builtin_shuffle(p0, p1, hi);                  \
-    *(kit_q4_##T*)rb = (kit_q4_##T)__builtin_shuffle(p2, p3, lo);                        \
-    *(kit_q4_##T*)(rb + 4) = (kit_q4_##T)__builtin_shuffle(p2, p3, hi);                  \
+    /* Each window's left and right derivative side by side, for the rows at ra and rb. */ \
+    *(kit_q4_##T*)ra = (kit_q4_##T)KIT_SHUFFLE4(kit_m4_##T, p0, p1, 0, 4, 1, 5);         \
+    *(kit_q4_##T*)(ra + 4) = (kit_q4_##T)KIT_SHUFFLE4(kit_m4_##T, p0, p1, 2, 6, 3, 7);   \
+    *(kit_q4_##T*)rb = (kit_q4_##T)KIT_SHUFFLE4(kit_m4_##T, p2, p3, 0, 4, 1, 5);         \
+    *(kit_q4_##T*)(rb + 4) = (kit_q4_##T)KIT_SHUFFLE4(kit_m4_##T, p2, p3, 2, 6, 3, 7);   \
 }
 KIT_POOL_VECTORS(double, long long)
 KIT_POOL_VECTORS(float, int)

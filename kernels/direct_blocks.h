@@ -84,6 +84,18 @@ typedef double kit_db_vec_double;
    swapping the off-diagonal blocks of every 2s x 2s sub-tile (s = lanes / 2, ..., 1) with
    one two-vector shuffle per vector. */
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(KIT_DB_PLAIN_C)
+/* Lanes of a and b (vectors of type V) together, as the mask m says (lane L + l is lane
+   l of b). GCC has __builtin_shuffle for a mask known only as the program runs; clang does
+   not (its __builtin_shufflevector wants constant lanes), so there the lanes are picked
+   one by one: the same values in the same places. */
+#if defined(__clang__)
+#define KIT_DB_SHUFFLE(V, a, b, m) __extension__({                                       \
+    V picked_;                                                                           \
+    for (int l_ = 0; l_ < L; l_++) picked_[l_] = m[l_] < L ? (a)[m[l_]] : (b)[m[l_] - L]; \
+    picked_; })
+#else
+#define KIT_DB_SHUFFLE(V, a, b, m) __builtin_shuffle(a, b, m)
+#endif
 #define KIT_DB_TRANSPOSE(T, I)                                                           \
 typedef I kit_db_index_##T __attribute__((vector_size(KIT_DB_BYTES)));                  \
 static inline void kit_db_transpose_##T(kit_db_vec_##T* r) {                             \
@@ -99,8 +111,8 @@ static inline void kit_db_transpose_##T(kit_db_vec_##T* r) {                    
         for (int t = 0; t < L; t++)                                                      \
             if (!(t & s)) {                                                              \
                 const kit_db_vec_##T a = r[t], b = r[t + s];                             \
-                r[t] = __builtin_shuffle(a, b, lo);                                      \
-                r[t + s] = __builtin_shuffle(a, b, hi);                                  \
+                r[t] = KIT_DB_SHUFFLE(kit_db_vec_##T, a, b, lo);                         \
+                r[t + s] = KIT_DB_SHUFFLE(kit_db_vec_##T, a, b, hi);                     \
             }                                                                            \
     }                                                                                    \
 }

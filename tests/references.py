@@ -1,7 +1,9 @@
 """Independent references of the compiled kernels in convolutions.pyx, for the tests that
 check them (test_convolutions.py, test_fuzz.py): scipy.signal.convolve2d for convolve, plain
-numpy loops for im2col, col2im and max pooling. Each takes any array-like (any memory
-layout, any real dtype, nested lists) and computes in float64; the caller converts."""
+numpy loops for max pooling and pre_activation_derivatives. Each takes any array-like (any
+memory layout, any real dtype, nested lists) and computes in float64, the caller converting,
+except pre_activation_reference, which computes in its arguments' dtype (its sums are
+promised bit for bit)."""
 
 import numpy as np
 import scipy.signal
@@ -10,6 +12,16 @@ import scipy.signal
 def window_size(size, k, s, p):
     """Outputs along one axis of a k-wide window at stride s over size + 2p pixels."""
     return (size + 2 * p - k) // s + 1
+
+
+def fitting_size(n, k, s, p):
+    """The smallest input size >= n along which a k-wide window at stride s with padding p
+    ends exactly on the last padded pixel: (size + 2p - k) / s + 1 a whole number >= 1, as
+    plumbing.shapes.output_size requires of every conv and pooling layer."""
+    size = max(n, k - 2 * p, 1)
+    while (size + 2 * p - k) % s:
+        size += 1
+    return size
 
 
 def convolve_reference(x, w, padding):
@@ -22,39 +34,6 @@ def convolve_reference(x, w, padding):
     for idx in np.ndindex(*lead):
         out[idx] = scipy.signal.convolve2d(np.pad(xb[idx], padding), wb[idx], mode="valid")
     return out
-
-
-def im2col_reference(x, k, s, p):
-    """(C*k*k, N*out_y*out_x): column n*out_y*out_x + oy*out_x + ox holds the (C, k, k)
-    window of image n at (oy, ox), flattened, zero padding p."""
-    x = np.asarray(x, dtype=np.float64)
-    n_img, n_ch, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    cols = np.zeros((n_ch * k * k, n_img * out_y * out_x))
-    column = 0
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                cols[:, column] = xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k].reshape(-1)
-                column += 1
-    return cols
-
-
-def col2im_reference(cols, shape, k, s, p):
-    """im2col's adjoint: each column added back onto its window of a zero (N, C, H, W) image,
-    the padding cut off."""
-    cols = np.asarray(cols, dtype=np.float64)
-    n_img, n_ch, h, w = shape
-    out_y, out_x = window_size(h, k, s, p), window_size(w, k, s, p)
-    xp = np.zeros((n_img, n_ch, h + 2 * p, w + 2 * p))
-    column = 0
-    for n in range(n_img):
-        for oy in range(out_y):
-            for ox in range(out_x):
-                xp[n, :, oy * s:oy * s + k, ox * s:ox * s + k] += cols[:, column].reshape(n_ch, k, k)
-                column += 1
-    return xp[:, :, p:p + h, p:p + w]
 
 
 def maxpool_reference(x, k, s, p):
@@ -91,3 +70,31 @@ def maxpool_backward_reference(d_outputs, argmax, shape):
         for c in range(n_ch):
             np.add.at(d_in[n, c], am[n, c].reshape(-1), d[n, c].reshape(-1))
     return d_in.reshape(shape)
+
+
+def pre_activation_reference(d_outputs, outputs, relu):
+    """(d, bias_sum) as pre_activation_derivatives documents them, in d_outputs' dtype, one
+    value at a time: d = d_outputs * (outputs > 0) (a product: inf or NaN times 0 is NaN) if
+    relu, else d_outputs; each image's sum over its positions in row-major order, one addition
+    at a time from +0, then np.sum of those per-image sums over the images."""
+    d = np.asarray(d_outputs)
+    d = d.astype(d.dtype.newbyteorder("="))
+    o = np.asarray(outputs)
+    real = d.dtype.type
+    n_img, n_ch, h, w = d.shape
+    d_pre = np.empty(d.shape, dtype=d.dtype)
+    image_sums = np.zeros((n_img, n_ch), dtype=d.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for n in range(n_img):
+            for f in range(n_ch):
+                total = real(0)
+                for y in range(h):
+                    for x in range(w):
+                        v = d[n, f, y, x]
+                        if relu:
+                            v = v * real(o[n, f, y, x] > 0)
+                        d_pre[n, f, y, x] = v
+                        total = total + v
+                image_sums[n, f] = total
+        return d_pre, np.sum(image_sums, axis=0)
+

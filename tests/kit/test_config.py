@@ -1,11 +1,12 @@
-"""config.py: reading a config safely (size, encoding, YAML aliases), and the checks that
-turn bad values into one short line naming the key."""
+"""plumbing/config.py and plumbing/settings.py: reading a config safely (size, encoding, YAML
+aliases), and the checks that turn bad values into one short line naming the key."""
 
 import pytest
 
-from plumbing import config
+from plumbing import config, settings
 from plumbing.errors import ConfigError
-from plumbing.config import load_config, shown
+from plumbing.config import load_config
+from plumbing.settings import shown
 from conftest import CONFIG_DIR
 
 
@@ -62,13 +63,13 @@ def test_an_unhashable_key_is_not_called_a_python_object(tmp_path):
 def test_shown_shortens_long_values_only():
     assert shown("epsilion") == "'epsilion'"
     long = shown(list(range(10000)))
-    assert len(long) == config.SHOWN_LIMIT and long.startswith("[0, 1, 2") and long.endswith(" ...")
+    assert len(long) == settings.SHOWN_LIMIT and long.startswith("[0, 1, 2") and long.endswith(" ...")
 
 
 @pytest.mark.parametrize("seed", [-1, 2 ** 63, 1.5, True, "3"])
 def test_check_seed_refuses_what_the_generators_or_the_last_state_cannot_keep(seed):
     with pytest.raises(ConfigError, match="--seed"):
-        config.check_seed(seed)
+        settings.check_seed(seed)
 
 
 def test_layer_names_come_from_a_safe_set():

@@ -1,5 +1,7 @@
 """ConvLayer: both methods against an explicit cross-correlation loop and central
-differences, and against each other."""
+differences, and against each other, at strides 1 to 3 and every padding; method 1's
+derivatives the same bits whatever the memory layout it is given; input sizes on which the
+windows do not end on the last padded pixel refused with a ConfigError."""
 
 import numpy as np
 import pytest
@@ -7,6 +9,17 @@ import pytest
 from conftest import numeric_gradient
 from conv_layer import ConvLayer
 from plumbing.errors import ConfigError
+from references import fitting_size
+
+
+def fitting_shape(k, stride, padding, channels, near=(7, 6)):
+    """(H, W, C) about `near` (H and W different) on which the windows end on the last padded
+    pixel: the layer refuses sizes that would leave input rows out."""
+    size_y = fitting_size(near[0], k, stride, padding)
+    size_x = fitting_size(near[1], k, stride, padding)
+    if size_x == size_y:
+        size_x = fitting_size(size_y + 1, k, stride, padding)
+    return size_y, size_x, channels
 
 
 def make_conv(method, k=3, stride=1, padding=0, in_shape=(7, 7, 2), num_channels=3, role="hidden", seed=0):
@@ -46,20 +59,22 @@ def cross_correlation_reference(x, w, b, k, s, p):
 @pytest.mark.parametrize("method", [1, 2])
 @pytest.mark.parametrize("k,stride,padding", [(3, 1, 0), (3, 2, 1), (3, 3, 2), (5, 1, 2), (5, 2, 4), (2, 2, 1)])
 def test_forward_matches_cross_correlation_loop(method, k, stride, padding):
-    layer = make_conv(method, k, stride, padding, in_shape=(7, 6, 2))
-    x = np.random.default_rng(2).standard_normal((2, 2, 7, 6))
+    in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 2)
+    layer = make_conv(method, k, stride, padding, in_shape=in_shape)
+    x = np.random.default_rng(2).standard_normal((2, 2, in_y, in_x))
     pre = cross_correlation_reference(x, layer.w_, layer.b_, k, stride, padding)
     out = layer.ComputeUp(x)
-    assert out.shape == pre.shape == (2, 3, (7 + 2 * padding - k) // stride + 1, (6 + 2 * padding - k) // stride + 1)
+    assert out.shape == pre.shape == (2, 3, (in_y + 2 * padding - k) // stride + 1,
+                                      (in_x + 2 * padding - k) // stride + 1)
     np.testing.assert_allclose(out, np.maximum(pre, 0), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", [1, 2])
 def test_initialize_returns_output_size_and_accepts_flat_inputs(method):
-    layer = make_conv(method, k=3, stride=2, padding=1, in_shape=(8, 6, 2))
+    layer = make_conv(method, k=3, stride=2, padding=1, in_shape=(7, 5, 2))
     assert (layer.output_size_y_, layer.output_size_x_) == (4, 3)
-    x = np.random.default_rng(3).standard_normal((2, 2 * 8 * 6))
-    np.testing.assert_array_equal(layer.ComputeUp(x), layer.ComputeUp(x.reshape(2, 2, 8, 6)))
+    x = np.random.default_rng(3).standard_normal((2, 2 * 7 * 5))
+    np.testing.assert_array_equal(layer.ComputeUp(x), layer.ComputeUp(x.reshape(2, 2, 7, 5)))
 
 
 def _check_gradients(layer, x, seed=0):
@@ -89,8 +104,9 @@ GRADIENT_CASES = [(k, s, p) for k in (3, 5) for s in (1, 2) for p in range(k)]
 @pytest.mark.parametrize("method", [1, 2])
 @pytest.mark.parametrize("k,stride,padding", GRADIENT_CASES)
 def test_derivatives_match_central_differences(method, k, stride, padding):
-    layer = make_conv(method, k, stride, padding, in_shape=(7, 6, 2), num_channels=3, seed=k + stride + padding)
-    x = np.random.default_rng(10 * k + stride).standard_normal((2, 2, 7, 6))
+    in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 2)
+    layer = make_conv(method, k, stride, padding, in_shape=in_shape, num_channels=3, seed=k + stride + padding)
+    x = np.random.default_rng(10 * k + stride).standard_normal((2, 2, in_y, in_x))
     _check_gradients(layer, x, seed=padding)
 
 
@@ -123,10 +139,10 @@ METHOD_CASES = [(k, s, p) for k in (2, 3, 5) for s in (1, 2, 3) for p in range(k
 
 @pytest.mark.parametrize("k,stride,padding", METHOD_CASES)
 def test_method2_matches_method1_outputs_and_derivatives(k, stride, padding):
-    in_shape = (9, 8, 3)
+    in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 3, near=(9, 8))
     one, two = _same_weights_pair(k, stride, padding, in_shape, num_channels=4)
     rng = np.random.default_rng(k * 100 + stride * 10 + padding)
-    x = rng.standard_normal((3, 3, 9, 8))
+    x = rng.standard_normal((3, 3, in_y, in_x))
     out1, out2 = one.ComputeUp(x), two.ComputeUp(x)
     np.testing.assert_allclose(out2, out1, rtol=1e-10, atol=1e-13)
     d_out = rng.standard_normal(out1.shape)
@@ -154,9 +170,10 @@ def test_output_layer_applies_softmax_over_all_units_and_passes_derivatives_unch
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_method2_matches_method1_as_input_layer_with_flat_inputs(stride):
-    one, two = _same_weights_pair(3, stride, 1, (10, 10, 1), num_channels=2, role="input")
+    size = fitting_size(10, 3, stride, 1)
+    one, two = _same_weights_pair(3, stride, 1, (size, size, 1), num_channels=2, role="input")
     rng = np.random.default_rng(stride)
-    x = rng.standard_normal((4, 100))
+    x = rng.standard_normal((4, size * size))
     out1, out2 = one.ComputeUp(x), two.ComputeUp(x)
     np.testing.assert_allclose(out2, out1, rtol=1e-10, atol=1e-13)
     d_out = rng.standard_normal(out1.shape)
@@ -167,8 +184,20 @@ def test_method2_matches_method1_as_input_layer_with_flat_inputs(stride):
 
 
 def test_kernel_larger_than_padded_input_is_a_config_error():
-    with pytest.raises(ConfigError, match="'c'"):
+    with pytest.raises(ConfigError, match=r"layer 'c': key 'kernel_size'/'stride'/'padding': output size "
+                                          r"\(3 \+ 2\*0 - 5\) / 1 \+ 1 along y is -1, not a whole number >= 1"):
         make_conv(1, k=5, padding=0, in_shape=(3, 8, 1))
+
+
+@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("k,stride,padding,in_shape,axis", [(3, 2, 1, (8, 7, 1), "y"), (5, 2, 2, (7, 8, 1), "x"),
+                                                             (3, 3, 0, (9, 10, 2), "x"), (2, 2, 1, (5, 6, 1), "y")])
+def test_windows_that_leave_input_rows_out_are_a_config_error(method, k, stride, padding, in_shape, axis):
+    # (n + 2p - k) / s + 1 not whole: the last rows or columns would be silently dropped, so
+    # Initialize refuses it, naming the layer, the keys and the axis.
+    with pytest.raises(ConfigError, match=rf"layer 'c': key 'kernel_size'/'stride'/'padding': output size "
+                                          rf".* along {axis} is [0-9.]+, not a whole number >= 1"):
+        make_conv(method, k, stride, padding, in_shape=in_shape)
 
 
 def test_method2_refuses_inputs_too_small_for_its_weight_derivative():
@@ -178,85 +207,75 @@ def test_method2_refuses_inputs_too_small_for_its_weight_derivative():
         make_conv(2, k=5, padding=1, in_shape=(3, 3, 1))
 
 
-def _method1_step(layer, x, d_out, training, chunk_bytes):
-    layer.training_, layer.patch_matrix_.chunk_bytes_ = training, chunk_bytes
-    out = layer.ComputeUp(x)
-    return out, layer.ComputeDown(d_out, out, x)
+@pytest.mark.parametrize("role", ["hidden", "input", "output"])
+@pytest.mark.parametrize("k,stride,padding", [(k, s, p) for k in (2, 3, 5) for s in (2, 3) for p in range(k)])
+def test_method1_at_a_stride_matches_method2_and_central_differences(k, stride, padding, role):
+    # Method 1 reads every stride in place going up; going down it puts the derivatives on the
+    # stride-1 grid (zeros where the stride skipped an output) for the input derivative. All
+    # of it against method 2 and against central differences: outputs, dC/dinputs, dw, db.
+    in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 2, near=(8, 7))
+    one, two = _same_weights_pair(k, stride, padding, in_shape, num_channels=3, role=role)
+    rng = np.random.default_rng(1000 * k + 100 * stride + 10 * padding + len(role))
+    x = rng.standard_normal((2, 2, in_y, in_x))
+    out1, out2 = one.ComputeUp(x), two.ComputeUp(x)
+    assert out1.shape == (2, 3, (in_y + 2 * padding - k) // stride + 1, (in_x + 2 * padding - k) // stride + 1)
+    np.testing.assert_allclose(out1, out2, rtol=1e-10, atol=1e-13)
+    d_out = rng.standard_normal(out1.shape)
+    got, want = one.ComputeDown(d_out, out1, x), two.ComputeDown(d_out, out2, x)
+    for a, b in zip(got, want, strict=True):
+        if b is None:
+            assert a is None and role == "input"
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    if role == "output":
+        # The net gives an output layer derivatives w.r.t. its softmax input: those of a loss
+        # of the pre-activations (the loop reference's, which the outputs matched above).
+        def loss():
+            return np.sum(_pre_activations(one, x) * d_out)
+    else:
+        def loss():
+            return np.sum(one.ComputeUp(x) * d_out)
+    d_in, dw, db = got
+    np.testing.assert_allclose(dw, numeric_gradient(loss, one.w_) / 2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(db, numeric_gradient(loss, one.b_) / 2, rtol=1e-5, atol=1e-7)
+    if role != "input":
+        np.testing.assert_allclose(d_in, numeric_gradient(loss, x), rtol=1e-5, atol=1e-7)
+
+
+def _pre_activations(layer, x):
+    k, s, p = layer.kernel_size_, layer.stride_, layer.padding_
+    return cross_correlation_reference(x, layer.w_, layer.b_, k, s, p)
+
+
+def _transposed_copy(a):
+    """a's values in a view whose last two axes are swapped in memory (not C-contiguous)."""
+    view = np.ascontiguousarray(np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    assert not view.flags.c_contiguous and np.array_equal(view, a)
+    return view
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (5, 2, 2), (2, 3, 0)])
-@pytest.mark.parametrize("chunk_images", [1, 2, 4])
-def test_method1_training_step_keeps_its_patches_and_chunks_its_input_derivative_to_the_same_bits(
-        k, stride, padding, chunk_images, dtype):
-    # A training step keeps the forward pass's patches for the weight derivative, and makes
-    # the input derivative a few images at a time (here 1, 2 or 4 of 5: the last chunk
-    # shorter; float32 in one product). Both give exactly the numbers of one im2col and one
-    # product per pass, and those match central differences.
-    layer = make_conv(1, k, stride, padding, in_shape=(9, 8, 3), num_channels=4, seed=k * stride)
-    layer.patch_matrix_.in_place_ = False  # the patch matrix, as for strides above 1
-    rng = np.random.default_rng(k + 10 * chunk_images)
-    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
-    d_out = rng.standard_normal((5, 4, layer.output_size_y_, layer.output_size_x_)).astype(dtype)
+@pytest.mark.parametrize("role", ["hidden", "input", "output"])
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (5, 1, 2), (3, 2, 1), (2, 3, 1), (5, 2, 0)])
+def test_method1_gives_the_same_bits_for_a_contiguous_and_a_transposed_view_deriv(k, stride, padding, role, dtype):
+    # The net hands ComputeDown whatever the layer above made: a view, in any memory layout.
+    # The sums are added in one documented order whatever the layout, so every bit agrees;
+    # maps of 13x12 and more positions make an order-dependent sum show.
+    in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 3, near=(27, 25))
+    layer = make_conv(1, k, stride, padding, in_shape=in_shape, num_channels=5, role=role, seed=k * stride)
     layer.w_, layer.b_ = layer.w_.astype(dtype), layer.b_.astype(dtype)
-    per_image = layer.w_.shape[1] * layer.output_size_y_ * layer.output_size_x_ * x.itemsize
-    plain_out, plain = _method1_step(layer, x, d_out, training=False, chunk_bytes=1 << 40)
-    assert layer.patch_matrix_.kept_ is None
-    layer.training_ = True
-    assert layer.ComputeUp(x) is not None and layer.patch_matrix_.kept_[0] is x
-    out, step = _method1_step(layer, x, d_out, training=True, chunk_bytes=chunk_images * per_image)
-    assert layer.patch_matrix_.kept_ is None  # taken by ComputeDown: no batch of patches held after
-    np.testing.assert_array_equal(out, plain_out)
-    for got, want in zip(step, plain):
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(got, want)
-    if dtype == np.float64:
-        layer.training_ = False
-        _check_gradients(layer, x)
+    rng = np.random.default_rng(k + 10 * stride + 100 * padding)
+    x = rng.standard_normal((4, 3, in_y, in_x)).astype(dtype)
+    out = layer.ComputeUp(x)
+    d_out = rng.standard_normal(out.shape).astype(dtype) * 1000 ** rng.uniform(-1, 1, out.shape).astype(dtype)
+    want = layer.ComputeDown(d_out, out, x)
+    for d_view, out_view, x_view in [(_transposed_copy(d_out), out, x), (_transposed_copy(d_out), _transposed_copy(out),
+                                                                         _transposed_copy(x))]:
+        got = layer.ComputeDown(d_view, out_view, x_view)
+        for a, b in zip(got, want, strict=True):
+            if b is None:
+                assert a is None and role == "input"
+                continue
+            assert a.dtype == b.dtype == dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
 
-
-def test_method1_uses_kept_patches_only_for_the_inputs_they_came_from():
-    # ComputeDown given other inputs than the last ComputeUp (a copy, even with equal values)
-    # makes their patches anew: the derivatives are those of the inputs it was given.
-    layer = make_conv(1, 3, 1, 1, in_shape=(6, 6, 2), num_channels=3, seed=5)
-    rng = np.random.default_rng(6)
-    x, other = rng.standard_normal((2, 2, 2, 6, 6))
-    d_out = rng.standard_normal((2, 3, 6, 6))
-    out_other = layer.ComputeUp(other)
-    want = layer.ComputeDown(d_out, out_other, other)
-    layer.training_ = True
-    layer.ComputeUp(x)
-    got = layer.ComputeDown(d_out, out_other, other.copy())
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k,padding,num_channels,is_input,is_output", [
-    (3, 1, 16, False, False), (5, 2, 33, False, False), (3, 0, 4, True, False), (2, 1, 10, False, True)])
-def test_method1_read_in_place_gives_the_numbers_of_the_patch_matrix(k, padding, num_channels, is_input,
-                                                                     is_output, dtype):
-    # Stride 1 reads the patches in place; the patch matrix is the other way to the same sums.
-    results = []
-    for in_place in (True, False):
-        layer = make_conv(1, k, 1, padding, in_shape=(9, 8, 17), num_channels=num_channels, seed=k)
-        assert layer.patch_matrix_.in_place_
-        layer.patch_matrix_.in_place_ = in_place
-        layer.is_input_, layer.is_output_ = is_input, is_output
-        layer.w_, layer.b_ = layer.w_.astype(dtype), (layer.b_ + 0.01).astype(dtype)
-        rng = np.random.default_rng(7)
-        x = rng.standard_normal((6, 17, 9, 8)).astype(dtype)
-        out = layer.ComputeUp(x)
-        d_out = rng.standard_normal(out.shape).astype(dtype)
-        results.append((out,) + layer.ComputeDown(d_out, out, x))
-    for got, want in zip(*results):
-        if want is None:
-            assert got is None and is_input
-            continue
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, **(dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else
-                                                 dict(rtol=1e-11, atol=1e-12)))
-
-
-def test_method1_with_a_stride_uses_the_patch_matrix():
-    assert not make_conv(1, 3, 2, 1, in_shape=(9, 8, 3)).patch_matrix_.in_place_

@@ -1,6 +1,8 @@
 """The compiled kernels against independent references (tests/references.py):
-scipy.signal.convolve2d for convolve, plain numpy loops for im2col, col2im and max pooling."""
+scipy.signal.convolve2d for convolve, plain numpy loops for max pooling and for
+pre_activation_derivatives' bias sums. correlate and correlate_weight_derivative: test_correlate.py."""
 
+import os
 import subprocess
 import sys
 
@@ -12,8 +14,8 @@ from hypothesis import strategies as st
 
 import convolutions
 from conftest import REPO_ROOT
-from references import (col2im_reference, convolve_reference, im2col_reference, maxpool_backward_reference,
-                        maxpool_reference)
+from references import (convolve_reference, maxpool_backward_reference, maxpool_reference,
+                        pre_activation_reference)
 
 HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=True)
 
@@ -373,51 +375,6 @@ def test_convolve_validation_does_not_rely_on_assert_under_python_O():
     assert "(1, 5, 5)" in result.stdout
 
 
-# ----------------------------------------------------------------------------------------
-# im2col / col2im
-# ----------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("stride", [1, 2, 3])
-@pytest.mark.parametrize("k", [1, 2, 3, 4])
-def test_im2col_matches_loop_reference_for_every_padding(k, stride, dtype):
-    rng = np.random.default_rng(k * 10 + stride)
-    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
-    for padding in range(k):
-        cols = convolutions.im2col(x, k, stride, padding)
-        assert cols.dtype == dtype
-        np.testing.assert_array_equal(cols, im2col_reference(x, k, stride, padding))
-
-
-def test_filters_times_im2col_columns_give_cross_correlation():
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((1, 2, 6, 6))
-    f = rng.standard_normal((2, 3, 3))
-    out = (f.reshape(-1) @ convolutions.im2col(x, 3, 1, 0)).reshape(4, 4)
-    expected = sum(scipy.signal.correlate2d(x[0, c], f[c], mode="valid") for c in range(2))
-    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
-
-
-def test_im2col_accepts_non_contiguous_inputs():
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((2, 6, 3, 5)).transpose(0, 2, 3, 1)  # (2, 3, 5, 6), not contiguous
-    np.testing.assert_array_equal(convolutions.im2col(x, 3, 2, 1), im2col_reference(np.array(x), 3, 2, 1))
-
-
-@pytest.mark.parametrize("padding", [0, 1])
-def test_im2col_accepts_read_only_inputs(padding):
-    x = np.random.default_rng(11).standard_normal((2, 2, 5, 5))
-    x.flags.writeable = False  # e.g. np.load(..., mmap_mode="r") or np.frombuffer
-    np.testing.assert_array_equal(convolutions.im2col(x, 3, 1, padding), im2col_reference(x, 3, 1, padding))
-
-
-def test_col2im_accepts_read_only_cols():
-    cols = np.random.default_rng(12).standard_normal((2 * 9, 2 * 9))
-    cols.flags.writeable = False
-    np.testing.assert_allclose(convolutions.col2im(cols, (2, 2, 5, 5), 3, 1, 0),
-                               col2im_reference(cols, (2, 2, 5, 5), 3, 1, 0), rtol=1e-12, atol=1e-12)
-
-
 def test_convolve_and_maxpool_accept_read_only_inputs():
     rng = np.random.default_rng(13)
     x, w = rng.standard_normal((2, 6, 6)), rng.standard_normal((2, 3, 3))
@@ -428,89 +385,8 @@ def test_convolve_and_maxpool_accept_read_only_inputs():
     np.testing.assert_array_equal(out, maxpool_reference(x[np.newaxis], 2, 2, 0)[0])
 
 
-@st.composite
-def window_cases(draw):
-    k = draw(st.integers(1, 4))
-    stride = draw(st.integers(1, 3))
-    padding = draw(st.integers(0, k - 1))
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
-             draw(st.integers(max(1, k - 2 * padding), 8)), draw(st.integers(max(1, k - 2 * padding), 8)))
-    return shape, k, stride, padding, draw(st.integers(0, 2**32 - 1))
-
-
-@HYPOTHESIS
-@given(window_cases())
-def test_col2im_is_the_adjoint_of_im2col(case):
-    shape, k, stride, padding, seed = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape)
-    cols = convolutions.im2col(x, k, stride, padding)
-    y = rng.standard_normal(cols.shape)
-    back = convolutions.col2im(y, shape, k, stride, padding)
-    assert back.shape == shape
-    np.testing.assert_allclose(np.sum(cols * y), np.sum(x * back), rtol=1e-10, atol=1e-10)
-
-
-@HYPOTHESIS
-@given(window_cases())
-def test_col2im_matches_loop_reference(case):
-    shape, k, stride, padding, seed = case
-    rng = np.random.default_rng(seed)
-    cols = rng.standard_normal(convolutions.im2col(np.zeros(shape), k, stride, padding).shape)
-    np.testing.assert_allclose(convolutions.col2im(cols, shape, k, stride, padding),
-                               col2im_reference(cols, shape, k, stride, padding), rtol=1e-12, atol=1e-12)
-
-
-def test_col2im_float32_keeps_dtype_and_matches_reference():
-    rng = np.random.default_rng(7)
-    shape = (2, 2, 7, 7)
-    cols = rng.standard_normal((2 * 9, 2 * 4 * 4)).astype(np.float32)  # k 3, stride 2, padding 1
-    out = convolutions.col2im(cols, shape, 3, 2, 1)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, col2im_reference(cols.astype(float), shape, 3, 2, 1), rtol=1e-5, atol=1e-5)
-
-
-BAD_IM2COL_ARGUMENTS = {
-    "3-d inputs": (np.ones((2, 5, 5)), 3, 1, 0),
-    "int dtype": (np.ones((1, 1, 5, 5), np.int32), 3, 1, 0),
-    "list": (np.ones((1, 1, 5, 5)).tolist(), 3, 1, 0),
-    "padding equals kernel": (np.ones((1, 1, 5, 5)), 3, 1, 3),
-    "negative padding": (np.ones((1, 1, 5, 5)), 3, 1, -1),
-    "stride 0": (np.ones((1, 1, 5, 5)), 3, 0, 0),
-    "kernel 0": (np.ones((1, 1, 5, 5)), 0, 1, 0),
-    "float kernel": (np.ones((1, 1, 5, 5)), 3.0, 1, 0),
-    "bool stride": (np.ones((1, 1, 5, 5)), 3, True, 0),
-    "kernel larger than padded input": (np.ones((1, 1, 5, 5)), 8, 1, 1),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_IM2COL_ARGUMENTS))
-def test_im2col_bad_arguments_raise_value_error(name):
-    x, k, stride, padding = BAD_IM2COL_ARGUMENTS[name]
-    with pytest.raises(ValueError):
-        convolutions.im2col(x, k, stride, padding)
-
-
-BAD_COL2IM_ARGUMENTS = {
-    "cols of the wrong shape": (np.ones((9, 10)), (1, 1, 5, 5), 3, 1, 0),
-    "input_shape with 3 entries": (np.ones((9, 9)), (1, 5, 5), 3, 1, 0),
-    "negative input size": (np.ones((9, 9)), (1, -1, 5, 5), 3, 1, 0),
-    "float entry in input_shape": (np.ones((9, 9)), (1, 1, 5.0, 5), 3, 1, 0),
-    "padding equals kernel": (np.ones((9, 9)), (1, 1, 5, 5), 3, 1, 3),
-    "int cols": (np.ones((9, 9), np.int64), (1, 1, 5, 5), 3, 1, 0),
-    "stride 0": (np.ones((9, 9)), (1, 1, 5, 5), 3, 0, 0),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_COL2IM_ARGUMENTS))
-def test_col2im_bad_arguments_raise_value_error(name):
-    cols, shape, k, stride, padding = BAD_COL2IM_ARGUMENTS[name]
-    with pytest.raises(ValueError):
-        convolutions.col2im(cols, shape, k, stride, padding)
-
-
 # ----------------------------------------------------------------------------------------
-# channels_to_maps / maps_to_channels (method 1's products <-> maps, with bias and ReLU)
+# pre_activation_derivatives (a conv layer's ReLU derivative and bias sums, method 1)
 # ----------------------------------------------------------------------------------------
 
 def awkward_values(rng, shape, dtype):
@@ -530,80 +406,168 @@ def assert_same_bits(a, b):
     assert np.array_equal(np.signbit(a), np.signbit(b))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("relu", [True, False])
-def test_channels_to_maps_is_numpy_transpose_bias_and_maximum_bit_for_bit(relu, dtype):
-    rng = np.random.default_rng(7)
-    n, positions, k = 5, 12, 7
-    products = awkward_values(rng, (k, n * positions), dtype)
-    bias = awkward_values(rng, (1, k), dtype)
-    with np.errstate(invalid="ignore"):
-        expected = products.reshape(k, n, positions).transpose(1, 0, 2) + bias.reshape(1, k, 1)
-    if relu:
-        expected = np.maximum(expected, 0)
-    assert_same_bits(convolutions.channels_to_maps(products, bias, n, relu), np.ascontiguousarray(expected))
+def assert_identical(a, b):
+    """The same dtype, shape and bytes: NaN payloads and signs of zeros included."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes(), np.argwhere(a.view(np.uint8) != b.view(np.uint8))[:5]
+
+
+def assert_same_sums(a, b):
+    """The same dtype, shape and values, zeros of the same sign, NaN where NaN (of any sign:
+    adding two NaNs, which one's sign the result keeps is the compiler's choice)."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    nan = np.isnan(a)
+    assert np.array_equal(nan, np.isnan(b))
+    assert a[~nan].tobytes() == b[~nan].tobytes()
+
+
+PRE_SHAPES = [(1, 1, 1, 1), (2, 3, 1, 7), (5, 4, 3, 3), (3, 2, 13, 11), (7, 16, 8, 8), (2, 5, 16, 16)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("relu", [True, False])
-def test_maps_to_channels_is_numpy_relu_derivative_and_transpose(relu, dtype):
-    rng = np.random.default_rng(8)
-    n, k, positions = 6, 5, 7  # fewer than 8 positions: numpy adds them one by one too
-    d = awkward_values(rng, (n, k, positions), dtype)
-    outputs = awkward_values(rng, (n, k, positions), dtype)
+@pytest.mark.parametrize("shape", PRE_SHAPES)
+def test_pre_activation_derivatives_are_numpys_relu_derivative_and_a_loops_sums_bit_for_bit(shape, relu, dtype):
+    # Values with zeros of both signs, infinities and NaNs, in both arguments: d is numpy's
+    # d * (outputs > 0) (or d itself), every bit; bias_sum the loop's per-image sums in memory
+    # order, then np.sum over the images, every bit but the sign of a NaN.
+    rng = np.random.default_rng(sum(shape) + relu)
+    d, outputs = awkward_values(rng, shape, dtype), awkward_values(rng, shape, dtype)
+    d_before, outputs_before = d.copy(), outputs.copy()
+    d_pre, bias_sum = convolutions.pre_activation_derivatives(d, outputs, relu)
     with np.errstate(invalid="ignore"):
-        d_pre = d * (outputs > 0) if relu else d
-        expected_sum = d_pre.sum(axis=2).sum(axis=0)
-    channels, bias_sum = convolutions.maps_to_channels(d, outputs, relu)
-    assert_same_bits(channels, np.ascontiguousarray(d_pre.transpose(1, 0, 2).reshape(k, -1)))
-    # The bias derivative: per image over positions, then over images, in order.
-    assert_same_bits(bias_sum, expected_sum)
-    finite = np.isfinite(d) & np.isfinite(outputs)
-    d_finite = np.where(finite, d, 0)
-    channels, bias_sum = convolutions.maps_to_channels(d_finite, outputs, relu)
-    reference = (d_finite * (outputs > 0) if relu else d_finite).sum(axis=(0, 2))
-    np.testing.assert_allclose(bias_sum, reference, **tolerance(dtype))
+        assert_identical(d_pre, d * (outputs > 0) if relu else d)
+    want_d, want_sum = pre_activation_reference(d, outputs, relu)
+    assert_identical(d_pre, want_d)
+    assert_same_sums(bias_sum, want_sum)
+    assert bias_sum.shape == (shape[1],) and d_pre.flags.c_contiguous
+    assert_identical(d, d_before)  # arguments unchanged
+    assert_identical(outputs, outputs_before)
 
 
-def test_channels_to_maps_and_maps_to_channels_undo_each_other():
-    rng = np.random.default_rng(9)
-    products = rng.standard_normal((3, 4 * 10))
-    maps = convolutions.channels_to_maps(products, np.zeros(3), 4, relu=False)
-    back, _ = convolutions.maps_to_channels(maps, maps, relu=False)
-    np.testing.assert_array_equal(back, products)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+def test_pre_activation_bias_sums_are_added_in_the_documented_order_not_numpys(relu, dtype):
+    # Finite values of very different sizes, on maps of 143 positions: numpy's pairwise sum
+    # rounds differently from one value at a time, so only the documented order gives these bits.
+    rng = np.random.default_rng(3)
+    shape = (9, 6, 13, 11)
+    d = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-4, 4, shape)).astype(dtype)
+    outputs = rng.standard_normal(shape).astype(dtype)
+    d_pre, bias_sum = convolutions.pre_activation_derivatives(d, outputs, relu)
+    want_d, want_sum = pre_activation_reference(d, outputs, relu)
+    assert_identical(bias_sum, want_sum)
+    pairwise = want_d.sum(axis=(2, 3)).sum(axis=0)
+    assert not np.array_equal(pairwise, want_sum)  # the data tells the two orders apart
+    np.testing.assert_allclose(bias_sum, pairwise, rtol=1e-4 if dtype == np.float32 else 1e-12)
+    assert_identical(d_pre, want_d)
 
 
-BAD_CHANNELS_TO_MAPS_ARGUMENTS = {
-    "bias of the wrong length": (np.ones((3, 6)), np.ones(4), 2),
-    "columns not a whole number per image": (np.ones((3, 7)), np.ones(3), 2),
-    "no images": (np.ones((3, 6)), np.ones(3), 0),
-    "products with 3 dimensions": (np.ones((3, 2, 3)), np.ones(3), 2),
-    "bias of another dtype": (np.ones((3, 6)), np.ones(3, dtype=np.float32), 2),
-    "integer products": (np.ones((3, 6), dtype=int), np.ones(3), 2),
+def test_pre_activation_derivatives_nan_and_infinities():
+    # One image, one channel per case, 4 positions each: (d, outputs) -> d', and the channel's sum.
+    inf, nan = np.inf, np.nan
+    cases = [
+        ([inf, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0], [inf, 1.0, 2.0, 3.0], inf),         # passes where on
+        ([inf, 1.0, 2.0, 3.0], [0.0, 1.0, 1.0, 1.0], [nan, 1.0, 2.0, 3.0], nan),         # inf * 0 is NaN
+        ([-inf, 1.0, 2.0, 3.0], [-1.0, 1.0, 1.0, 1.0], [nan, 1.0, 2.0, 3.0], nan),
+        ([nan, 1.0, 2.0, 3.0], [-5.0, 1.0, 1.0, 1.0], [nan, 1.0, 2.0, 3.0], nan),        # NaN * 0 is NaN
+        ([4.0, 1.0, 2.0, 3.0], [nan, 1.0, 1.0, 1.0], [0.0, 1.0, 2.0, 3.0], 6.0),         # NaN > 0 is False
+        ([-4.0, 1.0, 2.0, 3.0], [-0.0, 1.0, 1.0, 1.0], [-0.0, 1.0, 2.0, 3.0], 6.0),      # -0.0 is not > 0
+        ([4.0, 1.0, 2.0, 3.0], [inf, -inf, 1.0, 0.0], [4.0, 0.0, 2.0, 0.0], 6.0),
+        ([inf, -inf, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0], [inf, -inf, 2.0, 3.0], nan),       # inf - inf
+        ([1e308, 1e308, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1e308, 1e308, 0.0, 0.0], inf),  # overflow
+    ]
+    d = np.array([[c[0] for c in cases]])[:, :, None, :]
+    outputs = np.array([[c[1] for c in cases]])[:, :, None, :]
+    with np.errstate(over="ignore"):
+        d_pre, bias_sum = convolutions.pre_activation_derivatives(d, outputs, relu=True)
+    np.testing.assert_array_equal(d_pre[0, :, 0], np.array([c[2] for c in cases]))
+    assert np.array_equal(np.signbit(d_pre[0, 5, 0]), [True, False, False, False])
+    np.testing.assert_array_equal(bias_sum, np.array([c[3] for c in cases]))
+    # Without ReLU everything passes unchanged, NaN and infinities included.
+    d_pre, bias_sum = convolutions.pre_activation_derivatives(d, outputs, relu=False)
+    assert_identical(d_pre, d)
+    assert np.isnan(bias_sum[[3, 7]]).all() and bias_sum[0] == inf and bias_sum[4] == 10.0
+
+
+@pytest.mark.parametrize("layout", ["transposed", "fortran", "flipped", "strided", "read-only", "broadcast"])
+def test_pre_activation_derivatives_give_the_same_bits_for_any_memory_layout(layout):
+    rng = np.random.default_rng(4)
+    shape = (4, 6, 9, 10)
+    views = {
+        "transposed": lambda a: np.ascontiguousarray(a.swapaxes(2, 3)).swapaxes(2, 3),
+        "fortran": np.asfortranarray,
+        "flipped": lambda a: np.ascontiguousarray(a[:, :, ::-1, ::-1])[:, :, ::-1, ::-1],
+        "strided": lambda a: np.repeat(a, 2, axis=3)[..., ::2],
+        "read-only": lambda a: np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape),
+        "broadcast": lambda a: np.broadcast_to(a[:1], a.shape),
+    }
+    for dtype in (np.float64, np.float32):
+        d = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(dtype)
+        outputs = rng.standard_normal(shape).astype(dtype)
+        d_view, outputs_view = views[layout](d), views[layout](outputs)
+        assert np.array_equal(d_view, d) or layout == "broadcast"
+        assert not (d_view.flags.c_contiguous and d_view.flags.writeable)
+        for relu in (True, False):
+            want = convolutions.pre_activation_derivatives(np.ascontiguousarray(d_view),
+                                                           np.ascontiguousarray(outputs_view), relu)
+            got = convolutions.pre_activation_derivatives(d_view, outputs_view, relu)
+            for a, b in zip(got, want, strict=True):
+                assert_identical(a, b)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (2, 3, 4, 0)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pre_activation_derivatives_of_empty_arrays(shape, dtype):
+    d_pre, bias_sum = convolutions.pre_activation_derivatives(np.ones(shape, dtype), np.ones(shape, dtype), True)
+    assert d_pre.shape == shape and d_pre.dtype == dtype
+    assert bias_sum.dtype == dtype
+    assert_identical(bias_sum, np.zeros(shape[1], dtype))
+
+
+def test_pre_activation_derivatives_the_same_bits_on_one_thread_as_on_every_core():
+    code = ("import numpy as np, convolutions, sys\n"
+            "rng = np.random.default_rng(6)\n"
+            "for dtype in (np.float32, np.float64):\n"
+            "    scale = 10.0 ** rng.uniform(-4, 4, (37, 16, 12, 12))\n"
+            "    d = (rng.standard_normal((37, 16, 12, 12)) * scale).astype(dtype)\n"
+            "    o = rng.standard_normal((37, 16, 12, 12)).astype(dtype)\n"
+            "    for part in convolutions.pre_activation_derivatives(d, o, True):\n"
+            "        sys.stdout.buffer.write(part.tobytes())\n")
+    outputs = []
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        assert run.returncode == 0, run.stderr.decode()
+        outputs.append(run.stdout)
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+BAD_PRE_ACTIVATION_ARGUMENTS = {
+    "shapes differ": (np.ones((2, 3, 4, 4)), np.ones((2, 3, 4, 5))),
+    "3-d arrays": (np.ones((2, 3, 4)), np.ones((2, 3, 4))),
+    "5-d arrays": (np.ones((1, 2, 3, 4, 4)), np.ones((1, 2, 3, 4, 4))),
+    "2-d arrays": (np.ones((2, 3)), np.ones((2, 3))),
+    "dtypes differ": (np.ones((2, 3, 4, 4)), np.ones((2, 3, 4, 4), dtype=np.float32)),
+    "float32 and float64": (np.ones((2, 3, 4, 4), dtype=np.float32), np.ones((2, 3, 4, 4))),
+    "integer d_outputs": (np.ones((2, 3, 4, 4), dtype=np.int64), np.ones((2, 3, 4, 4), dtype=np.int64)),
+    "float16": (np.ones((2, 3, 4, 4), dtype=np.float16), np.ones((2, 3, 4, 4), dtype=np.float16)),
+    "complex": (np.ones((2, 3, 4, 4), dtype=complex), np.ones((2, 3, 4, 4), dtype=complex)),
+    "bool outputs": (np.ones((2, 3, 4, 4)), np.ones((2, 3, 4, 4), dtype=bool)),
+    "object arrays": (np.ones((2, 3, 4, 4), dtype=object), np.ones((2, 3, 4, 4), dtype=object)),
+    "a list": (np.ones((1, 1, 2, 2)).tolist(), np.ones((1, 1, 2, 2))),
+    "a list of outputs": (np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)).tolist()),
+    "a scalar": (np.float64(1.0), np.float64(1.0)),
+    "None": (None, np.ones((1, 1, 2, 2))),
 }
 
 
-@pytest.mark.parametrize("name", list(BAD_CHANNELS_TO_MAPS_ARGUMENTS))
-def test_channels_to_maps_bad_arguments_raise_value_error(name):
-    products, bias, n = BAD_CHANNELS_TO_MAPS_ARGUMENTS[name]
-    with pytest.raises(ValueError):
-        convolutions.channels_to_maps(products, bias, n, True)
-
-
-BAD_MAPS_TO_CHANNELS_ARGUMENTS = {
-    "shapes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 5))),
-    "two dimensions": (np.ones((2, 3)), np.ones((2, 3))),
-    "dtypes differ": (np.ones((2, 3, 4)), np.ones((2, 3, 4), dtype=np.float32)),
-    "a list": ([[[1.0]]], np.ones((1, 1, 1))),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_MAPS_TO_CHANNELS_ARGUMENTS))
-def test_maps_to_channels_bad_arguments_raise_value_error(name):
-    d, outputs = BAD_MAPS_TO_CHANNELS_ARGUMENTS[name]
-    with pytest.raises(ValueError):
-        convolutions.maps_to_channels(d, outputs, True)
-
+@pytest.mark.parametrize("name", list(BAD_PRE_ACTIVATION_ARGUMENTS))
+@pytest.mark.parametrize("relu", [True, False])
+def test_pre_activation_derivatives_bad_arguments_raise_value_error(name, relu):
+    d, outputs = BAD_PRE_ACTIVATION_ARGUMENTS[name]
+    with pytest.raises(ValueError, match="pre_activation_derivatives"):
+        convolutions.pre_activation_derivatives(d, outputs, relu)
 
 # ----------------------------------------------------------------------------------------
 # max pooling
@@ -868,20 +832,3 @@ def test_maxpool_forward_2x2_finds_the_winners_by_the_rule(shape, dtype):
     best, best_index = _winners_2x2_by_the_rule(x)
     assert out.dtype == dtype and out.tobytes() == best.tobytes()
     np.testing.assert_array_equal(argmax, best_index)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k_out, rows, columns", [(16, 144, 25600), (32, 288, 6400), (20, 25, 91 * 144)])
-def test_method1_weight_derivative_is_deriv_times_the_patches_transposed(k_out, rows, columns, dtype):
-    """The weight derivative (K, C*k*k) against a float64 numpy product: the same bits in
-    float64, float32's rounding in float32, laid out as the layer's weights."""
-    from patch_matrix import PatchMatrix
-    rng = np.random.default_rng(rows)
-    deriv = rng.standard_normal((k_out, columns)).astype(dtype)
-    patches = rng.standard_normal((rows, columns)).astype(dtype)
-    expected = deriv.astype(np.float64) @ patches.astype(np.float64).T
-    dw = PatchMatrix.matrix_weight_derivative(deriv, patches)
-    assert dw.shape == (k_out, rows) and dw.dtype == dtype and dw.flags.c_contiguous
-    if dtype == np.float64:
-        assert dw.tobytes() == (deriv @ patches.T).tobytes()
-    np.testing.assert_allclose(dw, expected, rtol=0, atol=np.sqrt(columns) * 1e-5 * (dtype == np.float32) + 1e-9)

@@ -1,8 +1,9 @@
-"""display.py in training: on a screen the figure every display_after steps; headless the PNG
+"""plumbing/display.py in training: on a screen the figure every display_after steps; headless the PNG
 between epochs only (at most every REFRESH_SECONDS, and after the last), with training itself,
 and the display's random draws, the same whatever the clock says."""
 
 import io
+import types
 
 import numpy as np
 import pytest
@@ -78,6 +79,6 @@ def test_training_and_the_displays_draws_do_not_depend_on_the_display_or_the_clo
                                         ("out/s.npy", "out/s_display.png")])
 def test_the_png_goes_beside_the_stats_file(tmp_path, stats, png):
     class Net:
-        performance_stats_ = str(tmp_path / stats)
+        settings_ = types.SimpleNamespace(performance_stats=str(tmp_path / stats))
 
     assert display.ActivationDisplay(Net(), io.StringIO()).png_ == str(tmp_path / png)

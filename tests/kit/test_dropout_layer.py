@@ -1,5 +1,5 @@
 """DropoutLayer: identity at evaluation, inverted dropout in training, derivatives through the
-same mask; in the network: train/eval switching, seeding, bad keys, the tools."""
+same mask; in the network: train/eval switching, seeding, bad keys, the activation display."""
 
 import contextlib
 import io
@@ -13,7 +13,6 @@ from grad_check import THRESHOLD, check_gradients
 from plumbing.errors import ConfigError
 from plumbing.display import ActivationDisplay
 from net import NeuralNet
-from tools import analyze
 
 
 def make_dropout(rate, role="hidden", in_shape=(4, 4, 3), seed=0):
@@ -188,13 +187,6 @@ def test_bad_dropout_layers_are_config_errors_naming_file_and_layer(tmp_path, ne
     with pytest.raises(ConfigError) as info:
         quiet_net(c)
     assert str(info.value).startswith("bad.yaml: ") and words in str(info.value)
-
-
-def test_analyze_counts_a_dropout_unit_as_connected_to_its_own_input(tmp_path):
-    _, counts = analyze.analyze(config(tmp_path))
-    drop1 = next(c for c in counts if c.name == "drop1")
-    assert (drop1.type, drop1.units, drop1.connections, drop1.parameters) == ("dropout 0.25", 192, 192, 0)
-    assert [c.units for c in counts] == [768, 192, 192, 16, 16, 10]
 
 
 def test_the_activation_display_draws_a_net_with_dropout(tmp_path):

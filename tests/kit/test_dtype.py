@@ -101,7 +101,7 @@ def test_float32_training_is_repeatable_and_learns(tmp_path, subset_npz):
     for _ in range(2):
         net = _net(str(path))
         net.Train(max_epochs=2, display=False, log=io.StringIO())
-        stats.append(np.load(net.performance_stats_))
+        stats.append(np.load(net.settings_.performance_stats))
         params = net.GetParameters()
         assert {v.dtype for v in params.values()} == {np.dtype(np.float32)}
     np.testing.assert_array_equal(stats[0], stats[1])

@@ -17,7 +17,7 @@ weights; any memory layout or real dtype gives the answer of the contiguous floa
 (or, for dtypes other than float64, a ValueError).
 
 The number of examples each property runs is the constant in its @settings (the counts of
-hypothesis' own statistics: python -m pytest tests/test_fuzz.py --hypothesis-show-statistics).
+hypothesis' own statistics: python -m pytest tests/kit/test_fuzz.py --hypothesis-show-statistics).
 """
 
 import contextlib
@@ -38,13 +38,12 @@ from conftest import REPO_ROOT, numeric_gradient
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer
-from references import (col2im_reference, convolve_reference, im2col_reference, maxpool_backward_reference,
-                        maxpool_reference, window_size)
+from references import (convolve_reference, fitting_size, maxpool_backward_reference, maxpool_reference,
+                        pre_activation_reference, window_size)
 
 # Examples per property (and calls in the child process): cited by the README.
 CONVOLVE_CASES = 600
-IM2COL_CASES = 500
-COL2IM_CASES = 500
+PRE_ACTIVATION_CASES = 500
 MAXPOOL_FORWARD_CASES = 500
 MAXPOOL_BACKWARD_CASES = 500
 CHILD_PROCESS_CALLS = 600
@@ -263,7 +262,7 @@ def convolve_verdict(x, w, padding):
 
 
 def window_verdict(shape, kernel_size, stride, padding, max_padding):
-    """Shared by im2col, col2im and maxpool_forward: (N, C, H, W) and k x k windows moved
+    """maxpool_forward's window arguments: (N, C, H, W) and k x k windows moved
     by stride over the input padded by `padding` <= max_padding(k)."""
     k, s, p = as_index(kernel_size), as_index(stride), as_index(padding)
     if None in (k, s, p) or len(shape) != 4 or k < 1 or s < 1 or not 0 <= p <= max_padding(k):
@@ -273,24 +272,12 @@ def window_verdict(shape, kernel_size, stride, padding, max_padding):
     return VALID
 
 
-def im2col_verdict(x, kernel_size, stride, padding):
-    v = array_verdict(x)
-    if v == INVALID:
+def pre_activation_verdict(d_outputs, outputs):
+    """Two float32/float64 ndarrays of one dtype and one 4-D shape (any sizes, 0 included)."""
+    v = worst(array_verdict(d_outputs), array_verdict(outputs))
+    if v == INVALID or native(d_outputs.dtype) != native(outputs.dtype):
         return INVALID
-    return worst(v, window_verdict(x.shape, kernel_size, stride, padding, lambda k: k - 1))
-
-
-def col2im_verdict(cols, input_shape, kernel_size, stride, padding):
-    v = array_verdict(cols)
-    shape = index_tuple(input_shape)
-    if v == INVALID or shape is None:
-        return INVALID
-    v = worst(v, window_verdict(shape, kernel_size, stride, padding, lambda k: k - 1))
-    if v == INVALID or min(shape) < 0:
-        return INVALID
-    n, c, h, w = shape
-    k, s, p = as_index(kernel_size), as_index(stride), as_index(padding)
-    if cols.shape != (c * k * k, n * window_size(h, k, s, p) * window_size(w, k, s, p)):
+    if d_outputs.ndim != 4 or outputs.shape != d_outputs.shape:
         return INVALID
     return v
 
@@ -423,8 +410,57 @@ def test_convolve_gives_scipy_answer_or_value_error_for_any_arguments(args):
 
 
 # ----------------------------------------------------------------------------------------
-# im2col / col2im
+# pre_activation_derivatives
 # ----------------------------------------------------------------------------------------
+
+PRE_ACTIVATION_VALUES = ("uniform", "inf", "nan", "ties")
+RELU_FLAGS = (True, False, np.bool_(True), np.bool_(False), 1, 0)
+
+
+@st.composite
+def pre_activation_arguments(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    f = Fuzz(draw)
+    shape = tuple(0 if draw(st.integers(0, 11)) == 0 else draw(st.integers(1, 4)) for _ in range(2)) + \
+        (draw(st.integers(0, 9)), draw(st.integers(0, 9)))
+    if f.wild(5):
+        shape = tuple(draw(st.integers(0, 3)) for _ in range(draw(st.integers(0, 6))))
+    o_shape = shape
+    if f.wild(6) and len(shape):
+        o_shape = draw(st.sampled_from([shape[:-1], shape + (1,), shape[:-1] + (shape[-1] + 1,), shape[::-1]]))
+    d_dtype = f.dtype()
+    o_dtype = draw(st.sampled_from(DTYPES)) if f.wild() else d_dtype
+    d = arrange(make_values(shape, d_dtype, rng, draw(st.sampled_from(PRE_ACTIVATION_VALUES))), f.layout())
+    outputs = arrange(make_values(o_shape, o_dtype, rng, draw(st.sampled_from(PRE_ACTIVATION_VALUES))), f.layout())
+    return d, outputs, draw(st.sampled_from(RELU_FLAGS))
+
+
+def assert_same_sums(a, b):
+    """Equal values and signs of zeros, NaN where NaN (of either sign: which of two NaNs an
+    addition keeps is the compiler's choice)."""
+    nan = np.isnan(a)
+    assert np.array_equal(nan, np.isnan(b))
+    assert a[~nan].tobytes() == b[~nan].tobytes()
+
+
+@settings(max_examples=PRE_ACTIVATION_CASES, **FUZZ)
+@given(pre_activation_arguments())
+def test_pre_activation_derivatives_give_the_loops_bits_or_value_error_for_any_arguments(args):
+    d, outputs, relu = args
+    before = [snapshot(a) for a in args]
+    verdict = (pre_activation_verdict(d, outputs) if isinstance(d, np.ndarray) and isinstance(outputs, np.ndarray)
+               else INVALID)
+    result = outcome(verdict, lambda: convolutions.pre_activation_derivatives(d, outputs, relu))
+    for a, b in zip(args, before):
+        assert_unchanged(a, b)
+    if result is not None:
+        d_pre, bias_sum = result
+        expected_d, expected_sum = pre_activation_reference(d, outputs, bool(relu))
+        assert type(d_pre) is np.ndarray and d_pre.dtype == native(d.dtype) and d_pre.shape == d.shape
+        assert type(bias_sum) is np.ndarray and bias_sum.dtype == native(d.dtype) and bias_sum.shape == (d.shape[1],)
+        assert d_pre.tobytes() == expected_d.tobytes()  # every bit: NaNs, infinities, signed zeros
+        assert_same_sums(bias_sum, expected_sum)
+
 
 def window_arguments(f, max_padding, k_good=(1, 4)):
     """kernel_size, stride, padding and a shape (N, C, H, W) -- usually of a fitting size,
@@ -440,73 +476,12 @@ def window_arguments(f, max_padding, k_good=(1, 4)):
     if f.wild(5):
         shape = tuple(draw(st.integers(0, 3)) for _ in range(draw(st.integers(0, 6))))
     else:
-        # Empty batches and channel-less images are valid; empty maps may be (im2col).
+        # Empty batches and channel-less images are valid; empty maps are not (maxpool_forward).
         n = 0 if draw(st.integers(0, 11)) == 0 else draw(st.integers(1, 2))
         c = 0 if draw(st.integers(0, 11)) == 0 else draw(st.integers(1, 3))
         lo = max(0, (k_small if k_ok else 0) - 2 * p_small - (2 if f.wild() else 0))
         shape = (n, c, draw(st.integers(lo, lo + 6)), draw(st.integers(lo, lo + 6)))
     return k, stride, padding, shape
-
-
-@st.composite
-def im2col_arguments(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    f = Fuzz(draw)
-    k, stride, padding, shape = window_arguments(f, lambda k: k - 1)
-    x = arrange(make_values(shape, f.dtype(), rng), f.layout())
-    return x, k, stride, padding
-
-
-@settings(max_examples=IM2COL_CASES, **FUZZ)
-@given(im2col_arguments())
-def test_im2col_gives_loop_reference_or_value_error_for_any_arguments(args):
-    x, k, stride, padding = args
-    before = [snapshot(a) for a in args]
-    verdict = im2col_verdict(x, k, stride, padding)
-    cols = outcome(verdict, lambda: convolutions.im2col(x, k, stride, padding))
-    for a, b in zip(args, before):
-        assert_unchanged(a, b)
-    if cols is not None:
-        expected = im2col_reference(x, as_index(k), as_index(stride), as_index(padding))
-        assert type(cols) is np.ndarray and cols.dtype == native(x.dtype)
-        assert cols.shape == expected.shape
-        np.testing.assert_array_equal(cols, expected)
-
-
-@st.composite
-def col2im_arguments(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    f = Fuzz(draw)
-    k, stride, padding, shape = window_arguments(f, lambda k: k - 1)
-    n_rows, n_cols = draw(st.integers(0, 6)), draw(st.integers(0, 6))
-    if len(shape) == 4 and min(shape) >= 0 and window_verdict(shape, k, stride, padding, lambda k: k - 1) == VALID:
-        k_, s_, p_ = as_index(k), as_index(stride), as_index(padding)
-        n_rows = shape[1] * k_ * k_
-        n_cols = shape[0] * window_size(shape[2], k_, s_, p_) * window_size(shape[3], k_, s_, p_)
-    cols_shape = (n_rows, n_cols)
-    if f.wild(5):
-        cols_shape = draw(st.sampled_from([(n_rows + 1, n_cols), (n_rows, n_cols + 1), (n_rows * n_cols,),
-                                           (n_rows, n_cols, 1), (max(n_rows - 1, 0), n_cols)]))
-    cols = arrange(make_values(cols_shape, f.dtype(), rng), f.layout())
-    input_shape = f.shape_container(shape) if len(shape) else shape
-    return cols, input_shape, k, stride, padding
-
-
-@settings(max_examples=COL2IM_CASES, **FUZZ)
-@given(col2im_arguments())
-def test_col2im_gives_loop_reference_or_value_error_for_any_arguments(args):
-    cols, input_shape, k, stride, padding = args
-    before = [snapshot(a) for a in args]
-    verdict = col2im_verdict(cols, input_shape, k, stride, padding)
-    out = outcome(verdict, lambda: convolutions.col2im(cols, input_shape, k, stride, padding))
-    for a, b in zip(args, before):
-        assert_unchanged(a, b)
-    if out is not None:
-        shape = index_tuple(input_shape)
-        expected = col2im_reference(cols, shape, as_index(k), as_index(stride), as_index(padding))
-        assert type(out) is np.ndarray and out.dtype == native(cols.dtype)
-        assert out.shape == shape
-        np.testing.assert_allclose(out, expected, **tolerance(out.dtype))
 
 
 # ----------------------------------------------------------------------------------------
@@ -663,18 +638,10 @@ def window_args(max_padding):
     p = max_padding(kk) if rng.random() < 0.3 else integer(-1, max_padding(kk) + 1)  # the edge, often
     return array(shape4(k, p)), k, s, p
 
-def im2col_args():
-    return window_args(lambda k: k - 1)
-
-def col2im_args():
-    x, k, s, p = window_args(lambda k: k - 1)
-    shape = np.shape(x)
-    try:
-        cols = convolutions.im2col(np.zeros(shape), k, s, p)
-        cols_shape = cols.shape if rng.random() < 0.8 else (cols.shape[0] + 1, cols.shape[1])
-    except Exception:  # the call itself is judged below
-        cols_shape = (int(rng.integers(0, 9)), int(rng.integers(0, 9)))
-    return array(cols_shape), pick([shape, list(shape), shape[:3], (shape + (1,))]), k, s, p
+def pre_activation_args():
+    shape = shape4(1, 0)
+    o_shape = shape if rng.random() < 0.8 else pick([shape[:-1], shape + (1,), shape[::-1], (3, 1, 2, 2)])
+    return array(shape), array(o_shape), pick([True, False, 1, 0, np.bool_(True)])
 
 def maxpool_forward_args():
     if rng.random() < 0.3:
@@ -700,7 +667,7 @@ def describe(args):
     return ", ".join(f"array{np.shape(a)} {getattr(a, 'dtype', type(a).__name__)}"
                      if isinstance(a, (np.ndarray, list)) else repr(a) for a in args)
 
-makers = {"convolve": convolve_args, "im2col": im2col_args, "col2im": col2im_args,
+makers = {"convolve": convolve_args, "pre_activation_derivatives": pre_activation_args,
           "maxpool_forward": maxpool_forward_args, "maxpool_backward": maxpool_backward_args}
 names = list(makers)
 value_errors, unexpected = 0, []
@@ -833,6 +800,23 @@ def assert_same_results(a, b, **tol):
             np.testing.assert_allclose(two, one, **tol)
 
 
+def refuse_sizes_that_leave_rows_out(layer, h, w, c, seed):
+    """The drawn input size, if the layer's windows end on its last padded pixel along both
+    axes; else Initialize must refuse it (ConfigError naming the axis, or method 2's own
+    limit), and the sizes on which they do fit, the next ones up, are returned."""
+    k, s, p = layer.kernel_size_, layer.stride_, layer.padding_
+    fit_h, fit_w = fitting_size(h, k, s, p), fitting_size(w, k, s, p)
+    if (fit_h, fit_w) != (h, w):
+        event("input size refused: the windows leave rows or columns out")
+        if getattr(layer, "conv_method_", 1) == 2 and min(h, w) + p < k:
+            message = "method2"
+        else:
+            message = rf"along {'y' if fit_h != h else 'x'} is [-0-9.e+]+, not a whole number >= 1"
+        with pytest.raises(ConfigError, match=message):
+            quiet_initialize(layer, h, w, c, seed)
+    return fit_h, fit_w
+
+
 @st.composite
 def conv_layer_cases(draw):
     k = draw(st.integers(1, 5))
@@ -853,8 +837,9 @@ def test_conv_layer_derivatives_match_central_differences_and_both_methods_agree
     k, s, p, role = case["k"], case["stride"], case["padding"], case["role"]
     n, c, h, w, n_out = case["batch"], case["channels"], case["size_y"], case["size_x"], case["num_channels"]
     rng = np.random.default_rng(case["seed"])
-    method2_fits = min(h, w) + p >= k
     method = case["method"]
+    h, w = refuse_sizes_that_leave_rows_out(conv_layer(k, s, p, n_out, method, role), h, w, c, case["seed"])
+    method2_fits = min(h, w) + p >= k
     if method == "method2" and not method2_fits:
         with pytest.raises(ConfigError, match="method2"):
             quiet_initialize(conv_layer(k, s, p, n_out, method, role), h, w, c, case["seed"])
@@ -903,6 +888,7 @@ def test_maxpool_layer_input_derivatives_match_central_differences(case):
     k, s, p = case["k"], case["stride"], case["padding"]
     n, c, h, w = case["batch"], case["channels"], case["size_y"], case["size_x"]
     rng = np.random.default_rng(case["seed"])
+    h, w = refuse_sizes_that_leave_rows_out(pool_layer(k, s, p, case["role"]), h, w, c, case["seed"])
     layer = pool_layer(k, s, p, case["role"])
     assert quiet_initialize(layer, h, w, c, case["seed"]) == (window_size(h, k, s, p), window_size(w, k, s, p), c)
     # Distinct values 0.1 apart: no ties, and the differences never change a winner.
@@ -977,6 +963,8 @@ def test_layers_give_the_contiguous_float64_answer_for_any_layout_or_dtype(case)
         layer = fc_layer(case["num_channels"], role)
     else:
         layer = conv_layer(case["k"], case["stride"], case["padding"], case["num_channels"], kind, role)
+    if kind != "fc":  # sizes on which the windows fit (the others are refused: the layer tests)
+        h, w = (fitting_size(size, case["k"], case["stride"], case["padding"]) for size in (h, w))
     quiet_initialize(layer, h, w, c, seed)
     if layer.has_params_:
         layer.b_ = rng.uniform(-0.2, 0.2, layer.b_.shape)

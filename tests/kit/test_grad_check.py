@@ -1,6 +1,8 @@
 """grad_check's diagnosis: with a layer broken on purpose (in-process, no answers here), the
 line before FAILED names the piece at fault; an error in a piece is one line, not a traceback.
-The typical mistakes of the README's table are injected by tests/test_grad_check_mistakes.py."""
+The typical mistakes of the README's table are injected by tests/kit/test_grad_check_mistakes.py."""
+
+import types
 
 import numpy as np
 import pytest
@@ -131,7 +133,7 @@ def test_an_error_outside_the_layers_is_not_hidden(monkeypatch, capsys):
 
 def test_the_check_uses_a_batch_with_different_targets():
     class Net:
-        input_image_size_y_, input_image_size_x_, input_num_channels_ = 16, 16, 1
+        settings_ = types.SimpleNamespace(input_image_size_y=16, input_image_size_x=16, input_num_channels=1)
     inputs, targets = grad_check.random_batch(Net(), np.random.default_rng(0))
     assert inputs.shape == (grad_check.EXAMPLES, 256) and grad_check.EXAMPLES >= 2
     assert len(set(targets.argmax(axis=1))) == grad_check.EXAMPLES

@@ -4,7 +4,7 @@ the reference kit must PASS every grad-check config.
 
 The mistakes and what grad_check prints for each are the README's table ("When grad_check
 fails"): the test reads it and checks every row against grad_check's real output (but for
-the line numbers in error lines), so the table cannot drift from the code. `python tests/test_grad_check_mistakes.py` prints the rows
+the line numbers in error lines), so the table cannot drift from the code. `python tests/kit/test_grad_check_mistakes.py` prints the rows
 as grad_check prints them now.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.regions import marked_regions  # noqa: E402
+from tools.course.regions import marked_regions  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
 README_SECTION = "## When grad_check fails"
 PIECE_FILES = {"FCLayer": "fc_layer.py", "ConvLayer": "conv_layer.py"}

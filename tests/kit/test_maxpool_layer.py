@@ -6,6 +6,7 @@ import pytest
 from conftest import numeric_gradient
 from plumbing.errors import ConfigError
 from maxpool_layer import MaxPoolLayer
+from references import fitting_size
 
 
 def make_pool(k, stride=None, padding=0, in_shape=(6, 6, 3), role="hidden"):
@@ -36,8 +37,11 @@ def test_stride_defaults_to_kernel_size_and_2x2_pooling_halves_the_maps():
 
 @pytest.mark.parametrize("k,stride,padding", [(2, 2, 0), (2, 1, 1), (3, 2, 1), (3, 1, 0), (3, 3, 1), (4, 2, 2)])
 def test_input_derivatives_match_central_differences(k, stride, padding):
-    layer, out = make_pool(k, stride, padding, in_shape=(7, 6, 2))
-    x = distinct_inputs((2, 2, 7, 6), k + stride + padding)
+    # Maps about 7x6 on which the windows end on the last padded pixel (the layer refuses others).
+    size_y = fitting_size(7, k, stride, padding)
+    size_x = fitting_size(size_y + 1, k, stride, padding)
+    layer, out = make_pool(k, stride, padding, in_shape=(size_y, size_x, 2))
+    x = distinct_inputs((2, 2, size_y, size_x), k + stride + padding)
     outputs = layer.ComputeUp(x)
     assert outputs.shape == (2,) + (out[2], out[0], out[1])
     r = np.random.default_rng(1).standard_normal(outputs.shape)
@@ -78,5 +82,14 @@ def test_padding_above_half_the_kernel_is_a_config_error():
 
 
 def test_kernel_larger_than_padded_input_is_a_config_error():
-    with pytest.raises(ConfigError, match="pool"):
+    with pytest.raises(ConfigError, match=r"layer 'pool': key 'kernel_size'/'stride'/'padding': output size "
+                                          r"\(3 \+ 2\*0 - 4\) / 1 \+ 1 along y is 0, not a whole number >= 1"):
         make_pool(4, 1, 0, in_shape=(3, 8, 1))
+
+
+@pytest.mark.parametrize("k,stride,padding,in_shape,axis", [(2, 2, 0, (7, 6, 1), "y"), (3, 2, 1, (6, 7, 1), "y"),
+                                                             (3, 3, 1, (7, 5, 1), "x"), (4, 2, 2, (8, 7, 1), "x")])
+def test_windows_that_leave_input_rows_out_are_a_config_error(k, stride, padding, in_shape, axis):
+    # (n + 2p - k) / s + 1 not whole: the last rows or columns would be silently dropped.
+    with pytest.raises(ConfigError, match=rf"layer 'pool': .* along {axis} is [0-9.]+, not a whole number >= 1"):
+        make_pool(k, stride, padding, in_shape=in_shape)

@@ -23,7 +23,7 @@ import train
 from conftest import REPO_ROOT, load_shipped_config
 from data import usps
 from net import NeuralNet
-from tools import report
+from tools.course import report
 
 SCRIPTS = {"train": train, "evaluate": evaluate, "grad_check": grad_check, "play": play_with_convolutions,
            "report": report, "usps": usps}

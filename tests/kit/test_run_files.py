@@ -315,7 +315,7 @@ def test_fprop_casts_float64_images_into_a_float32_network(tmp_path):
 
     config = dict(load_shipped_config("convnet_gradcheck.yaml"), dtype="float32")
     net = NeuralNet(config)
-    pixels = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    pixels = net.settings_.input_image_size_y * net.settings_.input_image_size_x * net.settings_.input_num_channels
     images = np.random.default_rng(0).uniform(0, 1, (3, pixels))
     states = net.Fprop(images)
     assert all(state.dtype == np.float32 for state in states)

@@ -1,4 +1,4 @@
-"""runtime.py: the process-wide tuning every entry point sets once."""
+"""plumbing/runtime.py: the process-wide tuning every entry point sets once."""
 
 import os
 import subprocess
@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 @pytest.mark.parametrize("role", sorted(runtime.ROLES))
 def test_configure_sets_its_roles_variables_but_never_overrides_the_users(role):
     variables = runtime.environment(role)
-    code = ("import os, runtime; runtime.configure(%r); "
+    code = ("import os; from plumbing import runtime; runtime.configure(%r); "
             "print(repr({k: os.environ.get(k) for k in %r}))" % (role, sorted(variables)))
     clean = {k: v for k, v in os.environ.items() if k not in variables}
     fresh = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=clean, capture_output=True,

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
-from tools.regions import marked_regions
+
+from tools.course.regions import marked_regions
 
 STUDENT_FILES = ("fc_layer.py", "conv_layer.py")
 
@@ -39,11 +40,11 @@ def write_submission(folder, fc=None, conv=None):
     return folder
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sandbox_problem():
     """None if the grader can make its sandbox here, else why not (for a skip message). A
     sandbox that bwrap makes but that does not hold raises SandboxBroken: a failure."""
-    from tools.autograde_sandbox import Runner, SandboxBroken, SandboxUnavailable, check_sandbox
+    from tools.grader.sandbox import Runner, SandboxBroken, SandboxUnavailable, check_sandbox
 
     try:
         runner = Runner.prepare(sandbox=True)
@@ -62,7 +63,7 @@ def sandbox_problem():
 
 def unsafe_problem():
     """None if the grader may run without a sandbox here, else why not."""
-    from tools.autograde_sandbox import SandboxUnavailable, unsafe_uid
+    from tools.grader.sandbox import SandboxUnavailable, unsafe_uid
 
     try:
         unsafe_uid()

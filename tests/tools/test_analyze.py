@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import CONFIG_DIR, REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import CONFIG_DIR, REPO_ROOT
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer
 from net import NeuralNet
-from tools import analyze
+from tools.course import analyze
 
 # The lecture's table, as the issue gives it.
 LENET_TABLE = """\
@@ -70,6 +70,11 @@ def _brute_force_connections(layer, in_shape):
     return count
 
 
+def _whole(n, k, s, p):
+    """Whether n inputs give a whole number (>= 1) of outputs: the only sizes the kit builds."""
+    return n + 2 * p >= k and (n + 2 * p - k) % s == 0
+
+
 def _built(layer, in_shape):
     out = layer.Initialize(*in_shape, rng=np.random.default_rng(1))
     return analyze.count_layer(layer, in_shape, tuple(out))
@@ -80,8 +85,8 @@ def _built(layer, in_shape):
        k=st.integers(1, 4), s=st.integers(1, 3), data=st.data())
 def test_conv_connections_match_a_brute_force_count_with_any_padding(n_y, n_x, c, filters, k, s, data):
     p = data.draw(st.integers(0, k - 1))
-    if min(n_y, n_x) + 2 * p < k:
-        return
+    if not _whole(n_y, k, s, p) or not _whole(n_x, k, s, p):
+        return  # the kit refuses a window that leaves input rows out
     layer = ConvLayer({"name": "conv", "type": "CONVOLUTIONAL", "num_channels": filters, "kernel_size": k,
                        "stride": s, "padding": p, "convolve_method": "method1", "init_wt": 0.1, "epsilon": 0.1})
     counted = _built(layer, (n_y, n_x, c))
@@ -94,8 +99,8 @@ def test_conv_connections_match_a_brute_force_count_with_any_padding(n_y, n_x, c
        s=st.integers(1, 3), data=st.data())
 def test_maxpool_connections_match_a_brute_force_count_with_any_padding(n_y, n_x, c, k, s, data):
     p = data.draw(st.integers(0, k // 2))
-    if min(n_y, n_x) + 2 * p < k:
-        return
+    if not _whole(n_y, k, s, p) or not _whole(n_x, k, s, p):
+        return  # the kit refuses a window that leaves input rows out
     layer = MaxPoolLayer({"name": "pool", "type": "MAXPOOL", "kernel_size": k, "stride": s, "padding": p})
     counted = _built(layer, (n_y, n_x, c))
     assert counted.connections == _brute_force_connections(layer, (n_y, n_x, c))
@@ -112,7 +117,7 @@ def test_fc_connections_match_a_brute_force_count():
 @pytest.mark.parametrize("name", ["convnet2.yaml", "convnet3.yaml", "lenet.yaml", "net_2layer.yaml"])
 def test_sizes_and_parameters_are_those_of_the_built_network(name, capsys):
     net = NeuralNet(str(CONFIG_DIR / name))
-    size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    size = net.settings_.input_image_size_y * net.settings_.input_image_size_x * net.settings_.input_num_channels
     states = net.Fprop(np.zeros((1, size)))
     capsys.readouterr()
     _, counts = analyze.analyze(str(CONFIG_DIR / name))
@@ -207,3 +212,20 @@ def test_the_answer_keys_question_9_totals_are_what_analyze_counts():
                                                  analyze.fmt(sums["parameters"] - sums["weights"]),
                                                  analyze.fmt(sums["parameters"]))
     assert len(rows) == 7
+
+
+def test_a_dropout_unit_is_counted_as_connected_to_its_own_input(tmp_path):
+    fc = {"type": "FC", "init_wt": 0.1, "epsilon": 0.1}
+    network = [
+        {"name": "conv1", "type": "CONVOLUTIONAL", "num_channels": 3, "kernel_size": 3, "padding": 1,
+         "init_wt": 0.1, "epsilon": 0.05, "momentum": 0.9},
+        {"name": "pool1", "type": "MAXPOOL", "kernel_size": 2},
+        {"name": "drop1", "type": "DROPOUT", "dropout_rate": 0.25},
+        dict(fc, name="fc1", num_channels=16),
+        {"name": "drop2", "type": "DROPOUT", "dropout_rate": 0.5},
+        dict(fc, name="output", num_channels=10),
+    ]
+    _, counts = analyze.analyze({"display": False, "network": network})
+    drop1 = next(c for c in counts if c.name == "drop1")
+    assert (drop1.type, drop1.units, drop1.connections, drop1.parameters) == ("dropout 0.25", 192, 192, 0)
+    assert [c.units for c in counts] == [768, 192, 192, 16, 16, 10]

@@ -12,16 +12,19 @@ import sys
 import zipfile
 
 import pytest
-
 from autograde_helpers import checks_of as _checks
 from autograde_helpers import reference as _reference
 from autograde_helpers import run_autograde, sandbox_problem, unsafe_problem
 from autograde_helpers import with_regions as _with_regions
 from conftest import REPO_ROOT
-from tools import autograde, handout
+
+from tools.course import handout
+from tools.grader import command, grading
+from tools.grader import points as grader_points
+from tools.grader.sandbox import Limits
 
 LIMITS = ["--timeout", "8", "--cpu", "2", "--memory", "512"]
-POINTS = {(piece, check): points for piece, check, points in autograde.POINTS}
+POINTS = {(piece, check): points for piece, check, points in grader_points.POINTS}
 
 
 def _import_marker(folder):
@@ -105,18 +108,18 @@ def graded(tmp_path_factory):
 
 def test_the_points_are_the_handouts_and_the_docstring_table_is_the_one_used():
     per_piece = {}
-    for piece, _, points in autograde.POINTS:
+    for piece, _, points in grader_points.POINTS:
         per_piece[piece] = per_piece.get(piece, 0) + points
     assert per_piece["FCLayer.ComputeUp"] == 2 and per_piece["FCLayer.ComputeDown"] == 4
     assert per_piece["ConvLayer.ComputeUp"] + per_piece["ConvLayer.ComputeDown"] == 9
-    documented = re.findall(r"^\| (\w+\.\w+)(?: \(method 2\))? \| ([a-z ]+) \| ([\d.]+) \|$", autograde.__doc__,
+    documented = re.findall(r"^\| (\w+\.\w+)(?: \(method 2\))? \| ([a-z ]+) \| ([\d.]+) \|$", grading.__doc__,
                             re.MULTILINE)
-    assert [(p, c, float(n)) for p, c, n in documented] == [tuple(x) for x in autograde.POINTS]
+    assert [(p, c, float(n)) for p, c, n in documented] == [tuple(x) for x in grader_points.POINTS]
 
 
 def test_the_reference_gets_full_marks_with_every_check_passed(graded):
     students = graded[0]
-    assert students["reference"]["total"] == autograde.MAX_POINTS == 15
+    assert students["reference"]["total"] == grader_points.MAX_POINTS == 15
     assert all(c["passed"] and c["points"] == c["max_points"] for c in students["reference"]["checks"])
 
 
@@ -203,7 +206,7 @@ def test_one_line_per_student_in_order_and_a_csv_row_for_every_check(graded):
         assert re.search(rf"\s{students[name]['total']:g}/15\s", line)
     with open(out / "grades.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(order) * (len(autograde.POINTS) + 1)
+    assert len(rows) == len(order) * (len(grader_points.POINTS) + 1)
     for name in order:
         mine = [r for r in rows if r["student"] == name]
         assert sum(float(r["points"]) for r in mine if r["piece"] != "total") == pytest.approx(students[name]["total"])
@@ -215,7 +218,7 @@ def test_submissions_missing_a_file_or_unreadable_are_graded_zero_for_that_file(
     folder.mkdir()
     (folder / "conv_layer.py").write_text("def (:\n")
     # Neither file can run, so no piece starts: no sandbox is needed (a runner that is never used).
-    result = autograde.grade(folder, autograde.Limits(timeout=5, cpu=2, memory=512), runner=object())
+    result = grading.grade(folder, Limits(timeout=5, cpu=2, memory=512), runner=object())
     checks = _checks(result)
     assert result["total"] == 0
     assert checks[("FCLayer.ComputeUp", "outputs")]["reason"] == "no fc_layer.py in the submission"
@@ -248,7 +251,7 @@ def test_without_a_sandbox_the_grader_refuses_in_one_line_unless_told(tmp_path):
                                         (["tests", "--max-output", "0"], "--max-output must be positive"),
                                         ([], "give at least one SUBMISSION")])
 def test_bad_input_gives_one_line_and_exit_2(args, words, tmp_path, capsys):
-    assert autograde.main(args + ["--out", str(tmp_path)]) == 2
+    assert command.main(args + ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and words in err
 

@@ -16,9 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from autograde_helpers import checks_of, piece_points, reference, run_autograde, sandbox_problem, with_regions
-from autograde_helpers import write_submission
+from autograde_helpers import (
+    checks_of,
+    piece_points,
+    reference,
+    run_autograde,
+    sandbox_problem,
+    with_regions,
+    write_submission,
+)
 from conftest import REPO_ROOT
 
 LIMITS = ["--timeout", "20", "--cpu", "10", "--memory", "512"]
@@ -486,7 +492,7 @@ def test_a_fork_bomb_is_bounded_and_no_process_outlives_its_piece(graded):
     assert _processes_naming(f"left behind {TOKEN}") == []
     assert not graded["traces"]["late"][0].exists()
     if os.geteuid() == 0:  # a sandbox user whose grading process is gone must have no process left
-        from tools.autograde_sandbox import UID_BASE
+        from tools.grader.sandbox import UID_BASE
 
         left = {}
         for pid in filter(str.isdigit, os.listdir("/proc")):

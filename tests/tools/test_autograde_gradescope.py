@@ -11,10 +11,11 @@ import sys
 import zipfile
 
 import pytest
-
 from autograde_helpers import reference, sandbox_problem, unsafe_problem
 from conftest import REPO_ROOT
-from tools import autograde, autograde_gradescope
+
+from tools.grader import command
+from tools.grader import points as grader_points
 
 TOP_LEVEL = {"score": (int, float), "execution_time": (int, float), "output": str, "tests": list}
 TEST_FIELDS = {"name": str, "score": (int, float), "max_score": (int, float), "status": str, "output": str,
@@ -24,7 +25,7 @@ VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 
 def _bundle(tmp_path, *options):
     zip_path = tmp_path / "autograder.zip"
-    assert autograde.main(["--gradescope-bundle", str(zip_path), *options]) == 0
+    assert command.main(["--gradescope-bundle", str(zip_path), *options]) == 0
     return zip_path
 
 
@@ -33,7 +34,7 @@ def _check_results(data):
     for key, kind in TOP_LEVEL.items():
         assert isinstance(data[key], kind), key
     assert data.get("stdout_visibility", "hidden") in {"hidden", "visible"}
-    assert len(data["tests"]) == len(autograde.POINTS)
+    assert len(data["tests"]) == len(grader_points.POINTS)
     for test in data["tests"]:
         for key, kind in TEST_FIELDS.items():
             assert isinstance(test[key], kind), (key, test)
@@ -41,7 +42,7 @@ def _check_results(data):
         assert 0 <= test["score"] <= test["max_score"]
         assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
     assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
-    assert [t["max_score"] for t in data["tests"]] == [p for _, _, p in autograde.POINTS]
+    assert [t["max_score"] for t in data["tests"]] == [p for _, _, p in grader_points.POINTS]
     return {t["name"]: t for t in data["tests"]}
 
 
@@ -77,8 +78,10 @@ def test_the_bundle_holds_setup_and_run_autograder_at_its_root_and_the_kit_besid
         run = archive.read("run_autograder").decode()
     for script in ("setup.sh", "run_autograder"):
         assert modes[script] & stat.S_IXUSR, script
-    for needed in ("fc_layer.py", "conv_layer.py", "convolutions.pyx", "convolve_blocks.h", "direct_blocks.h", "setup.py",
-                   "tools/autograde.py", "tools/autograde_worker.py", "tools/handout.py", "tools/regions.py"):
+    for needed in ("fc_layer.py", "conv_layer.py", "convolutions.pyx", "kernels/convolve_blocks.h",
+                   "kernels/direct_blocks.h", "setup.py",
+                   "tools/autograde.py", "tools/kit_path.py", "tools/grader/worker.py", "tools/course/handout.py",
+                   "tools/course/regions.py"):
         assert needed in names, needed
     assert not any(n.startswith("tests/") or n.endswith((".so", ".npz")) or "/." in "/" + n for n in names)
     assert "apt-get install -y python3 python3-pip python3-venv python3-dev build-essential bubblewrap" in setup

@@ -5,12 +5,19 @@ import os
 
 import numpy as np
 import pytest
-
 from autograde_helpers import reference, sandbox_problem
 from conftest import REPO_ROOT
-from tools import autograde_worker as wire
-from tools.autograde_sandbox import (UID_BASE, Limits, Runner, SandboxUnavailable, _refuse_to_expose, check_sandbox,
-                                     sandbox_uid)
+
+from tools.grader import worker as wire
+from tools.grader.sandbox import (
+    UID_BASE,
+    Limits,
+    Runner,
+    SandboxUnavailable,
+    _refuse_to_expose,
+    check_sandbox,
+    sandbox_uid,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +71,7 @@ def test_the_machine_sees_the_students_process_as_the_unused_user_with_no_capabi
         workers = []
         for pid, fields in _descendants(piece.process.pid):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"autograde_worker.py" in f.read() and fields["Name"].strip() != "bwrap":
+                if b"grader/worker.py" in f.read() and fields["Name"].strip() != "bwrap":
                     workers.append(fields)
         assert len(workers) == 1
         assert [int(n) for n in workers[0]["Uid"].split()] == [sandbox_uid()] * 4
@@ -116,7 +123,7 @@ def test_a_frame_claiming_too_much_is_refused_before_it_is_read():
 
 def test_without_a_sandbox_the_students_code_never_runs_as_root(monkeypatch):
     """As root, --unsafe-no-sandbox runs the pieces as the unused user, or not at all."""
-    from tools import autograde_sandbox
+    from tools.grader import sandbox as autograde_sandbox
 
     monkeypatch.setattr(autograde_sandbox, "sandbox_uid", lambda: UID_BASE + 1)
     monkeypatch.setattr(autograde_sandbox, "_world_reachable", lambda path: True)

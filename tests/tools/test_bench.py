@@ -1,4 +1,4 @@
-"""tools/bench.py and its parts (tools/bench_*.py): the flop count against hand-computed
+"""tools/bench.py and its parts (tools/benchmark/): the flop count against hand-computed
 numbers, its epoch loop against NeuralNet.Train, its command line, and a --quick run end to
 end."""
 
@@ -12,11 +12,15 @@ import sys
 
 import numpy as np
 import pytest
-
-from plumbing.config import load_config
 from conftest import REPO_ROOT, load_shipped_config
+
 from net import NeuralNet
-from tools import bench, bench_configs, bench_convolve, bench_epochs, bench_torch
+from plumbing.config import load_config
+from tools.benchmark import command as bench
+from tools.benchmark import configs as bench_configs
+from tools.benchmark import convolve as bench_convolve
+from tools.benchmark import epochs as bench_epochs
+from tools.benchmark import pytorch as bench_torch
 
 # 4x4x1 input -> conv 2 maps 3x3 pad 1 (input layer) -> 4x4x2 -> max 2x2 -> 2x2x2 -> FC 10.
 TINY = {

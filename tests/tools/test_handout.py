@@ -13,10 +13,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIG_DIR, PIECE_FILES, REPO_ROOT, write_config
-from tools import handout
-from tools.regions import ALL_PIECES, marked_regions
+
+from tools.course import handout
+from tools.course.regions import ALL_PIECES, marked_regions
 
 STUDENT_FILES = ("fc_layer.py", "conv_layer.py")
 FAST_CONFIGS = ("logreg.yaml", "convnet_gradcheck.yaml", "convnet_gradcheck_deep.yaml")
@@ -124,8 +124,8 @@ def test_everything_but_the_regions_is_the_kit_itself(generated):
         kept = [line for n, line in enumerate(original, 1) if not any(a <= n <= b for a, b in spans)]
         new_spans = [(r.first, r.last) for r in marked_regions("\n".join(blanked), name)]
         assert kept == [line for n, line in enumerate(blanked, 1) if not any(a <= n <= b for a, b in new_spans)]
-    for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "convolve_blocks.h",
-                 "direct_blocks.h", "configs/logreg.yaml"):
+    for name in ("net.py", "layer.py", "maxpool_layer.py", "convolutions.pyx", "kernels/convolve_blocks.h",
+                 "kernels/direct_blocks.h", "configs/logreg.yaml"):
         assert (out / name).read_bytes() == (REPO_ROOT / name).read_bytes()
 
 
@@ -137,11 +137,12 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
         assert not any(part.startswith(".") and part != ".gitignore" for part in parts), path
         assert parts[0] not in ("runs", "build") and "__pycache__" not in parts, path
         assert not path.endswith((".so", ".c", ".o", ".npz", ".npy", ".gz", ".pyc", ".zip")), path
-    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "convolve_blocks.h", "direct_blocks.h",
+    for needed in ("README.md", "setup.py", "pyproject.toml", "convolutions.pyx", "kernels/convolve_blocks.h",
+                   "kernels/direct_blocks.h",
                    "MANIFEST.in", "data/usps.py", "grad_check.py", "train.py", "evaluate.py", "fc_layer.py",
                    "conv_layer.py", "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
-                   "tools/regions.py", "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
-                   "tests/test_fc_layer.py", "tests/test_conv_layer.py", "tests/test_scripts.py",
+                   "tools/course/regions.py", "tools/course/report.py", "tools/course/submit.py", "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
+                   "tests/kit/test_fc_layer.py", "tests/kit/test_conv_layer.py", "tests/kit/test_scripts.py",
                    "docs/course-tools.md", "docs/configuration.md"):
         assert needed in files, needed
     with zipfile.ZipFile(zip_path) as archive:
@@ -185,29 +186,30 @@ def test_a_staff_block_in_a_docs_file_is_stripped_and_the_rest_kept(tmp_path):
     begin, end = handout.STAFF_BEGIN, handout.STAFF_END
     kit = _small_kit(tmp_path, {
         "README.md": f"# Kit\n{begin}\nreadme secret\n{end}\nread on\n",
-        "docs/guide.md": f"# Guide\nfor students\n\n{begin}\n## Grading\ndocs secret\n{end}\nmore for students\n",
-        "docs/tools.md": f"one\n  {begin}\nsecond secret\n  {end}\ntwo\n",
+        "docs/data.md": f"# Guide\nfor students\n\n{begin}\n## Grading\ndocs secret\n{end}\nmore for students\n",
+        "docs/tests.md": f"one\n  {begin}\nsecond secret\n  {end}\ntwo\n",
     })
     out = tmp_path / "out"
     handout.make_handout(out, tmp_path / "out.zip", kit)
     assert (out / "README.md").read_text() == "# Kit\nread on\n"
-    assert (out / "docs/guide.md").read_text() == "# Guide\nfor students\n\nmore for students\n"
-    assert (out / "docs/tools.md").read_text() == "one\ntwo\n"
+    assert (out / "docs/data.md").read_text() == "# Guide\nfor students\n\nmore for students\n"
+    assert (out / "docs/tests.md").read_text() == "one\ntwo\n"
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         text = "".join(archive.read(name).decode() for name in archive.namelist() if name.endswith(".md"))
     assert "secret" not in text and "Grading" not in text and "more for students" in text
 
 
 @pytest.mark.parametrize("documents, words", [
-    ({"docs/guide.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n"}, ["docs/guide.md", "line 2", "never closed"]),
-    ({"docs/guide.md": f"a\n{handout.STAFF_END}\nb\n"}, ["docs/guide.md", "line 2", "without"]),
+    ({"docs/data.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n"}, ["docs/data.md", "line 2", "never closed"]),
+    ({"docs/data.md": f"a\n{handout.STAFF_END}\nb\n"}, ["docs/data.md", "line 2", "without"]),
     ({"README.md": f"{handout.STAFF_BEGIN}\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\n"},
      ["README.md", "line 2", "inside"]),
-    # Staff markers where nothing strips them: a Markdown file outside docs/, a marker inside a line.
-    ({"notes/staff.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\n"},
-     ["notes/staff.md", "staff marker", "nothing zipped"]),
-    ({"docs/guide.md": f"a <b>{handout.STAFF_BEGIN}</b> secret {handout.STAFF_END}\n"},
-     ["docs/guide.md", "staff marker", "nothing zipped"]),
+    # Staff markers where nothing strips them: a handed-out Markdown file that is not stripped, a
+    # marker inside a line.
+    ({"answers.md": f"a\n{handout.STAFF_BEGIN}\nsecret\n{handout.STAFF_END}\n"},
+     ["answers.md", "staff marker", "nothing zipped"]),
+    ({"docs/data.md": f"a <b>{handout.STAFF_BEGIN}</b> secret {handout.STAFF_END}\n"},
+     ["docs/data.md", "staff marker", "nothing zipped"]),
 ])
 def test_staff_text_that_would_not_be_stripped_is_refused_in_one_line(tmp_path, capsys, documents, words):
     kit = _small_kit(tmp_path, documents)
@@ -221,10 +223,10 @@ def test_staff_text_that_would_not_be_stripped_is_refused_in_one_line(tmp_path, 
 
 def test_a_solution_line_copied_into_a_docs_file_is_caught_and_nothing_zipped(tmp_path, capsys):
     line = handout.solution_lines(REPO_ROOT)[0]
-    kit = _small_kit(tmp_path, {"docs/hints.md": f"# Hints\n\n    {line}\n"})
+    kit = _small_kit(tmp_path, {"docs/configuration.md": f"# Hints\n\n    {line}\n"})
     assert handout.main([str(tmp_path / "out"), "--kit", str(kit), "--zip", str(tmp_path / "out.zip")]) == 2
     err = capsys.readouterr().err
-    assert "docs/hints.md" in err and "solution text" in err and "nothing zipped" in err
+    assert "docs/configuration.md" in err and "solution text" in err and "nothing zipped" in err
     assert not (tmp_path / "out.zip").exists()
 
 
@@ -370,14 +372,39 @@ def test_the_student_kit_ships_only_what_a_student_runs_or_reads(generated):
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     staff = sorted(rel for rel in (p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.rglob("*") if p.is_file())
                    if handout.is_staff_only(rel))
-    for rel in ("tools/bench.py", "tools/analyze.py", "tools/autograde.py", "tests/test_fuzz.py",
-                "tests/test_bench.py", "tests/test_builds.py", "tests/test_reliability.py", "tests/test_analyze.py",
-                "tests/autograde_helpers.py", "configs/usps_best.yaml", "configs/lenet.yaml", "docs/speed.md"):
+    for rel in ("tools/bench.py", "tools/analyze.py", "tools/autograde.py", "tools/handout.py", "tools/leaks.py",
+                "tools/grader/grading.py", "tools/benchmark/command.py", "tools/course/handout.py",
+                "tools/course/leaks.py", "tools/course/analyze.py", "tests/kit/test_fuzz.py",
+                "tests/tools/test_bench.py", "tests/kit/test_builds.py", "tests/kit/test_reliability.py", "tests/tools/test_analyze.py",
+                "tests/tools/autograde_helpers.py", "configs/usps_best.yaml", "configs/lenet.yaml", "docs/speed.md",
+                "docs/grading.md", "docs/answer-key.md"):
         assert rel in staff, rel  # each is in the reference kit, and counted as staff material
     assert not set(staff) & files, sorted(set(staff) & files)
     # What is left: the kit, the assignment's configs, the kit's tests, the student's tools.
     assert sorted(f for f in files if f.startswith("configs/")) == [f"configs/{c}" for c in HANDED_OUT_CONFIGS]
     assert not any("bench" in f or "autograde" in f or "fuzz" in f for f in files)
+
+
+def test_a_file_the_handout_list_does_not_name_is_staff_only_and_not_handed_out(tmp_path):
+    new = {"tools/new_staff_tool.py": "print('staff')\n", "tools/course/new_helper.py": "X = 1\n",
+           "tests/kit/test_new.py": "def test_new():\n    pass\n", "tests/tools/test_new_tool.py": "",
+           "docs/new.md": "# New\n", "notes.md": "notes\n", "configs/new.yaml": "max_epochs: 1\n",
+           "plumbing/sub/deep.py": "", "kernels/new/deep.h": ""}
+    handed = {"plumbing/new_module.py": "Y = 2\n", "kernels/new_kernel.h": "/* */\n", "data/new_data.py": ""}
+    for rel in new:
+        assert handout.is_staff_only(rel), rel
+    for rel in handed:
+        assert handout.is_handed_out(rel), rel
+    kit = _small_kit(tmp_path, {**new, **handed})
+    handout.make_handout(tmp_path / "out", None, kit)
+    files = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert files == {*STUDENT_FILES, *handed}
+
+
+def test_every_name_the_handout_list_gives_is_a_file_of_the_kit():
+    files = [p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.rglob("*") if p.is_file()]
+    for pattern in handout.HANDED_OUT:
+        assert any(handout.matches(rel, pattern) for rel in files), pattern
 
 
 PATH_LIKE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.(?:py|pyx|h|yaml|md|toml|in))\b")
@@ -453,7 +480,7 @@ def test_the_student_kits_own_tests_pass_and_report_each_unwritten_piece_as_not_
     assert "expected until you write these pieces" in output
     # The same without pytest's capture and tracebacks (-s --tb=no): the scripts' tests run
     # train.main in-process, which catches the NotImplementedError and prints its one line.
-    code, output = _pytest(kit, "-s", "--tb=no", "tests/test_scripts.py", "-k", "main")
+    code, output = _pytest(kit, "-s", "--tb=no", "tests/kit/test_scripts.py", "-k", "main")
     counts = _summary(output)
     assert code == 0 and counts["xfailed"] >= 3 and not counts.get("failed"), output[-3000:]
 

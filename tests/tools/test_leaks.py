@@ -6,10 +6,10 @@ import re
 import shutil
 
 import pytest
-
 from conftest import CONFIG_DIR, REPO_ROOT
-from tools import analyze, handout, leaks
-from tools.regions import marked_regions
+
+from tools.course import analyze, handout, leaks
+from tools.course.regions import marked_regions
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ PLANTS = {  # name: (file, text to add, what the message says)
         "docs/course-tools.md", lambda: f"net_2layer has {analyze.fmt(_q9_total('net_2layer'))} parameters.",
         "a number of the answer key"),
     "a question 9 total without separators": (
-        "tests/test_net.py", lambda: f"# convnet2: {_q9_total('convnet2')} parameters", "a number of the answer key"),
+        "tests/kit/test_net.py", lambda: f"# convnet2: {_q9_total('convnet2')} parameters", "a number of the answer key"),
     "a solution line in a code span": ("README.md", lambda: f"Write `{_line('dw = deriv.T')}`.", "within 2 tokens"),
     "a solution line with one token changed": (
         "docs/architecture.md", lambda: _swap(_line("output = inputs @"), "output", "out"), "within 2 tokens"),
@@ -72,7 +72,7 @@ PLANTS = {  # name: (file, text to add, what the message says)
         "docs/configuration.md", lambda: "| conv1 | (100,1,1,16,16) * (1,16,1,3,3) pad 1 -> (100,16,1,16,16) |",
         "five-axis shape"),
     "the solution in a test": (
-        "tests/test_conv_layer.py", lambda: "    expected = " + _line("w_flip[np.newaxis]").split("= ", 1)[1],
+        "tests/kit/test_conv_layer.py", lambda: "    expected = " + _line("w_flip[np.newaxis]").split("= ", 1)[1],
         "within 2 tokens"),
 }
 
@@ -119,10 +119,8 @@ def test_handout_stops_in_one_line_and_zips_nothing_when_the_kit_leaks(tmp_path,
     for rel in handout.kit_files(REPO_ROOT):
         (kit / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, kit / rel)
-    for rel in handout.STAFF_ONLY:
-        if (REPO_ROOT / rel).is_file():
-            (kit / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / rel, kit / rel)
+    (kit / leaks.ANSWER_KEY).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO_ROOT / leaks.ANSWER_KEY, kit / leaks.ANSWER_KEY)  # staff-only: what the leaks are of
     readme = (kit / "README.md").read_text()
     (kit / "README.md").write_text(readme + "\n" + _key_row("logreg") + "\n")
     zip_path = tmp_path / "out.zip"

@@ -1,12 +1,12 @@
-"""tools/regions.py: the four solution regions by their markers, by ast when the markers are
+"""tools/course/regions.py: the four solution regions by their markers, by ast when the markers are
 gone, and the loops inside them."""
 
 import ast
 
 import pytest
-
 from conftest import REPO_ROOT
-from tools.regions import ALL_PIECES, RegionError, ast_region, find_regions, loops_in, marked_regions
+
+from tools.course.regions import ALL_PIECES, RegionError, ast_region, find_regions, loops_in, marked_regions
 
 KIT_FILES = {"fc_layer.py": ("FCLayer.ComputeUp", "FCLayer.ComputeDown"),
              "conv_layer.py": ("ConvLayer.ComputeUp", "ConvLayer.ComputeDown")}

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 import train
-from conftest import REPO_ROOT
-from tools import report
+from tools.course import report
 
 
 def _softmax_results(checkpoint, data_path):

@@ -11,12 +11,12 @@ import sys
 import zipfile
 
 import pytest
+from conftest import REPO_ROOT, write_config
 
 import evaluate
 import train
-from conftest import REPO_ROOT, write_config
-from tools import submit
-from tools.regions import marked_regions
+from tools.course import submit
+from tools.course.regions import marked_regions
 
 MODELS = ("logreg", "net_1layer", "net_2layer", "convnet1_method1", "convnet1_method2", "convnet2")
 TRAINED = {"logreg": 3, "net_1layer": 1, "convnet1_method1": 1}  # model: epochs
@@ -111,15 +111,15 @@ def test_the_zip_holds_exactly_the_two_files_the_grader_takes(submission):
 
 
 def test_the_grader_reads_the_two_files_from_the_zip(submission):
-    autograde = pytest.importorskip("tools.autograde", reason="the grader is staff material, not in the student kit")
+    submissions = pytest.importorskip("tools.grader.submissions", reason="the grader is staff material, not in the student kit")
     _, out, _ = submission
-    found = autograde.read_submission(out / "a2_code.zip")
+    found = submissions.read_submission(out / "a2_code.zip")
     assert found == {name: (REPO_ROOT / name).read_text() for name in ("fc_layer.py", "conv_layer.py")}
 
 
 @pytest.mark.slow
 def test_the_grader_gives_the_reference_zip_full_marks(submission, tmp_path):
-    pytest.importorskip("tools.autograde", reason="the grader is staff material, not in the student kit")
+    pytest.importorskip("tools.grader.submissions", reason="the grader is staff material, not in the student kit")
     from autograde_helpers import run_autograde, sandbox_problem, unsafe_problem
 
     _, out, _ = submission
@@ -268,7 +268,7 @@ def test_bad_input_gives_one_line_and_exit_2_and_writes_nothing(submission, tmp_
 def test_submit_runs_without_the_staff_tools(submission, tmp_path):
     """In the student kit there is no tools/analyze.py: submit.py must not need it."""
     configs, _, answers = submission
-    code = ("import sys; sys.modules['tools.analyze'] = None; from tools import submit; "
+    code = ("import sys; sys.modules['tools.analyze'] = None; from tools.course import submit; "
             f"sys.exit(submit.main(['--configs', {str(configs)!r}, '--out', {str(tmp_path / 'out')!r}, "
             f"'--answers', {str(answers)!r}]))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

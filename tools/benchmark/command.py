@@ -29,7 +29,7 @@ and every time is a median.
    (epsilon) and L2 decay (weights only, as the kit), the kit's initial weights, the same
    batch size and the same epoch (shuffled mini-batches, then a no-grad validation pass),
    in float64 and float32, with torch.set_num_threads(usable cores) (--threads N: N). It
-   runs in a child process (`python -m tools.bench_torch`, JSON lines on its stdin and stdout)
+   runs in a child process (`python -m tools.benchmark.pytorch`, JSON lines on its stdin and stdout)
    that loads the same data file (and --quick subset), builds the models from the config
    and the kit's initial weights (an .npz in the temporary folder) and, blocked on its stdin
    in between, runs one epoch when asked and answers with its seconds. Timed round-robin
@@ -89,86 +89,46 @@ and the last line say how busy other processes kept the CPUs meanwhile.
 Results go to stdout as Markdown; progress goes to stderr.
 Exit status: 0, or 2 for a bad command line.
 
-This file is the command line and the report; what it measures is in its parts, tools/bench_*.py:
-bench_configs (the configs, their shapes and flops), bench_machine (the machine, its threads and
-load, median timing), bench_epochs (sections 1 and 2), bench_torch (the PyTorch worker and its
-parent's end), bench_convolve (section 3), bench_trainings (sections 5 and 6), bench_output
-(Markdown and progress).
+This file is the command line and the report (tools/bench.py is its entry point); what it
+measures is in the modules beside it, in tools/benchmark/: process (threads, set before numpy
+loads), configs (the configs, their shapes and flops), machine (the machine, its threads and
+load, median timing), epochs (sections 1 and 2), pytorch (the PyTorch worker and its parent's
+end), convolve (section 3), trainings (sections 5 and 6), output (Markdown and progress).
 """
 
+import datetime
 import os
+import platform
+import statistics
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
+import numpy as np
 
-from plumbing import runtime  # noqa: E402  (no numpy: it must set the thread variables before numpy loads)
-
-ROLE = "batches"  # what the bench times is training, as train.py runs it
-# The variables the bench set itself because they were unset (runtime's defaults for ROLE),
-# and why; the torch worker starts without them, for they are the kit's choice, not torch's.
-BENCH_DEFAULTS = {}
-BENCH_REASON = f"runtime.py, role {ROLE}"
-_configured = False  # configure_process has run
-
-
-def _threads_from_argv(argv):
-    """The value of --threads N / --threads=N if it is a positive integer, else None. The
-    real parser checks it later; this early look exists because BLAS reads its thread count
-    from the environment once, when numpy loads it."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--threads="):
-            value = arg.split("=", 1)[1]
-        else:
-            continue
-        if value.isdigit() and int(value) >= 1:
-            return value
-    return None
-
-
-def configure_process(threads):
-    """Once, before numpy and the kernels load (they read the variables as they load): for this
-    process and its children, --threads N for every library, then runtime's settings for ROLE
-    (each variable unless already set) and its malloc settings for this process."""
-    global _configured
-    if _configured:
-        return
-    _configured = True
-    if threads is not None:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
-    BENCH_DEFAULTS.update((var, value) for var, value in runtime.environment(ROLE).items()
-                          if var not in os.environ)
-    runtime.configure(ROLE)
-
-
-if __name__ == "__main__":
-    configure_process(_threads_from_argv(sys.argv[1:]))
-
-import datetime  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from tools.bench_configs import epoch_flops, flops_per_image, load_arrays, training_configs  # noqa: E402
-from tools.bench_convolve import CONVOLVE_MAX_CALLS, CONVOLVE_SECONDS, measure_convolve  # noqa: E402
-from tools.bench_epochs import measure_epochs, plan_rows, wants_float32  # noqa: E402
-from tools.bench_machine import (MATMUL_SIZE, CpuShare, cpu_model, git_revision, kernel_threads,  # noqa: E402
-                                 load_average, matmul_gflops, openblas_threads, thread_settings,
-                                 usable_cores)
-from tools.bench_output import (failure, log, markdown_table, median_ratio, out, seconds,  # noqa: E402
-                                spread)
-from tools.bench_torch import FORWARD_DIFFS, TorchWorker  # noqa: E402
-from tools.bench_trainings import run_child, write_subset, write_training_copy  # noqa: E402
-from tools.cli import OneLineParser  # noqa: E402
+from plumbing.command_line import OneLineParser
+from tools import KIT
+from tools.benchmark.configs import epoch_flops, flops_per_image, load_arrays, training_configs
+from tools.benchmark.convolve import CONVOLVE_MAX_CALLS, CONVOLVE_SECONDS, measure_convolve
+from tools.benchmark.epochs import measure_epochs, plan_rows, wants_float32
+from tools.benchmark.machine import (
+    MATMUL_SIZE,
+    CpuShare,
+    cpu_model,
+    git_revision,
+    kernel_threads,
+    load_average,
+    matmul_gflops,
+    openblas_threads,
+    thread_settings,
+    usable_cores,
+)
+from tools.benchmark.output import failure, log, markdown_table, median_ratio, out, seconds, spread
+from tools.benchmark.process import BENCH_DEFAULTS, BENCH_REASON, configure_process
+from tools.benchmark.pytorch import FORWARD_DIFFS, TorchWorker
+from tools.benchmark.trainings import run_child, write_subset, write_training_copy
 
 PART_1_AND_2 = ("logreg", "net_1layer", "net_2layer", "convnet1_method1", "convnet1_method2", "convnet2")
 # Sections 3 to 5: the model, and the configs (either selects it) that hold it.

@@ -4,12 +4,12 @@ read. Plain Python and numpy, no kit code: the flop count is independent of the 
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import yaml
 
-KIT = Path(__file__).resolve().parents[1]
+from tools import KIT
+
 CONFIG_DIR = KIT / "configs"
 # The handout's order; any other training config found in configs/ comes after, by name.
 HANDOUT_ORDER = ("logreg", "net_1layer", "net_2layer", "convnet1_method1", "convnet1_method2",

@@ -8,9 +8,9 @@ import io
 
 import numpy as np
 
-from tools.bench_configs import with_method
-from tools.bench_machine import timed
-from tools.bench_output import fmt_shape, log, ms, ratio
+from tools.benchmark.configs import with_method
+from tools.benchmark.machine import timed
+from tools.benchmark.output import fmt_shape, log, ms, ratio
 
 # convolve's shortest calls take a third of a millisecond, and one of three wakes a
 # sleeping thread late: each function is called until CONVOLVE_SECONDS have passed (at least
@@ -24,8 +24,9 @@ def record_method2_calls(name, config, arrays, batch):
     `batch` real training images, recorded as the layers make them. The arrays are kept as
     passed (views and all), so the timing sees the layouts the layers give convolve. Raises
     NotImplementedError in a student kit whose method 2 is still blank."""
-    import conv_layer
     import convolutions
+
+    import conv_layer
     from net import NeuralNet
 
     config = with_method(config, "method2")

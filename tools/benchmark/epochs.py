@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.bench_configs import has_conv, network_key, with_method
-from tools.bench_output import log
-from tools.bench_torch import torch_runs
-
+from tools.benchmark.configs import has_conv, network_key, with_method
+from tools.benchmark.output import log
+from tools.benchmark.pytorch import torch_runs
 
 
 class KitRun:
@@ -48,7 +47,7 @@ class KitRun:
         costs nothing, and Train keeps its bookkeeping to itself."""
         net = self.net
         train_x, train_t = net.train_
-        num_train, batch_size = train_x.shape[0], net.batch_size_
+        num_train, batch_size = train_x.shape[0], net.settings_.batch_size
         check = getattr(net, "_check_parameters", None)  # Train's per-step divergence check
         set_training = getattr(net, "_set_training", None)  # dropout on in the steps only
         augment, settings = None, getattr(net, "augment_", None)
@@ -56,7 +55,7 @@ class KitRun:
             import net as kit_net  # the function Train calls on each training batch
 
             augment = kit_net.augment
-            image_shape = (net.input_num_channels_, net.input_image_size_y_, net.input_image_size_x_)
+            image_shape = net.settings_.image_shape
         self.epochs += 1
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as in Train
             start = time.perf_counter()

@@ -8,11 +8,11 @@ import platform
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 
-KIT = Path(__file__).resolve().parents[1]
+from tools import KIT
+
 MATMUL_SIZE = 1024
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                     "GOMP_SPINCOUNT", "OMP_PROC_BIND", "MKL_NUM_THREADS")

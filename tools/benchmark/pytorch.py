@@ -1,7 +1,7 @@
 """The same networks in PyTorch, for the epoch table's comparison. torch never loads in the
 process that times the kit (its OpenMP runtime would be the one the kit's compiled kernels
 share, and on a small machine it makes them several times slower): it runs in a child,
-`python -m tools.bench_torch` (the worker below), that the bench asks for one epoch at a
+`python -m tools.benchmark.pytorch` (the worker below), that the bench asks for one epoch at a
 time. Both ends are here: the worker (TorchRun, torch_worker) and the parent's (TorchWorker,
 TorchEpochs, torch_runs, check_torch_forward)."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.bench_configs import KIT, layer_shapes, layer_window, load_arrays
-from tools.bench_machine import HELPER_PIDS
+from tools.benchmark.configs import KIT, layer_shapes, layer_window, load_arrays
+from tools.benchmark.machine import HELPER_PIDS
 
 FORWARD_CHECK_IMAGES = 100
 FORWARD_DIFFS = []  # max |kit - torch| softmax output of each architecture, for the table's note
@@ -135,7 +135,7 @@ class TorchRun:
 
 
 def torch_worker(requests=None, answers=None):
-    """The torch side, run as `python -m tools.bench_torch`: one JSON request a line
+    """The torch side, run as `python -m tools.benchmark.pytorch`: one JSON request a line
     on stdin, one JSON answer a line on stdout. Between requests it blocks reading stdin, so
     it takes no CPU while the parent times the kit.
 
@@ -206,7 +206,7 @@ class TorchWorker:
         # The environment the bench was started with: the kit's defaults are not torch's.
         env = {k: v for k, v in os.environ.items() if k not in kit_defaults}
         try:
-            process = subprocess.Popen([sys.executable, "-m", "tools.bench_torch"], cwd=KIT, env=env,
+            process = subprocess.Popen([sys.executable, "-m", "tools.benchmark.pytorch"], cwd=KIT, env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         except OSError as e:
             return None, f"{type(e).__name__}: {e}"

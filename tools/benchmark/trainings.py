@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tools.bench_configs import CONFIG_DIR, KIT
+from tools.benchmark.configs import CONFIG_DIR, KIT
 
 
 def write_training_copy(name, tmpdir, data_path=None):

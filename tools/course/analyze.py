@@ -22,26 +22,21 @@ import csv
 import io
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing.errors import ConfigError  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from conv_layer import ConvLayer  # noqa: E402
-from dropout_layer import DropoutLayer  # noqa: E402
-from fc_layer import FCLayer  # noqa: E402
-from maxpool_layer import MaxPoolLayer  # noqa: E402
-from net import NeuralNet  # noqa: E402
-from tools.cli import OneLineParser  # noqa: E402
+from conv_layer import ConvLayer
+from dropout_layer import DropoutLayer
+from fc_layer import FCLayer
+from maxpool_layer import MaxPoolLayer
+from net import NeuralNet
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.config import load_config
+from plumbing.errors import ConfigError, UserError
 
 COLUMNS = {  # name: heading
     "layer": "layer", "type": "type", "size": "size", "channels": "channels", "units": "units",
@@ -132,7 +127,8 @@ def analyze(config):
         config = load_config(config)
     with contextlib.redirect_stdout(io.StringIO()):  # Initialize prints a line per layer
         net = NeuralNet(config)
-        size = (net.input_image_size_y_, net.input_image_size_x_, net.input_num_channels_)
+        channels, height, width = net.settings_.image_shape
+        size = (height, width, channels)
         counts, shape = [], size
         for layer in net.layer_:
             # The layers' own arithmetic gives each output shape (Initialize again, fresh weights).
@@ -166,6 +162,7 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+@entry_point("analyze.py")
 def main(argv=None):
     parser = OneLineParser(prog="analyze.py", description="Units, connections and weights of each layer of a "
                            "config (the handout's Part 2, questions 8 and 9), as a table.")
@@ -180,14 +177,8 @@ def main(argv=None):
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown or not columns:
-        print(f"analyze.py: error: --columns: unknown column '{unknown[0] if unknown else ''}' "
-              f"(known: {', '.join(COLUMNS)})", file=sys.stderr)
-        return 2
-    try:
-        (iy, ix, ic), counts = analyze(args.config)
-    except ConfigError as e:
-        print(f"analyze.py: error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"--columns: unknown column '{unknown[0] if unknown else ''}' (known: {', '.join(COLUMNS)})")
+    (iy, ix, ic), counts = analyze(args.config)
     if args.format == "csv":
         csv.writer(sys.stdout, lineterminator="\n").writerows(table_rows(counts, columns, not args.no_total,
                                                                         number=str))

@@ -1,16 +1,17 @@
 """Write the student kit: python tools/handout.py OUT_DIR [--zip PATH | --no-zip]
 
-Copies every file of the kit to OUT_DIR, with each of the four solution regions
+Copies the files of the kit that students get (HANDED_OUT) to OUT_DIR, with each of the four solution regions
 (`# BEGIN SOLUTION` ... `# END SOLUTION` in fc_layer.py and conv_layer.py) replaced by a
 "YOUR CODE HERE" block that says what to compute from what and raises
 NotImplementedError("<Class.Method>: ..."), and writes OUT_DIR.zip of it.
 
-The student kit holds what a student runs or reads: the kit, the assignment's configs and
-the tests of the kit. Left out: build products (build/, *.so, *.c, *.o, __pycache__,
-*.egg-info), data and run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png,
-convolutions.png, *.zip), hidden files and folders but .gitignore (.git, .venv, .ci,
-caches), and STAFF_ONLY: the staff's tools and their tests, the benchmark, fuzz, build and
-reliability tests, the configs that are not the assignment's, and the staff's documents.
+The student kit holds what a student runs or reads, and nothing else: HANDED_OUT names it
+(the kit, the assignment's configs, the documents students read, the course tools they run
+and the tests of the kit). A file it does not name is staff-only, so a new staff tool, test
+or document stays out until someone decides students get it. Never handed out, whatever
+the list says: build products (build/, *.so, *.c, *.o, __pycache__, *.egg-info), data and
+run outputs (runs/, *.npz, *.npy, *.gz, *.part, *_display.png, convolutions.png, *.zip),
+hidden files and folders but .gitignore (.git, .venv, .ci, caches).
 
 README.md and docs/*.md (STAFF_STRIPPED) are handed out as students should read them: the
 lines from `<!-- BEGIN STAFF ONLY -->` to `<!-- END STAFF ONLY -->` are removed, and the
@@ -24,7 +25,6 @@ Exit status: 0 written, 2 bad input (OUT_DIR not empty, a kit without its four r
 block left open, nested or holding `-->`, or a marker where it would not be processed).
 """
 
-import argparse
 import fnmatch
 import os
 import shutil
@@ -32,33 +32,43 @@ import sys
 import zipfile
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from tools.regions import ALL_PIECES, PIECES, RegionError, marked_regions  # noqa: E402
-from tools.leaks import LeakError, check as check_leaks  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.errors import UserError
+from tools import KIT
+from tools.course.leaks import check as check_leaks
+from tools.course.regions import ALL_PIECES, PIECES, RegionError, marked_regions
 
 EXCLUDED_DIRS = {"__pycache__", "build", "dist", "runs", "venv"}
 EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.gz", "*.part", "*.zip",
                   "*_display.png", "convolutions.png"]
-# Left out whole (fnmatch patterns of kit-relative paths): what only staff run or read.
-STAFF_ONLY = (
-    # The staff's tools and their tests: hand out, grade, the question 8 and 9 calculator.
-    "tools/handout.py", "tools/autograde*.py", "tools/analyze.py", "tests/test_handout.py",
-    "tests/test_autograde*.py", "tests/autograde_helpers.py", "tests/test_analyze.py",
-    # The tests of the course tools, not of the student's kit.
-    "tests/test_regions.py", "tests/test_report.py", "tests/test_submit.py",
-    # The benchmark, and the fuzz, build, reliability and grad-check-mistake tests.
-    "tools/bench*.py", "tests/test_bench.py", "tests/test_fuzz.py", "tests/test_builds.py",
-    "tests/test_setup.py", "tests/test_reliability.py", "tests/test_grad_check_mistakes.py",
-    "tests/test_dropout_layer.py",  # it checks analyze.py's counts too
-    # Configs that are not the assignment's.
-    "configs/usps_best.yaml", "configs/lenet.yaml",
-    # Staff documents.
-    "docs/grading.md", "docs/answer-key.md", "docs/speed.md", "docs/usps_best.md",
-    # The leak check and its tests: they hold the answer key's numbers and the solutions' lines.
-    "tools/leaks.py", "tests/test_leaks.py",
+# What students get, as kit-relative paths; a `*` matches within one folder. Every other file
+# is staff-only: a new file reaches students only once it is named here.
+HANDED_OUT = (
+    # The kit: its scripts, layers, kernels, build files and the answers template.
+    "README.md", "answers.md", ".gitignore", "MANIFEST.in", "pyproject.toml", "setup.py", "convolutions.pyx",
+    "layer.py", "fc_layer.py", "conv_layer.py", "maxpool_layer.py", "dropout_layer.py", "net.py", "train.py",
+    "evaluate.py", "grad_check.py", "play_with_convolutions.py", "kernels/*.h", "plumbing/*.py", "data/*.py",
+    # The assignment's configs (not usps_best.yaml nor lenet.yaml).
+    "configs/logreg.yaml", "configs/net_1layer.yaml", "configs/net_2layer.yaml", "configs/convnet1_method1.yaml",
+    "configs/convnet1_method2.yaml", "configs/convnet2.yaml", "configs/convnet3.yaml",
+    "configs/convnet_gradcheck.yaml", "configs/convnet_gradcheck_deep.yaml",
+    "configs/convnet_gradcheck_deep_method1.yaml", "configs/convnet_gradcheck_pad0.yaml",
+    "configs/convnet_gradcheck_stride2.yaml",
+    # The documents students read (their staff-only parts removed: STAFF_STRIPPED).
+    "docs/architecture.md", "docs/changes.md", "docs/configuration.md", "docs/course-tools.md", "docs/data.md",
+    "docs/reliability.md", "docs/tests.md",
+    # The course tools students run (report, submit, pool_ties) and what they import.
+    "tools/__init__.py", "tools/kit_path.py", "tools/report.py", "tools/submit.py", "tools/pool_ties.py",
+    "tools/course/__init__.py", "tools/course/report.py", "tools/course/submit.py", "tools/course/regions.py",
+    "tools/course/pool_ties.py",
+    # The tests of the kit (not the staff's: builds, fuzz, reliability, grad-check mistakes, ...).
+    "tests/conftest.py", "tests/references.py", "tests/kit/test_augment.py", "tests/kit/test_checkpoints.py",
+    "tests/kit/test_command_line.py", "tests/kit/test_config.py", "tests/kit/test_conv_layer.py",
+    "tests/kit/test_convolutions.py", "tests/kit/test_convolutions_doctests.py", "tests/kit/test_correlate.py",
+    "tests/kit/test_display.py", "tests/kit/test_dtype.py", "tests/kit/test_fc_layer.py", "tests/kit/test_files.py",
+    "tests/kit/test_grad_check.py", "tests/kit/test_layer.py", "tests/kit/test_lr_schedule.py",
+    "tests/kit/test_maxpool_layer.py", "tests/kit/test_net.py", "tests/kit/test_play_with_convolutions.py",
+    "tests/kit/test_run_files.py", "tests/kit/test_runtime.py", "tests/kit/test_scripts.py", "tests/kit/test_usps.py",
 )
 # Handed out as students read them (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")
@@ -109,7 +119,7 @@ MESSAGES = {
 }
 
 
-class HandoutError(ValueError):
+class HandoutError(UserError):
     """Bad input; the message names the file or folder."""
 
 
@@ -140,9 +150,22 @@ def is_staff_stripped(rel):
     return any(fnmatch.fnmatch(rel, pattern) for pattern in STAFF_STRIPPED)
 
 
+def matches(rel, pattern):
+    """Whether the kit-relative path `rel` matches `pattern`, folder by folder (a `*` never
+    crosses a `/`)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+
+
+def is_handed_out(rel):
+    """Whether the kit file `rel` (posix, relative) goes into the student kit."""
+    return any(matches(rel, pattern) for pattern in HANDED_OUT)
+
+
 def is_staff_only(rel):
-    """Whether the kit file `rel` (posix, relative) stays out of the student kit."""
-    return any(fnmatch.fnmatch(rel, pattern) for pattern in STAFF_ONLY)
+    """Whether the kit file `rel` (posix, relative) stays out of the student kit: any file
+    HANDED_OUT does not name."""
+    return not is_handed_out(rel)
 
 
 def strip_staff_only(text, path="README.md"):
@@ -280,8 +303,10 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
     return files, blanked
 
 
+@entry_point("handout.py")
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        prog="handout.py",
         description="Write the student kit: the kit with its four solution regions blanked, and a zip of it.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="a new (or empty) folder for the student kit")
     parser.add_argument("--zip", metavar="PATH", help="where to write the zip (default: OUT_DIR.zip)")
@@ -291,10 +316,8 @@ def main(argv=None):
     zip_path = None if args.no_zip else Path(args.zip or str(Path(args.out_dir).resolve()) + ".zip").resolve()
     try:
         files, blanked = make_handout(args.out_dir, zip_path, Path(args.kit))
-    except (HandoutError, LeakError, OSError) as e:
-        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else str(e)
-        print(f"handout.py: error: {message}", file=sys.stderr)
-        return 2
+    except OSError as e:
+        raise HandoutError(f"{e.filename}: {e.strerror}") from None
     print(f"wrote {len(files)} files to {Path(args.out_dir).resolve()}"
           + (f" and {zip_path}" if zip_path else ""))
     print(f"blanked: {', '.join(sorted(blanked, key=ALL_PIECES.index))}")

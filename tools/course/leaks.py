@@ -32,11 +32,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from tools.regions import PIECES, RegionError, marked_regions  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.errors import UserError
+from tools import KIT
+from tools.course.regions import PIECES, RegionError, marked_regions
 
 ANSWER_KEY = "docs/answer-key.md"
 MAX_EDITS = 2      # a line this close to a solution line gives it away
@@ -54,7 +53,7 @@ TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?|\S")
 NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w]|,\d{3}|\.\d)")
 
 
-class LeakError(ValueError):
+class LeakError(UserError):
     """A give-away, or bad input; the message is one line naming the file and line."""
 
 
@@ -237,22 +236,16 @@ def check(student_kit, kit=KIT):
                         f"{leaks[0].what}{more}; nothing zipped")
 
 
+@entry_point("leaks.py")
 def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Look for give-aways (answer-key numbers, near-copies of the "
-                                     "solution) in a student kit.")
+    parser = OneLineParser(prog="leaks.py", description="Look for give-aways (answer-key numbers, near-copies "
+                           "of the solution) in a student kit.")
     parser.add_argument("student_kit", metavar="STUDENT_KIT")
     parser.add_argument("--kit", default=str(KIT), help="the reference kit (default: the one this tool is in)")
     args = parser.parse_args(argv)
     if not Path(args.student_kit).is_dir():
-        print(f"leaks.py: error: {args.student_kit}: not a folder", file=sys.stderr)
-        return 2
-    try:
-        secrets = Secrets(args.student_kit, args.kit)
-    except LeakError as e:
-        print(f"leaks.py: error: {e}", file=sys.stderr)
-        return 2
+        raise LeakError(f"{args.student_kit}: not a folder")
+    secrets = Secrets(args.student_kit, args.kit)
     leaks = find_leaks(args.student_kit, secrets)
     for leak in leaks:
         print(leak)

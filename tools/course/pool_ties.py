@@ -6,24 +6,20 @@ to two or more inputs. (Ties at 0 are harmless: those inputs are ReLU units that
 so no derivative passes through them either way.)
 """
 
-import argparse
 import contextlib
 import io
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing.errors import ConfigError  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from maxpool_layer import MaxPoolLayer  # noqa: E402
-from net import NeuralNet  # noqa: E402
+from maxpool_layer import MaxPoolLayer
+from net import NeuralNet
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.config import load_config
 
 
 def count_ties(layer, inputs):
@@ -38,19 +34,16 @@ def count_ties(layer, inputs):
     return tied.size, int(tied.sum()), int((tied & (best[..., 0] > 0)).sum())
 
 
+@entry_point("pool_ties.py")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Count tied max-pooling windows of a trained model.")
+    parser = OneLineParser(prog="pool_ties.py", description="Count tied max-pooling windows of a trained model.")
     parser.add_argument("config", help="a config with MAXPOOL layers, trained (its checkpoint exists)")
     parser.add_argument("--images", type=int, default=500, help="first N training images (default %(default)s)")
     args = parser.parse_args(argv)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            net = NeuralNet(load_config(args.config))
-            net.Load()
-            net.LoadData()
-    except ConfigError as e:
-        print(f"pool_ties.py: error: {e}", file=sys.stderr)
-        return 2
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = NeuralNet(load_config(args.config))
+        net.Load()
+        net.LoadData()
     states = net.Fprop(net.train_[0][:args.images])
     totals = np.zeros(3, dtype=np.int64)
     print(f"{'layer':<10} {'windows':>9} {'tied':>9} {'tied, max > 0':>14}")

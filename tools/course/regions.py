@@ -17,6 +17,8 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from plumbing.errors import UserError
+
 BEGIN = re.compile(r"^\s*#\s*BEGIN SOLUTION\b")
 END = re.compile(r"^\s*#\s*END SOLUTION\b")
 
@@ -32,7 +34,7 @@ LOOP_NODES = {ast.For: "for", ast.AsyncFor: "async for", ast.While: "while", ast
               ast.GeneratorExp: "generator expression"}
 
 
-class RegionError(ValueError):
+class RegionError(UserError):
     """Markers that do not pair up, or a piece that cannot be found; the message names the
     file and the line."""
 

@@ -19,28 +19,24 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import require_compiled_kernels  # noqa: E402
+from plumbing.command_line import require_compiled_kernels
 
 require_compiled_kernels("report.py")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing.checkpoints import write_atomically  # noqa: E402
-from plumbing.errors import ConfigError, DataError  # noqa: E402
-from evaluate import evaluate  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from plumbing.files import missing, numbers, read_npy  # noqa: E402
-from net import NeuralNet  # noqa: E402
-from plumbing.run_files import check_output  # noqa: E402
-from tools.cli import OneLineParser  # noqa: E402
+from evaluate import evaluate
+from net import NeuralNet
+from plumbing.checkpoints import write_atomically
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.config import load_config
+from plumbing.errors import ConfigError
+from plumbing.files import missing, numbers, read_npy
+from plumbing.run_files import check_output
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
 SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"))
@@ -91,10 +87,10 @@ def collect(config_path, evaluate_model=True):
     with contextlib.redirect_stdout(io.StringIO()):  # layers print their shapes
         net = NeuralNet(config)
     report = ModelReport(Path(config_path).stem, str(config_path), net=net)
-    if net.checkpoint_file_ is None:
+    if net.settings_.checkpoint_file is None:
         raise ConfigError(f"{config_path}: key 'checkpoint_file' is needed to report on a model")
-    report.stats = load_stats(net.performance_stats_, config_path)
-    if not missing(net.checkpoint_file_) and evaluate_model:
+    report.stats = load_stats(net.settings_.performance_stats, config_path)
+    if not missing(net.settings_.checkpoint_file) and evaluate_model:
         net.Load()
         net.LoadData(test=True)
         report.results = evaluate(net)
@@ -175,6 +171,7 @@ def plot_curves(reports, path, title=None):
     return drawn
 
 
+@entry_point("report.py")
 def main(argv=None):
     parser = OneLineParser(prog="report.py", description="Evaluate trained models (the handout's table) and "
                            "plot their learning curves.")
@@ -184,24 +181,16 @@ def main(argv=None):
                         help="where to draw the learning curves (default %(default)s)")
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
-    try:
-        if not args.no_plot:  # before the work: nothing is evaluated for a figure that cannot be written
-            check_output(args.plot, "--plot", [(f"the config {c}", c) for c in args.configs])
-        reports = [collect(path) for path in args.configs]
-        if not args.no_plot:
-            inputs = [(f"key '{key}' of {r.config}", getattr(r.net, key + "_"))
-                      for r in reports for key in ("checkpoint_file", "performance_stats", "data_path")]
-            check_output(args.plot, "--plot", inputs)
-    except (ConfigError, DataError) as e:
-        print(f"report.py: error: {e}", file=sys.stderr)
-        return 2
+    if not args.no_plot:  # before the work: nothing is evaluated for a figure that cannot be written
+        check_output(args.plot, "--plot", [(f"the config {c}", c) for c in args.configs])
+    reports = [collect(path) for path in args.configs]
+    if not args.no_plot:
+        inputs = [(f"key '{key}' of {r.config}", getattr(r.net.settings_, key))
+                  for r in reports for key in ("checkpoint_file", "performance_stats", "data_path")]
+        check_output(args.plot, "--plot", inputs)
     print(results_table(reports, args.format))
     if not args.no_plot:
-        try:
-            drawn = plot_curves(reports, args.plot)
-        except ConfigError as e:
-            print(f"report.py: error: {e}", file=sys.stderr)
-            return 2
+        drawn = plot_curves(reports, args.plot)
         if drawn:
             print(f"\nlearning curves of {', '.join(r.name for r in drawn)}: {args.plot}")
         else:

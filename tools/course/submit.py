@@ -32,20 +32,17 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
+from tools import KIT
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.checkpoints import write_atomically  # noqa: E402
-from plumbing.errors import ConfigError, DataError  # noqa: E402
-from plumbing.run_files import check_output  # noqa: E402
-from tools import report  # noqa: E402
-from tools.cli import OneLineParser  # noqa: E402
-from tools.regions import PIECES, find_regions  # noqa: E402
+from plumbing.checkpoints import write_atomically
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.errors import ConfigError, UserError
+from plumbing.run_files import check_output
+from tools.course import report
+from tools.course.regions import PIECES, find_regions
 
 PART1 = (("logreg",), ("net_1layer",), ("net_2layer",))
 PART2 = (("convnet1_method2", "convnet1_method1"), ("convnet2",))  # the first trained one of each
@@ -368,6 +365,7 @@ def make_answers(path):
     return True
 
 
+@entry_point("submit.py")
 def main(argv=None):
     parser = OneLineParser(prog="submit.py", description="Put together the document to print (your tables "
                            "and answers, then your code) and the zip of your two files for the grader.")
@@ -384,9 +382,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     browser = find_browser() if args.pdf else None
     if args.pdf and browser is None:
-        print(f"submit.py: error: --pdf: no Chromium or Chrome on PATH (looked for {', '.join(BROWSERS)}); print "
-              f"{HTML_NAME} from a browser instead", file=sys.stderr)
-        return 2
+        raise UserError(f"--pdf: no Chromium or Chrome on PATH (looked for {', '.join(BROWSERS)}); print "
+                        f"{HTML_NAME} from a browser instead")
     try:
         if os.path.isdir(args.answers):
             raise AnswersError(f"{args.answers}: is a folder, not an answers file")
@@ -403,12 +400,8 @@ def main(argv=None):
                 alone = Path(tmp) / "analysis.html"
                 alone.write_text(analysis)
                 pages = count_pages(print_pdf(alone, None, browser))
-    except (ConfigError, DataError) as e:
-        print(f"submit.py: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"submit.py: error: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+    except OSError as e:  # a file it reads or writes, named
+        raise UserError(f"{e.filename}: {e.strerror}") from None
     print(f"wrote {html_path} (print it: the analysis, then your code from a new page) and {zip_path} "
           "(your fc_layer.py and conv_layer.py, for the grader)")
     if pages is not None:

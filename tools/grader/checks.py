@@ -2,7 +2,7 @@
 answers, the gradient checks composed around the student's methods, and the verdicts.
 
 All of it runs in the grading process, with the reference kit; the student's methods run in
-a sandboxed process (autograde_sandbox.py) and are called as a black box: a layer is made
+a sandboxed process (sandbox.py) and are called as a black box: a layer is made
 there, its ComputeUp or ComputeDown is given arrays chosen here, and what comes back is
 compared here. That process is never told an answer, and nothing it says is taken as a
 verdict: a reply is numbers, checked against numbers it never saw.
@@ -11,14 +11,8 @@ verdict: a reply is numbers, checked against numbers it never saw.
 import contextlib
 import functools
 import io
-import sys
-from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from tools.autograde_sandbox import PieceFailed, StudentError  # noqa: E402
+from tools.grader.sandbox import PieceFailed, StudentError
 
 FC, CONV = "FCLayer", "ConvLayer"
 TOLERANCE = 1e-7
@@ -124,7 +118,7 @@ def gradcheck_net(config, seed):
     return net
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gradcheck_seed(kind, seed):
     """The first seed from `seed` on whose gradient check the reference itself passes: a
     random case may, rarely, put a unit on a kink, and that must not cost a student."""
@@ -159,7 +153,8 @@ def _attach(child, net, cls, prefix, up, keep, forward_first):
     `keep`) through it; everything else stays the reference's."""
     import numpy as np
 
-    size = net.input_image_size_y_ * net.input_image_size_x_ * net.input_num_channels_
+    channels, height, width = net.settings_.image_shape
+    size = height * width * channels
     with contextlib.redirect_stdout(io.StringIO()):
         states = net.Fprop(np.zeros((1, size)))
     last = len(net.layer_) - 1
@@ -167,7 +162,7 @@ def _attach(child, net, cls, prefix, up, keep, forward_first):
         if not isinstance(layer, cls):
             continue
         state = states[i]
-        in_shape = ((net.input_image_size_y_, net.input_image_size_x_, net.input_num_channels_) if i == 0 else
+        in_shape = ((height, width, channels) if i == 0 else
                     (state.shape[2], state.shape[3], state.shape[1]) if state.ndim == 4 else (1, 1, state.shape[1]))
         name = f"{prefix}/{layer.name_}"
         role = "input" if i == 0 else "output" if i == last else "hidden"
@@ -254,18 +249,12 @@ def run_piece(runner, probe, filename, source, limits, seed, forward):
         return None, str(e), child.seconds if child else 0.0
 
 
-def _relative_error(mine, ref):
-    import numpy as np
-
-    scale = np.linalg.norm(mine) + np.linalg.norm(ref)
-    return float(np.linalg.norm(mine - ref) / scale) if scale > 0 else 0.0
-
-
 def compare(result, quantity, memory_mb):
     """(passed, reason, details) of one quantity: its gradient check, then the reference."""
     import numpy as np
 
     from grad_check import THRESHOLD
+    from plumbing.gradient_faults import relative_error
 
     details = {"cases": [], "grad_check": result["grad_checks"].get(quantity)}
     failures = []
@@ -297,7 +286,7 @@ def compare(result, quantity, memory_mb):
         elif mine.shape != ref.shape:
             problem = f"shape {mine.shape}, expected {ref.shape}"
         else:
-            error = _relative_error(mine, ref) if np.all(np.isfinite(mine)) else float("inf")
+            error = relative_error(mine, ref) if np.all(np.isfinite(mine)) else float("inf")
             details["cases"].append({"case": i, "relative_error": error})
             if error < TOLERANCE:
                 continue

@@ -31,12 +31,10 @@ import time
 import zipfile
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from tools import autograde  # noqa: E402
-from tools.handout import EXCLUDED_DIRS, EXCLUDED_FILES  # noqa: E402
+from plumbing.errors import UserError
+from tools import KIT
+from tools.course.handout import EXCLUDED_DIRS, EXCLUDED_FILES
+from tools.grader import grading, results
 
 # What setup.sh installs, and why (docs/grading.md).
 APT_PACKAGES = ("python3", "python3-pip", "python3-venv", "python3-dev", "build-essential", "bubblewrap")
@@ -126,13 +124,12 @@ def write_bundle(zip_path, limits, unsafe=False, visibility="visible", kit=KIT):
 def bundle_main(zip_path, limits, unsafe, visibility):
     zip_path = Path(zip_path)
     if zip_path.suffix.lower() != ".zip" or not zip_path.parent.is_dir():
-        print(f"autograde.py: error: {zip_path}: the bundle must be a .zip in an existing folder", file=sys.stderr)
-        return 2
+        raise UserError(f"{zip_path}: the bundle must be a .zip in an existing folder")
     count = write_bundle(zip_path, limits, unsafe, visibility)
     print(f"wrote {zip_path} ({count} files: setup.sh, run_autograder and the kit); upload it as the "
           "assignment's autograder (docs/grading.md)")
     if unsafe:
-        print(f"autograde.py: warning: this bundle grades {autograde.UNSAFE_WARNING[8:]}", file=sys.stderr)
+        print(f"autograde.py: warning: this bundle grades {grading.UNSAFE_WARNING[8:]}", file=sys.stderr)
     return 0
 
 
@@ -144,7 +141,7 @@ def _tests(checks, visibility):
 
 def results_json(graded, seconds, visibility="visible"):
     """Gradescope's results.json (a dict) of one graded submission."""
-    output = "\n".join([autograde.summary_line(graded)] + [f"note: {n}" for n in graded["notes"]])
+    output = "\n".join([results.summary_line(graded)] + [f"note: {n}" for n in graded["notes"]])
     return {"score": graded["total"], "execution_time": int(round(seconds)), "output": output,
             "visibility": visibility, "stdout_visibility": "hidden", "tests": _tests(graded["checks"], visibility)}
 
@@ -152,7 +149,7 @@ def results_json(graded, seconds, visibility="visible"):
 def failure_json(reason, seconds, visibility="visible"):
     """results.json of a submission the grader could not grade: 0 on every check, with the reason."""
     checks = [{"piece": piece, "check": check, "points": 0.0, "max_points": points, "reason": f"not graded: {reason}"}
-              for piece, check, points in autograde.POINTS]
+              for piece, check, points in grading.POINTS]
     return {"score": 0.0, "execution_time": int(round(seconds)),
             "output": f"Not graded: {reason}. Please tell the course staff.", "visibility": visibility,
             "stdout_visibility": "hidden", "tests": _tests(checks, visibility)}
@@ -172,7 +169,7 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
     root = Path(root)
     start = time.monotonic()
     if check_only:
-        runner, sandbox = autograde.make_runner(unsafe)
+        runner, sandbox = grading.make_runner(unsafe)
         print(f"autograde.py: sandbox: {sandbox}" if runner else f"autograde.py: error: {sandbox}")
         if runner:
             runner.cleanup()
@@ -182,20 +179,20 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
         submission = root / "submission"
         if not submission.is_dir():
             raise FileNotFoundError(f"no submission folder at {submission}")
-        runner, sandbox = autograde.make_runner(unsafe)
+        runner, sandbox = grading.make_runner(unsafe)
         if runner is None:
             data = failure_json(sandbox, time.monotonic() - start, visibility)
         else:
             seed = secrets.randbelow(1 << 31)
             try:
-                graded = autograde.grade(submission, limits, seed, runner)
+                graded = grading.grade(submission, limits, seed, runner)
             finally:
                 runner.cleanup()
             graded["student"] = "submission"
             data = results_json(graded, time.monotonic() - start, visibility)
             print(f"seed {seed}, sandbox: {sandbox}")
             print(json.dumps(graded, indent=1, default=float))
-    except Exception as e:  # noqa: BLE001 -- whatever it is, the student gets a result saying so
+    except Exception as e:
         data = failure_json(f"the grader failed ({type(e).__name__}: {e})", time.monotonic() - start, visibility)
     _write_json(results, data)
     print(data["output"])

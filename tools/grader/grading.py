@@ -1,18 +1,14 @@
-"""Grade students' fc_layer.py and conv_layer.py (staff only):
-python tools/autograde.py SUBMISSION... [--out DIR] [--jobs N] [--timeout S] [--cpu S] [--memory MB]
-                          [--max-output MB] [--seed N] [--unsafe-no-sandbox]
-python tools/autograde.py --gradescope-bundle ZIP [limits] [--visibility V] [--unsafe-no-sandbox]
-python tools/autograde.py --gradescope-run [--root DIR]   (what the bundle's run_autograder runs)
+"""Grade one submission, or many in parallel (staff only); tools/autograde.py is the command line.
 
 A SUBMISSION is a folder or a .zip holding a student's fc_layer.py and conv_layer.py
 (anywhere inside it); the student's name is the folder's or zip's name. This process never
 runs the students' code: it parses it (ast), and each piece runs in a sandbox of its own
-(tools/autograde_sandbox.py: bubblewrap; no network, an unprivileged user, nothing of the
+(tools/grader/sandbox.py: bubblewrap; no network, an unprivileged user, nothing of the
 machine but the student kit, the system and Python), holding only the student's file and
 a student kit whose other regions are blank. The grader keeps the reference and the
 answers; it chooses the inputs (random for each run, --seed to repeat one), sends them,
 and calls the student's ComputeUp and ComputeDown as a black box, also inside gradient
-checks it composes itself (tools/autograde_checks.py). docs/grading.md says why no
+checks it composes itself (tools/grader/checks.py). docs/grading.md says why no
 submission can forge a score. Where no sandbox can be made the grader refuses, in one line,
 unless given --unsafe-no-sandbox; even then, as root, it runs the students' code only as an
 unused user ID, never as root.
@@ -45,124 +41,32 @@ Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv meth
   points are paid in proportion to the piece's other points earned: a blank earns none.
 - A piece whose process hangs, crashes, runs out of memory or CPU time, writes too much,
   or whose file raises at import, gets 0 for its checks, with the reason; the run goes on.
-Regions are the BEGIN/END SOLUTION markers, or tools/regions.py's ast rule when a
+Regions are the BEGIN/END SOLUTION markers, or tools/course/regions.py's ast rule when a
 student removed them. Loops in helpers outside the regions are not looked for.
-
-Writes DIR/grades.csv (one row per student and check) and DIR/grades.json (everything,
-including each check's errors, the seed and the sandbox), and prints one line per student.
-Submissions are graded in parallel, --jobs at a time (default: the number of cores).
-Exit status: 0; 2 for bad input (a SUBMISSION that is neither a folder nor a zip); 3 when
-no sandbox can be made and --unsafe-no-sandbox was not given, or when with it the students'
-code would run as root.
 """
 
-import csv
-import json
 import os
-import secrets
 import sys
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
 
 # One process per submission: BLAS threads would only compete (and forking is safer without them).
 runtime.configure("single_example")
 
-from tools.autograde_checks import CONV, FC, compare, run_piece  # noqa: E402
-from tools.autograde_sandbox import Limits, Runner, SandboxUnavailable, check_sandbox, unsafe_uid  # noqa: E402
-from tools.cli import OneLineParser  # noqa: E402
-from tools.handout import HandoutError  # noqa: E402
-from tools.regions import PIECES, find_regions, loops_in  # noqa: E402
+from tools.course.regions import PIECES, find_regions, loops_in
+from tools.grader.checks import compare, run_piece
+from tools.grader.points import MAX_POINTS, POINTS, Check
+from tools.grader.sandbox import Limits, Runner, SandboxUnavailable, check_sandbox, unsafe_uid
+from tools.grader.submissions import SubmissionError, read_submission
 
-__all__ = ["CONV", "FC", "Limits", "POINTS", "MAX_POINTS", "grade", "grade_all", "main"]
-
-POINTS = (  # (piece, check, points)
-    ("FCLayer.ComputeUp", "outputs", 1.5),
-    ("FCLayer.ComputeUp", "no loops", 0.5),
-    ("FCLayer.ComputeDown", "input derivative", 1.0),
-    ("FCLayer.ComputeDown", "weight derivative", 1.0),
-    ("FCLayer.ComputeDown", "bias derivative", 1.0),
-    ("FCLayer.ComputeDown", "no loops", 1.0),
-    ("ConvLayer.ComputeUp", "outputs", 2.5),
-    ("ConvLayer.ComputeUp", "no loops", 0.5),
-    ("ConvLayer.ComputeDown", "input derivative", 2.5),
-    ("ConvLayer.ComputeDown", "weight derivative", 2.5),
-    ("ConvLayer.ComputeDown", "no loops", 1.0),
-)
-MAX_POINTS = sum(p for _, _, p in POINTS)
 QUANTITY = {"outputs": "out", "input derivative": "din", "weight derivative": "dw", "bias derivative": "db"}
 # The four sandboxed processes of a submission: (probe, file, piece it tests)
 PROBES = (("fc_up", "fc_layer.py", "FCLayer.ComputeUp"), ("fc_down", "fc_layer.py", "FCLayer.ComputeDown"),
           ("conv_up", "conv_layer.py", "ConvLayer.ComputeUp"), ("conv_down", "conv_layer.py", "ConvLayer.ComputeDown"))
-MAX_FILE_BYTES = 1 << 20
 UNSAFE_WARNING = ("grading WITHOUT a sandbox (--unsafe-no-sandbox): the students' code can use the network and "
                   "read what its user can read")
-
-
-@dataclass
-class Check:
-    piece: str
-    check: str
-    max_points: float
-    points: float = 0.0
-    passed: bool = False
-    reason: str = ""
-    details: dict = field(default_factory=dict)
-
-
-class SubmissionError(ValueError):
-    """A submission that cannot be graded at all (not a folder or zip): bad input."""
-
-
-def read_submission(path):
-    """{file name: source text or an error string prefixed by '!'} for the two student files."""
-    path = Path(path)
-    found = {}
-    if path.is_dir():
-        for name in PIECES:
-            hits = sorted(p for p in path.rglob(name) if "__MACOSX" not in p.parts and p.is_file())
-            if len(hits) > 1:
-                found[name] = f"!{len(hits)} files named {name} in the submission"
-            elif hits:
-                data = hits[0].read_bytes()[:MAX_FILE_BYTES + 1]
-                found[name] = data
-        return {name: _decode(name, data) for name, data in found.items()}
-    if path.is_file() and zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                for name in PIECES:
-                    members = [m for m in archive.infolist() if not m.is_dir()
-                               and os.path.basename(m.filename) == name and "__MACOSX" not in m.filename]
-                    if len(members) > 1:
-                        found[name] = f"!{len(members)} files named {name} in the zip"
-                    elif members:
-                        if members[0].file_size > MAX_FILE_BYTES:
-                            found[name] = f"!{name} is larger than {MAX_FILE_BYTES} bytes"
-                        else:
-                            found[name] = archive.read(members[0])
-        except (zipfile.BadZipFile, OSError, RuntimeError) as e:
-            return {name: f"!the zip cannot be read ({e})" for name in PIECES}
-        return {name: _decode(name, data) for name, data in found.items()}
-    if path.exists():
-        raise SubmissionError(f"{path}: not a folder or a zip file")
-    raise SubmissionError(f"{path}: no such file or folder")
-
-
-def _decode(name, data):
-    if isinstance(data, str):
-        return data
-    if len(data) > MAX_FILE_BYTES:
-        return f"!{name} is larger than {MAX_FILE_BYTES} bytes"
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"!{name} is not UTF-8 text"
 
 
 _RUNNERS = {}
@@ -275,43 +179,6 @@ def _grade_job(args):
     return grade(*args)
 
 
-def summary_line(graded, width=0):
-    """'alice  13.5/15  FC up 2/2 | FC down 4/4 | conv up 3/3 | conv down 4.5/6: <first reason>'."""
-    parts, reasons = [], []
-    for piece in dict.fromkeys(p for p, _, _ in POINTS):
-        cls, method = piece.split(".")
-        short = ("FC " if cls == FC else "conv ") + ("up" if method == "ComputeUp" else "down")
-        mine = [c for c in graded["checks"] if c["piece"] == piece]
-        got, out_of = sum(c["points"] for c in mine), sum(c["max_points"] for c in mine)
-        parts.append(f"{short} {got:g}/{out_of:g}")
-        lost = [c for c in mine if c["points"] < c["max_points"]]
-        if lost:
-            reason = lost[0]["reason"]
-            if reason.startswith("not implemented"):
-                reason = "not implemented"
-            reasons.append(f"{short} {lost[0]['check']}: " + (reason[:137] + "..." if len(reason) > 140 else reason))
-    line = f"{graded['student']:<{width}}  {graded['total']:g}/{graded['max']:g}  " + " | ".join(parts)
-    return line + ("  -- " + "; ".join(reasons) if reasons else "")
-
-
-def write_outputs(results, out_dir, run=None):
-    """grades.csv and grades.json in out_dir; `run` (seed, sandbox, limits) goes in the json."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason"])
-        for graded in results:
-            for c in graded["checks"]:
-                writer.writerow([graded["student"], c["piece"], c["check"], f"{c['points']:g}",
-                                 f"{c['max_points']:g}", c["passed"], c["reason"]])
-            writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
-    with open(out / "grades.json", "w") as f:
-        json.dump({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
-                   "students": results}, f, indent=1, default=float)
-    return out / "grades.csv", out / "grades.json"
-
-
 def _unique_names(results):
     seen = {}
     for graded in results:
@@ -357,97 +224,3 @@ def make_runner(unsafe, prog="autograde.py"):
         return None, (f"no sandbox can be made here ({e}); install bubblewrap (apt-get install -y bubblewrap) "
                       "where namespaces are allowed, or pass --unsafe-no-sandbox to grade without one")
     return runner, "bubblewrap"
-
-
-def limit_arguments(parser):
-    parser.add_argument("--timeout", type=float, default=Limits.timeout, help="wall-clock seconds per "
-                        "piece (default %(default)g)")
-    parser.add_argument("--cpu", type=int, default=Limits.cpu, help="CPU seconds per process (default %(default)s)")
-    parser.add_argument("--memory", type=int, default=Limits.memory, help="MB of memory per process "
-                        "(default %(default)s)")
-    parser.add_argument("--max-output", dest="output", type=int, default=Limits.output, help="MB a piece may "
-                        "write to a file "
-                        "(stdout and stderr included) and to its /tmp (default %(default)s)")
-    parser.add_argument("--unsafe-no-sandbox", action="store_true", help="run the students' code without a "
-                        "sandbox (only where none can be made; see docs/grading.md)")
-
-
-def checked_limits(args):
-    """Limits from the command line, or a one-line error."""
-    for name in ("timeout", "cpu", "memory", "output"):
-        value = getattr(args, name)
-        if value is None or value <= 0:
-            flag = "--max-output" if name == "output" else f"--{name}"
-            return None, f"{flag} must be positive, got {value}"
-    return Limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output), None
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = OneLineParser(prog="autograde.py", description="Grade students' fc_layer.py and conv_layer.py "
-                           "(each submission a folder or zip), each piece in a sandbox.")
-    parser.add_argument("submissions", nargs="*", metavar="SUBMISSION", help="a folder or .zip per student")
-    parser.add_argument("--out", default=os.path.join("runs", "autograde"),
-                        help="folder for grades.csv and grades.json (default %(default)s)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="submissions graded at once "
-                        "(default: %(default)s, the number of cores)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the random cases and gradient checks "
-                        "(default: a new one each run, recorded in grades.json)")
-    limit_arguments(parser)
-    parser.add_argument("--gradescope-bundle", metavar="ZIP", help="write Gradescope's autograder zip (the "
-                        "limits and --unsafe-no-sandbox given go into it) and exit")
-    parser.add_argument("--visibility", default="visible", choices=("visible", "after_due_date", "after_published",
-                        "hidden"), help="with --gradescope-bundle: when students see the tests (default %(default)s)")
-    parser.add_argument("--gradescope-run", action="store_true", help="grade ROOT/submission into "
-                        "ROOT/results/results.json (what the bundle's run_autograder runs)")
-    parser.add_argument("--check-only", action="store_true", help="with --gradescope-run: only say whether "
-                        "a sandbox can be made (exit status 0 or 3)")
-    parser.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"),
-                        help="with --gradescope-run: Gradescope's folder (default $AUTOGRADER_ROOT or %(default)s)")
-    args = parser.parse_args(argv)
-    limits, problem = checked_limits(args)
-    if problem or (args.jobs is None or args.jobs <= 0):
-        print(f"autograde.py: error: {problem or f'--jobs must be positive, got {args.jobs}'}", file=sys.stderr)
-        return 2
-    if args.gradescope_bundle or args.gradescope_run:
-        from tools import autograde_gradescope
-
-        if args.gradescope_bundle:
-            return autograde_gradescope.bundle_main(args.gradescope_bundle, limits, args.unsafe_no_sandbox,
-                                                    args.visibility)
-        return autograde_gradescope.run_main(args.root, limits, args.unsafe_no_sandbox, args.visibility,
-                                             args.check_only)
-    if not args.submissions:
-        print("autograde.py: error: give at least one SUBMISSION (or --gradescope-bundle, --gradescope-run)",
-              file=sys.stderr)
-        return 2
-    for submission in args.submissions:
-        path = Path(submission)
-        if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip")):
-            what = "not a folder or a .zip file" if path.exists() else "no such file or folder"
-            print(f"autograde.py: error: {submission}: {what}", file=sys.stderr)
-            return 2
-    try:
-        runner, sandbox = make_runner(args.unsafe_no_sandbox)
-    except HandoutError as e:
-        print(f"autograde.py: error: cannot make the student kit the pieces run in: {e}", file=sys.stderr)
-        return 2
-    if runner is None:
-        print(f"autograde.py: error: {sandbox}", file=sys.stderr)
-        return 3
-    seed = secrets.randbelow(1 << 31) if args.seed is None else args.seed
-    try:
-        results = grade_all(args.submissions, limits, seed, args.jobs, runner)
-    finally:
-        runner.cleanup()
-    width = max(len(r["student"]) for r in results)
-    for graded in results:
-        print(summary_line(graded, width))
-    run = {"seed": seed, "sandbox": sandbox, "limits": asdict(limits)}
-    csv_path, json_path = write_outputs(results, args.out, run)
-    print(f"every check: {csv_path}, {json_path} (seed {seed}, sandbox: {sandbox})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ drop that our own code would otherwise have to get right. A piece's process sees
 
 - a read-only /kit: the student kit (the handout's files, every solution region blank, the
   built extension) with the student's one file bound over its blank twin; a read-only
-  /grader holding autograde_worker.py; read-only the system's /usr (and /bin, /lib ...) and
+  /grader holding worker.py; read-only the system's /usr (and /bin, /lib ...) and
   the folders of the Python that runs it; a private /tmp of --output MB; its own /proc and
   a minimal /dev. Nothing else: not the reference kit, not the grader's temporary files or
   --out folder, not the other submissions, not /etc, /home or /root's files.
@@ -44,13 +44,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-KIT = Path(__file__).resolve().parents[1]
-if str(KIT) not in sys.path:
-    sys.path.insert(0, str(KIT))
-
-from plumbing import runtime  # noqa: E402
-from tools import autograde_worker as wire  # noqa: E402
-from tools.autograde_worker import FrameError  # noqa: E402
+from plumbing import runtime
+from plumbing.errors import UserError
+from tools import KIT
+from tools.grader import worker as wire
+from tools.grader.worker import FrameError
 
 WORKER = Path(wire.__file__).resolve()
 UID_BASE = 2_000_000_000  # far above any account's ID; plus the grading process's ID
@@ -76,8 +74,11 @@ class StudentError(Exception):
     line 3)')."""
 
 
-class SandboxUnavailable(RuntimeError):
-    """No sandbox can be made here; the message says why."""
+class SandboxUnavailable(UserError):
+    """No sandbox can be made here; the message says why (what to install, or that the kernel
+    or container refuses namespaces). The grader stops with it, exit status 3."""
+
+    exit_status = 3
 
 
 class SandboxBroken(SandboxUnavailable):
@@ -91,7 +92,7 @@ def bwrap_path():
     return os.environ.get("AUTOGRADE_BWRAP") or shutil.which("bwrap")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bwrap_options(bwrap):
     """The options this bwrap knows (from its --help); SandboxUnavailable without the ones
     the sandbox needs (--size came with bubblewrap 0.7, --perms with 0.5)."""
@@ -151,7 +152,7 @@ def unsafe_uid():
     return uid
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _python_dirs():
     """The folders the sandbox's Python needs beyond /usr: its prefixes and site folders."""
     import site
@@ -255,7 +256,7 @@ class Runner:
     @classmethod
     def prepare(cls, sandbox=True, kit=KIT):
         """A new run folder (removed by `cleanup`) from the reference kit `kit`."""
-        from tools.handout import make_handout
+        from tools.course.handout import make_handout
 
         root = Path(tempfile.mkdtemp(prefix="autograde_"))
         try:
@@ -330,7 +331,7 @@ class Runner:
 
 
 class Piece:
-    """One student process, spoken to in frames (see autograde_worker.py)."""
+    """One student process, spoken to in frames (see worker.py)."""
 
     def __init__(self, runner, filename, source, limits):
         self.runner, self.limits = runner, limits

@@ -1,4 +1,4 @@
-"""The student's side of the grader (staff only): python -I -B autograde_worker.py KIT FILE
+"""The student's side of the grader (staff only): python -I -B worker.py KIT FILE
 
 It runs in the sandbox, as the student's process. KIT is a copy of the student kit (its
 solution regions blank) with the student's FILE (fc_layer.py or conv_layer.py) in it. The

@@ -1,0 +1,1 @@
+"""The autograder (staff only; docs/grading.md). Entry point: tools/autograde.py."""

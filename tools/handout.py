@@ -1,0 +1,14 @@
+"""python tools/handout.py: write the student kit (staff only; docs/course-tools.md).
+
+The entry point people type; the tool is tools/course/handout.py (--help says how to use it).
+"""
+
+import sys
+
+if __name__ == "__main__" and not __package__:
+    import kit_path  # noqa: F401  (tools/kit_path.py: the repository on sys.path, before the imports below)
+
+from tools.course.handout import main
+
+if __name__ == "__main__":
+    sys.exit(main())

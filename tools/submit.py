@@ -1,0 +1,14 @@
+"""python tools/submit.py: put together what you hand in: submission.html and a2_code.zip.
+
+The entry point people type; the tool is tools/course/submit.py (--help says how to use it).
+"""
+
+import sys
+
+if __name__ == "__main__" and not __package__:
+    import kit_path  # noqa: F401  (tools/kit_path.py: the repository on sys.path, before the imports below)
+
+from tools.course.submit import main
+
+if __name__ == "__main__":
+    sys.exit(main())
