@@ -17,15 +17,15 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
 
 require_compiled_kernels("evaluate.py")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing.errors import ConfigError  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from net import NeuralNet  # noqa: E402
+from net import NeuralNet
+from plumbing.config import load_config
+from plumbing.errors import ConfigError
 
 
 def evaluate(net, checkpoint=None):
@@ -35,8 +35,8 @@ def evaluate(net, checkpoint=None):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below, in one line
         results = {name: net.Validate(getattr(net, name + "_")) for name in ("train", "validation", "test")}
     if not all(math.isfinite(value) for pair in results.values() for value in pair):
-        raise ConfigError(f"{net.source_}: checkpoint {checkpoint or net.settings_.checkpoint_file} gives NaN or infinite "
-                          f"outputs, not a cross entropy; train again (python train.py {net.source_})")
+        raise ConfigError(f"{net.source_}: checkpoint {checkpoint or net.settings_.checkpoint_file} gives NaN or "
+                          f"infinite outputs, not a cross entropy; train again (python train.py {net.source_})")
     return results
 
 

@@ -14,16 +14,16 @@ from plumbing import runtime
 
 runtime.configure("single_example")  # a few examples at a time: one BLAS thread
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed
 
 require_compiled_kernels("grad_check.py")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing import gradient_faults  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from plumbing.errors import UserError  # noqa: E402
-from net import NeuralNet  # noqa: E402
+from net import NeuralNet
+from plumbing import gradient_faults
+from plumbing.config import load_config
+from plumbing.errors import UserError
 
 THRESHOLD = 1e-4
 MAX_ENTRIES = 1000
@@ -50,7 +50,7 @@ def check_gradients(net, rng, log=None, batch=None):
         if not layer.has_params_:
             continue
 
-        def loss():  # layer i's parameters change only what is above it; the mean, as dw and db are
+        def loss(i=i):  # layer i's parameters change only what is above it; the mean, as dw and db are
             return gradient_faults.loss_from(net, i, states[i], targets) / len(inputs)
 
         for suffix, analytic in (("w", dw), ("b", db)):

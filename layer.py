@@ -12,10 +12,11 @@ unchanged (see `ComputeActivationDeriv`).
 
 import numpy as np
 
+from plumbing.errors import ConfigError
+
 # What a layer file needs of the kit's plumbing, handed on from here: a layer imports only
 # numpy, convolutions and this module.
 from plumbing.settings import check_keys, layer_setting
-from plumbing.errors import ConfigError
 from plumbing.shapes import output_size
 
 __all__ = ["ConfigError", "Layer", "layer_setting", "output_size"]

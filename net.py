@@ -153,7 +153,8 @@ class NeuralNet:
             self._epochs(max_epochs, display, log)
         best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.settings_.checkpoint_on == "accuracy" else
                 f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
-        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.settings_.checkpoint_file}", file=log, flush=True)
+        print(f"{best} (epoch {self.best_epoch_}); model saved in {self.settings_.checkpoint_file}", file=log,
+              flush=True)
         return self.best_acc_
 
     def _epochs(self, max_epochs, display, log):

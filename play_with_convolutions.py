@@ -18,18 +18,18 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
 
 require_compiled_kernels("play_with_convolutions.py")
 
-import numpy as np  # noqa: E402
+import convolutions
+import numpy as np
 
-import convolutions  # noqa: E402
-from plumbing.checkpoints import write_atomically  # noqa: E402
-from plumbing.errors import UserError  # noqa: E402
-from plumbing.display import is_headless  # noqa: E402
-from plumbing.files import open_regular  # noqa: E402
-from plumbing.run_files import check_output  # noqa: E402
+from plumbing.checkpoints import write_atomically
+from plumbing.display import is_headless
+from plumbing.errors import UserError
+from plumbing.files import open_regular
+from plumbing.run_files import check_output
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)

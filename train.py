@@ -18,13 +18,13 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed
 
 require_compiled_kernels("train.py")
 
-from net import NeuralNet  # noqa: E402
-from plumbing.config import load_config  # noqa: E402
-from plumbing.errors import OutputError  # noqa: E402
+from net import NeuralNet
+from plumbing.config import load_config
+from plumbing.errors import OutputError
 
 
 @entry_point("train.py")

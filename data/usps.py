@@ -29,11 +29,11 @@ import urllib.request
 if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers are one folder up
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from plumbing.command_line import OneLineParser, entry_point  # noqa: E402
-from plumbing.errors import DataError  # noqa: E402
-from plumbing.files import atomic_write, check_regular_or_absent, open_regular, same_file  # noqa: E402
+from plumbing.command_line import OneLineParser, entry_point
+from plumbing.errors import DataError
+from plumbing.files import atomic_write, check_regular_or_absent, open_regular, same_file
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {

@@ -20,9 +20,9 @@ import zlib
 
 import numpy as np
 
-from plumbing.settings import SETTINGS, shown
 from plumbing.errors import ConfigError, OutputError
 from plumbing.files import NotRegularFile, atomic_write, missing, numbers, read_npz
+from plumbing.settings import SETTINGS, shown
 
 # Settings a resumed run may change: how long it goes on, what it shows, where its files are.
 RESUMABLE = ("max_epochs", "display", "display_after", "data_path", "checkpoint_file", "performance_stats")

@@ -23,9 +23,6 @@ from plumbing.errors import ConfigError
 from plumbing.files import read_limited
 from plumbing.settings import shown
 
-
-
-
 # A config is a few kilobytes (the largest shipped one, usps_best.yaml, 2.4 KB). Anything much
 # larger is not one; PyYAML parses some 130 KiB a second, so reading stays below half a second.
 CONFIG_LIMIT = 64 << 10

@@ -88,7 +88,8 @@ class ActivationDisplay:
         window, or headless into the PNG."""
         net = self.net_
         i = self._pick(batch) if i is None else i
-        image = batch[i].reshape(net.settings_.input_num_channels, net.settings_.input_image_size_y, net.settings_.input_image_size_x)
+        settings = net.settings_
+        image = batch[i].reshape(settings.input_num_channels, settings.input_image_size_y, settings.input_image_size_x)
         panels = [("input", tile(image[0] if image.shape[0] == 1 else image))]
         for layer, state in zip(net.layer_[:-1], states[1:-1]):
             panels.append((layer.name_, tile(state[i])))

@@ -1,15 +1,16 @@
-"""Shared fixtures, and the student kit's "not implemented yet". The repository on sys.path, the test process tuned by runtime.py (role
-single_example), the USPS data (prepared once per session from the local mirror into a
-temporary directory), small slices of it, configs written into tmp_path with absolute paths
-(tests never write into data/ or runs/), numeric_gradient and small synthetic networks.
-The kernels' references are in tests/references.py.
+"""Shared fixtures, and the student kit's "not implemented yet". The repository on sys.path,
+the test process tuned by runtime.py (role single_example), the USPS data (prepared once per
+session from the local mirror into a temporary directory), small slices of it, configs
+written into tmp_path with absolute paths (tests never write into data/ or runs/),
+numeric_gradient and small synthetic networks. The kernels' references are in
+tests/references.py.
 
 In the student kit the four pieces start as `raise NotImplementedError("<piece>: ...")`. A test
 that fails because one of them is not written yet (the error raised in the test, or a script it
 runs saying `not implemented yet: <piece>`) is reported as xfailed with the reason
 "not implemented yet: <piece>", not as a failure; any other failure stays a failure. Where every
 piece is written (the reference kit) this changes nothing. `--piece NAME` runs the layer tests of
-one piece (PIECE_TESTS).
+one piece (the tests marked `piece`).
 """
 
 import functools
@@ -23,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from plumbing import runtime  # noqa: E402
+from plumbing import runtime
 
 # Before numpy is imported: the tests multiply small matrices, one example or a few at a
 # time, where OpenBLAS's threads cost more than they give. Results do not depend on it.
@@ -31,9 +32,9 @@ runtime.configure("single_example")
 # No screen in CI: matplotlib must draw to files.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import pytest
+import yaml
 
 CONFIG_DIR = REPO_ROOT / "configs"
 SLICE_SIZES = {"train": 600, "validation": 200, "test": 200}
@@ -47,21 +48,17 @@ PIECE_FILES = {"FCLayer.ComputeUp": "fc_layer.py", "FCLayer.ComputeDown": "fc_la
                "ConvLayer.ComputeUp": "conv_layer.py", "ConvLayer.ComputeDown": "conv_layer.py"}
 
 
-def _method2(item):
-    callspec = getattr(item, "callspec", None)
-    return (callspec is not None and callspec.params.get("method") == 2) or "method2" in item.name
+# A test of one piece carries the mark `piece` with the piece's name (`@piece("FCLayer.ComputeUp")`,
+# or `method2(...)` on a conv test's `method` parameter); `--piece NAME` runs the tests so marked.
+piece = pytest.mark.piece
 
 
-def _forward(item):
-    return "forward" in item.name
+def methods(name):
+    """The `method` parameter of a conv layer test: method 1 (the kit's), and method 2 marked as
+    a test of the student's piece `name`."""
+    return [1, pytest.param(2, marks=piece(name))]
 
 
-PIECE_TESTS = {
-    "FCLayer.ComputeUp": ("test_fc_layer.py", _forward),
-    "FCLayer.ComputeDown": ("test_fc_layer.py", lambda item: not _forward(item)),
-    "ConvLayer.ComputeUp": ("test_conv_layer.py", lambda item: _method2(item) and _forward(item)),
-    "ConvLayer.ComputeDown": ("test_conv_layer.py", lambda item: _method2(item) and not _forward(item)),
-}
 PIECE_NAMES = "|".join(re.escape(piece) for piece in PIECE_FILES)
 # How an unwritten piece shows: the blank's raise in the source, its error, a script's line.
 BLANK_RAISE = re.compile(rf"raise NotImplementedError\(\s*[\"']({PIECE_NAMES}):")
@@ -82,7 +79,7 @@ UNWRITTEN = unwritten_pieces()
 
 
 def pytest_addoption(parser):
-    parser.addoption("--piece", choices=sorted(PIECE_TESTS), action="append", default=[],
+    parser.addoption("--piece", choices=sorted(PIECE_FILES), action="append", default=[],
                      help="run only the layer tests of this piece of the assignment (may be repeated)")
 
 
@@ -92,7 +89,7 @@ def pytest_collection_modifyitems(config, items):
         return
     keep, drop = [], []
     for item in items:
-        chosen = any(item.path.name == PIECE_TESTS[p][0] and PIECE_TESTS[p][1](item) for p in pieces)
+        chosen = any(mark.args[0] in pieces for mark in item.iter_markers("piece"))
         (keep if chosen else drop).append(item)
     config.hook.pytest_deselected(items=drop)
     items[:] = keep

@@ -6,7 +6,7 @@ The entry point people type; the tool is tools/grader/command.py (--help says ho
 import sys
 
 if __name__ == "__main__" and not __package__:
-    import kit_path  # noqa: F401  (tools/kit_path.py: the repository on sys.path, before the imports below)
+    import kit_path  # for its effect (tools/kit_path.py): the repository on sys.path, before the imports below
 
 from tools.grader.command import main
 

@@ -5,12 +5,12 @@ import io
 
 import numpy as np
 import pytest
+from conftest import LOGREG, small_config
 
 import net as net_module
-from conftest import LOGREG, small_config
 from data.augment import AugmentSettings, augment, transform_images
-from plumbing.errors import ConfigError
 from net import NeuralNet
+from plumbing.errors import ConfigError
 
 SHAPE = (1, 16, 16)
 

@@ -2,7 +2,8 @@
 (KIT_NO_NATIVE=1, narrower vectors, and no FMA instructions: C's fma), an AVX2 build
 (KIT_NO_NATIVE=1 with CFLAGS=-march=haswell, where this CPU runs it), correlate's plain C
 loops (CFLAGS=-DKIT_DB_PLAIN_C, as for compilers without vector extensions) and the serial
-build (KIT_NO_OPENMP=1) against the installed one, bit for bit. Slow: each build compiles the extension (python -m pytest -m slow)."""
+build (KIT_NO_OPENMP=1) against the installed one, bit for bit. Slow: each build compiles the
+extension (python -m pytest -m slow)."""
 
 import glob
 import importlib.util
@@ -11,10 +12,9 @@ import shutil
 import subprocess
 import sys
 
+import convolutions
 import numpy as np
 import pytest
-
-import convolutions
 from conftest import REPO_ROOT
 
 

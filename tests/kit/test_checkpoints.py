@@ -1,7 +1,8 @@
 """checkpoints.py: files written whole or not at all, checkpoints and the last state."""
 
-from plumbing import checkpoints
 import pytest
+
+from plumbing import checkpoints
 
 
 def test_write_atomically_leaves_the_old_file_when_writing_fails(tmp_path):

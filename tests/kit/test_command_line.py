@@ -5,7 +5,6 @@ import runpy
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 SCRIPTS = ["train", "evaluate", "grad_check", "play_with_convolutions"]

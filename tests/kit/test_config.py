@@ -2,12 +2,12 @@
 aliases), and the checks that turn bad values into one short line naming the key."""
 
 import pytest
+from conftest import CONFIG_DIR
 
 from plumbing import config, settings
-from plumbing.errors import ConfigError
 from plumbing.config import load_config
+from plumbing.errors import ConfigError
 from plumbing.settings import shown
-from conftest import CONFIG_DIR
 
 
 def write(tmp_path, text):

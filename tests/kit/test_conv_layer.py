@@ -5,11 +5,11 @@ windows do not end on the last padded pixel refused with a ConfigError."""
 
 import numpy as np
 import pytest
+from conftest import methods, numeric_gradient, piece
+from references import fitting_size
 
-from conftest import numeric_gradient
 from conv_layer import ConvLayer
 from plumbing.errors import ConfigError
-from references import fitting_size
 
 
 def fitting_shape(k, stride, padding, channels, near=(7, 6)):
@@ -56,7 +56,7 @@ def cross_correlation_reference(x, w, b, k, s, p):
     return out
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeUp"))
 @pytest.mark.parametrize("k,stride,padding", [(3, 1, 0), (3, 2, 1), (3, 3, 2), (5, 1, 2), (5, 2, 4), (2, 2, 1)])
 def test_forward_matches_cross_correlation_loop(method, k, stride, padding):
     in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 2)
@@ -69,7 +69,7 @@ def test_forward_matches_cross_correlation_loop(method, k, stride, padding):
     np.testing.assert_allclose(out, np.maximum(pre, 0), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeUp"))
 def test_initialize_returns_output_size_and_accepts_flat_inputs(method):
     layer = make_conv(method, k=3, stride=2, padding=1, in_shape=(7, 5, 2))
     assert (layer.output_size_y_, layer.output_size_x_) == (4, 3)
@@ -101,7 +101,7 @@ def _check_gradients(layer, x, seed=0):
 GRADIENT_CASES = [(k, s, p) for k in (3, 5) for s in (1, 2) for p in range(k)]
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeDown"))
 @pytest.mark.parametrize("k,stride,padding", GRADIENT_CASES)
 def test_derivatives_match_central_differences(method, k, stride, padding):
     in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 2)
@@ -110,7 +110,7 @@ def test_derivatives_match_central_differences(method, k, stride, padding):
     _check_gradients(layer, x, seed=padding)
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeDown"))
 @pytest.mark.parametrize("in_channels,out_channels", [(1, 1), (1, 4), (3, 2), (4, 5)])
 def test_derivatives_match_central_differences_for_channel_counts(method, in_channels, out_channels):
     layer = make_conv(method, 3, 1, 1, in_shape=(5, 5, in_channels), num_channels=out_channels,
@@ -119,7 +119,7 @@ def test_derivatives_match_central_differences_for_channel_counts(method, in_cha
     _check_gradients(layer, x, seed=out_channels)
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeDown"))
 @pytest.mark.parametrize("stride", [1, 2])
 def test_input_layer_returns_none_as_input_derivative(method, stride):
     layer = make_conv(method, 3, stride, 1, role="input")
@@ -137,6 +137,7 @@ def _same_weights_pair(k, stride, padding, in_shape, num_channels, role="hidden"
 METHOD_CASES = [(k, s, p) for k in (2, 3, 5) for s in (1, 2, 3) for p in range(k)]
 
 
+@piece("ConvLayer.ComputeDown")
 @pytest.mark.parametrize("k,stride,padding", METHOD_CASES)
 def test_method2_matches_method1_outputs_and_derivatives(k, stride, padding):
     in_y, in_x, _ = in_shape = fitting_shape(k, stride, padding, 3, near=(9, 8))
@@ -150,7 +151,7 @@ def test_method2_matches_method1_outputs_and_derivatives(k, stride, padding):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("method", [1, 2])
+@pytest.mark.parametrize("method", methods("ConvLayer.ComputeDown"))
 def test_output_layer_applies_softmax_over_all_units_and_passes_derivatives_unchanged(method):
     layer = make_conv(method, 3, 1, 1, in_shape=(5, 5, 2), num_channels=3, role="output", seed=4)
     x = np.random.default_rng(4).standard_normal((2, 2, 5, 5))
@@ -168,6 +169,7 @@ def test_output_layer_applies_softmax_over_all_units_and_passes_derivatives_unch
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
+@piece("ConvLayer.ComputeDown")
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_method2_matches_method1_as_input_layer_with_flat_inputs(stride):
     size = fitting_size(10, 3, stride, 1)
@@ -200,6 +202,7 @@ def test_windows_that_leave_input_rows_out_are_a_config_error(method, k, stride,
         make_conv(method, k, stride, padding, in_shape=in_shape)
 
 
+@piece("ConvLayer.ComputeDown")
 def test_method2_refuses_inputs_too_small_for_its_weight_derivative():
     # 3 + 2*1 >= 5 is fine for method 1, but method 2 needs 3 + 1 >= 5.
     make_conv(1, k=5, padding=1, in_shape=(3, 3, 1))

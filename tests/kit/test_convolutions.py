@@ -6,16 +6,14 @@ import os
 import subprocess
 import sys
 
+import convolutions
 import numpy as np
 import pytest
 import scipy.signal
+from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import convolutions
-from conftest import REPO_ROOT
-from references import (convolve_reference, maxpool_backward_reference, maxpool_reference,
-                        pre_activation_reference)
+from references import convolve_reference, maxpool_backward_reference, maxpool_reference, pre_activation_reference
 
 HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=True)
 
@@ -127,7 +125,7 @@ def test_convolve_lanes_across_maps_give_the_in_order_sums_bit_for_bit(maps, dty
     # filled, or not); kernels as a flipped view, as the conv layer passes them.
     rng = np.random.default_rng(maps)
     for axis in (0, 1, 2):
-        monkeypatch.setattr(convolutions, "_across_axis", lambda *args: axis)
+        monkeypatch.setattr(convolutions, "_across_axis", lambda *args, axis=axis: axis)
         # Their positions make blocks of every size from 1 to 8 (1; 2; 3; 9 as 5 + 4, or
         # 3 + 3 + 3 with 4 at most; 14 as 7 + 7; 25 as 7 + 6 + 6 + 6; 63; 16).
         for out_y, out_x, k, padding in [(1, 1, 4, 0), (1, 2, 3, 1), (3, 1, 2, 0), (3, 3, 8, 1), (5, 5, 16, 2),
@@ -360,7 +358,7 @@ def test_convolve_refuses_python_lists(which):
         convolutions.convolve(*args)
 
 
-def test_convolve_validation_does_not_rely_on_assert_under_python_O():
+def test_convolve_validation_does_not_rely_on_assert_under_python_dash_o():
     code = ("import numpy as np, convolutions\n"
             "try:\n"
             "    convolutions.convolve(np.ones((1, 5, 5)), np.ones((1, 3, 3)), padding=3)\n"

@@ -7,10 +7,10 @@ import types
 
 import numpy as np
 import pytest
-
-from plumbing import display
 from conftest import small_config, synthetic_npz
+
 from net import NeuralNet
+from plumbing import display
 
 EPOCHS, STEPS = 3, 5  # 250 synthetic images in batches of 50
 

@@ -6,13 +6,13 @@ import io
 
 import numpy as np
 import pytest
-
 from conftest import numeric_gradient
+
 from dropout_layer import DropoutLayer
 from grad_check import THRESHOLD, check_gradients
-from plumbing.errors import ConfigError
-from plumbing.display import ActivationDisplay
 from net import NeuralNet
+from plumbing.display import ActivationDisplay
+from plumbing.errors import ConfigError
 
 
 def make_dropout(rate, role="hidden", in_shape=(4, 4, 3), seed=0):

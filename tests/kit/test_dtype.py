@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, load_shipped_config, write_config
-from plumbing.errors import ConfigError
+
 from net import NeuralNet
+from plumbing.errors import ConfigError
 
 CONFIGS = ["logreg.yaml", "net_2layer.yaml", "convnet1_method1.yaml", "convnet1_method2.yaml",
            "convnet3.yaml", "convnet_gradcheck_deep.yaml"]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from conftest import numeric_gradient, piece
 
-from conftest import numeric_gradient
 from fc_layer import FCLayer
 
 
@@ -20,6 +20,7 @@ def make_fc(fan_in_shape=(1, 1, 6), num_channels=4, role="hidden", seed=0):
     return layer
 
 
+@piece("FCLayer.ComputeUp")
 def test_forward_is_relu_of_affine_map_for_hidden_layers():
     layer = make_fc()
     x = np.random.default_rng(1).standard_normal((3, 6))
@@ -29,6 +30,7 @@ def test_forward_is_relu_of_affine_map_for_hidden_layers():
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
 
 
+@piece("FCLayer.ComputeUp")
 def test_forward_of_output_layer_is_softmax_and_flattens_image_inputs():
     layer = make_fc(fan_in_shape=(1, 2, 2), role="output", num_channels=2)
     # One image (C, H, W) = (1, 2, 2), flattened row by row to (1, 2, 3, 4); weights and biases
@@ -42,6 +44,7 @@ def test_forward_of_output_layer_is_softmax_and_flattens_image_inputs():
     np.testing.assert_allclose(out, [[p, 1 - p]], rtol=1e-12)
 
 
+@piece("FCLayer.ComputeDown")
 @pytest.mark.parametrize("input_shape", [(3, 6), (3, 1, 2, 3)])
 def test_hidden_relu_layer_derivatives_match_central_differences(input_shape):
     layer = make_fc(fan_in_shape=(2, 3, 1) if len(input_shape) == 4 else (1, 1, 6))
@@ -63,6 +66,7 @@ def test_hidden_relu_layer_derivatives_match_central_differences(input_shape):
     np.testing.assert_allclose(db, numeric_gradient(loss, layer.b_) / batch, rtol=1e-6, atol=1e-8)
 
 
+@piece("FCLayer.ComputeDown")
 def test_output_softmax_layer_takes_derivative_wrt_softmax_input_and_matches_cross_entropy():
     layer = make_fc(role="output", num_channels=10)
     rng = np.random.default_rng(4)
@@ -79,6 +83,7 @@ def test_output_softmax_layer_takes_derivative_wrt_softmax_input_and_matches_cro
     np.testing.assert_allclose(db, numeric_gradient(loss, layer.b_) / 4, rtol=1e-6, atol=1e-8)
 
 
+@piece("FCLayer.ComputeDown")
 def test_input_layer_returns_none_as_input_derivative_but_still_weight_derivatives():
     layer = make_fc(role="input")
     rng = np.random.default_rng(5)
@@ -92,6 +97,7 @@ def test_input_layer_returns_none_as_input_derivative_but_still_weight_derivativ
     assert db.shape == (1, 4)
 
 
+@piece("FCLayer.ComputeDown")
 def test_compute_down_does_not_modify_its_arguments():
     layer = make_fc()
     rng = np.random.default_rng(6)

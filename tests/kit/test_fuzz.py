@@ -27,19 +27,25 @@ import json
 import subprocess
 import sys
 
+import convolutions
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, numeric_gradient
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
+from references import (
+    convolve_reference,
+    fitting_size,
+    maxpool_backward_reference,
+    maxpool_reference,
+    pre_activation_reference,
+    window_size,
+)
 
-import convolutions
-from plumbing.errors import ConfigError
-from conftest import REPO_ROOT, numeric_gradient
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer
-from references import (convolve_reference, fitting_size, maxpool_backward_reference, maxpool_reference,
-                        pre_activation_reference, window_size)
+from plumbing.errors import ConfigError
 
 # Examples per property (and calls in the child process): cited by the README.
 CONVOLVE_CASES = 600
@@ -89,7 +95,7 @@ def make_values(shape, dtype, rng, values="uniform"):
         v = rng.uniform(-1, 1, n)
     v = v.reshape(shape)
     dtype = np.dtype(dtype)
-    if dtype == object:
+    if dtype.kind == "O":  # object
         return v.astype(object)
     if dtype.kind in "iu":
         return rng.integers(-3, 4, shape).astype(dtype)

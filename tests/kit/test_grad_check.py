@@ -4,12 +4,12 @@ The typical mistakes of the README's table are injected by tests/kit/test_grad_c
 
 import types
 
+import convolutions
 import numpy as np
 import pytest
-
-import convolutions
-import grad_check
 from conftest import CONFIG_DIR
+
+import grad_check
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer
@@ -53,7 +53,8 @@ def test_a_wrong_input_derivative_is_blamed_on_the_layer_above_the_wrong_weights
     monkeypatch.setattr(FCLayer, "ComputeDown", scaled(FCLayer.ComputeDown, 0, 0.99))
     status, lines = run("net_1layer.yaml", capsys)
     assert status == 1 and "FAILED: gradient for fc1_w" in "\n".join(lines)
-    assert faults(lines) == ["FCLayer.ComputeDown (fc_layer.py): the input derivative (dC_by_dinputs) of layer 'output'"]
+    assert faults(lines) == ["FCLayer.ComputeDown (fc_layer.py): the input derivative (dC_by_dinputs) of layer "
+                             "'output'"]
 
 
 def test_a_wrong_pooling_derivative_is_blamed_on_the_pooling_layer(monkeypatch, capsys):

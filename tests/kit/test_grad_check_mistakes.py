@@ -4,8 +4,8 @@ the reference kit must PASS every grad-check config.
 
 The mistakes and what grad_check prints for each are the README's table ("When grad_check
 fails"): the test reads it and checks every row against grad_check's real output (but for
-the line numbers in error lines), so the table cannot drift from the code. `python tests/kit/test_grad_check_mistakes.py` prints the rows
-as grad_check prints them now.
+the line numbers in error lines), so the table cannot drift from the code.
+`python tests/kit/test_grad_check_mistakes.py` prints the rows as grad_check prints them now.
 """
 
 import os
@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.course.regions import marked_regions  # noqa: E402
+from tools.course.regions import marked_regions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"

@@ -5,8 +5,8 @@ import pytest
 
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
-from plumbing.errors import ConfigError
 from maxpool_layer import MaxPoolLayer
+from plumbing.errors import ConfigError
 
 
 def fc_proto(**overrides):

@@ -8,12 +8,12 @@ import re
 
 import numpy as np
 import pytest
+from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
 
 import net as net_module
-from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
+from net import NeuralNet
 from plumbing.errors import ConfigError
 from plumbing.lr_schedule import lr_multiplier
-from net import NeuralNet
 
 
 def test_constant_is_exactly_one_in_every_epoch():

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-
 from conftest import numeric_gradient
-from plumbing.errors import ConfigError
-from maxpool_layer import MaxPoolLayer
 from references import fitting_size
+
+from maxpool_layer import MaxPoolLayer
+from plumbing.errors import ConfigError
 
 
 def make_pool(k, stride=None, padding=0, in_shape=(6, 6, 3), role="hidden"):

@@ -5,11 +5,11 @@ import io
 
 import numpy as np
 import pytest
-
 from conftest import LOGREG, load_shipped_config, small_config, synthetic_npz
-from plumbing.errors import ConfigError
-from plumbing.config import load_config
+
 from net import NeuralNet
+from plumbing.config import load_config
+from plumbing.errors import ConfigError
 
 # ----------------------------------------------------------------------------------------
 # building

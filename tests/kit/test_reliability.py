@@ -15,12 +15,12 @@ import zlib
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO_ROOT, load_shipped_config
 
 import evaluate
 import grad_check
 import play_with_convolutions
 import train
-from conftest import REPO_ROOT, load_shipped_config
 from data import usps
 from net import NeuralNet
 from tools.course import report
@@ -202,7 +202,8 @@ BAD_INPUTS = [
     ("no network", config_row(lambda c: drop(c, "network")), ["bad.yaml", "'network'"]),
     ("layer without name", config_row(lambda c: with_layer(c, 0, name=None)), ["bad.yaml", "'name'"]),
     ("layer without type", config_row(lambda c: with_layer(c, 0, type=None)), ["bad.yaml", "conv1", "'type'"]),
-    ("duplicate names", config_row(lambda c: with_layer(c, 2, name="conv1")), ["bad.yaml", "conv1", "'name'", "two layers"]),
+    ("duplicate names", config_row(lambda c: with_layer(c, 2, name="conv1")),
+     ["bad.yaml", "conv1", "'name'", "two layers"]),
     ("unknown type", config_row(lambda c: with_layer(c, 0, type="CONV")), ["bad.yaml", "conv1", "'type'", "CONV"]),
     ("misspelt layer key", config_row(lambda c: with_layer(c, 0, epsilion=0.1)),
      ["bad.yaml", "conv1", "'epsilion'", "did you mean 'epsilon'"]),
@@ -241,10 +242,12 @@ BAD_INPUTS = [
      ["bad.yaml", "drop1", "must be an FC"]),
     ("missing data file", config_row(lambda c: dict(c, data_path="/nonexistent/digits.npz")),
      ["bad.yaml", "'data_path'", "/nonexistent/digits.npz", "data/usps.py"]),
-    ("data not an npz", lambda tmp, data: config_row(lambda c: dict(c, data_path=str(REPO_ROOT / "README.md")))(tmp, data),
+    ("data not an npz",
+     lambda tmp, data: config_row(lambda c: dict(c, data_path=str(REPO_ROOT / "README.md")))(tmp, data),
      ["'data_path'", "README.md", "not a readable"]),
     ("data keys missing", npz_row(lambda b: drop(b, "validation_labels")), ["'data_path'", "validation_labels"]),
-    ("images of another size", npz_row(lambda b: dict(b, train=b["train"][:, :200], validation=b["validation"][:, :200])),
+    ("images of another size",
+     npz_row(lambda b: dict(b, train=b["train"][:, :200], validation=b["validation"][:, :200])),
      ["'input_image_size_y'", "train"]),
     ("label count differs", npz_row(lambda b: dict(b, train_labels=b["train_labels"][:-1])),
      ["'data_path'", "train_labels"]),
@@ -431,7 +434,7 @@ def test_sigkill_at_random_moments_never_leaves_a_half_written_file(tmp_path, sm
     config_path = logreg_config(tmp_path, small_npz)
     rng = random.Random(321)
     kills, saw_files = 0, False
-    for attempt in range(24):
+    for _ in range(24):
         # Resume every time after the first run: each kill also tests the last-state file.
         argv = [sys.executable, "train.py", config_path, "--no-display"] + (["--resume"] if saw_files else [])
         process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -14,13 +14,13 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import LOGREG, REPO_ROOT, small_config
 
 import evaluate
 import train
-from conftest import LOGREG, REPO_ROOT, small_config
-from plumbing.errors import ConfigError
 from fc_layer import FCLayer
 from net import NeuralNet
+from plumbing.errors import ConfigError
 
 
 def dump(path, config):

@@ -6,16 +6,16 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from plumbing import runtime
-from conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize("role", sorted(runtime.ROLES))
 def test_configure_sets_its_roles_variables_but_never_overrides_the_users(role):
     variables = runtime.environment(role)
-    code = ("import os; from plumbing import runtime; runtime.configure(%r); "
-            "print(repr({k: os.environ.get(k) for k in %r}))" % (role, sorted(variables)))
+    code = (f"import os; from plumbing import runtime; runtime.configure({role!r}); "
+            f"print(repr({{k: os.environ.get(k) for k in {sorted(variables)!r}}}))")
     clean = {k: v for k, v in os.environ.items() if k not in variables}
     fresh = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=clean, capture_output=True,
                            text=True, check=True)

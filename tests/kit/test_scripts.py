@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import CONFIG_DIR, REPO_ROOT
 
 import evaluate
 import grad_check
 import train
-from conftest import CONFIG_DIR, REPO_ROOT
 from fc_layer import FCLayer
 
 SCRIPTS = {"train": train, "evaluate": evaluate, "grad_check": grad_check}

@@ -176,7 +176,7 @@ def http_server():
         server.server_close()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corrupted_bytes(path):
     """The gzip'd text of `path` with one pixel of one digit changed (and still well-formed)."""
     with open(path, "rb") as f:

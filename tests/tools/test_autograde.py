@@ -69,7 +69,8 @@ def crafted(tmp):
             _with_regions("conv_layer.py", {"ConvLayer.ComputeDown": "import time\ntime.sleep(3600)"})),
         "hog_and_crash": (
             _with_regions("fc_layer.py", {"FCLayer.ComputeDown": "import ctypes\nctypes.string_at(0)"}),
-            _with_regions("conv_layer.py", {"ConvLayer.ComputeUp": "waste = np.ones(1 << 31)  # 16 GB\noutputs = waste"})),
+            _with_regions("conv_layer.py",
+                          {"ConvLayer.ComputeUp": "waste = np.ones(1 << 31)  # 16 GB\noutputs = waste"})),
         "raises_at_import": (
             _reference("fc_layer.py").replace("\nclass ", "\n" + _import_marker(markers)
                                               + 'raise RuntimeError("broken at import")\n\nclass ', 1),

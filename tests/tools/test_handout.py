@@ -61,7 +61,8 @@ SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|xfailed|xpassed|skipped|dese
 
 def _summary(output):
     """{'passed': n, 'xfailed': n, ...} from pytest's closing line (`... in 1.23s`)."""
-    last = next(line for line in reversed(output.splitlines()) if SUMMARY.search(line) and re.search(r" in [\d.]+s", line))
+    last = next(line for line in reversed(output.splitlines())
+                if SUMMARY.search(line) and re.search(r" in [\d.]+s", line))
     return {word: int(n) for n, word in SUMMARY.findall(last)}
 
 
@@ -141,7 +142,8 @@ def test_the_kit_leaves_out_builds_data_runs_hidden_folders_and_staff_tools(gene
                    "kernels/direct_blocks.h",
                    "MANIFEST.in", "data/usps.py", "grad_check.py", "train.py", "evaluate.py", "fc_layer.py",
                    "conv_layer.py", "play_with_convolutions.py", "tools/report.py", "tools/submit.py",
-                   "tools/course/regions.py", "tools/course/report.py", "tools/course/submit.py", "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
+                   "tools/course/regions.py", "tools/course/report.py", "tools/course/submit.py",
+                   "configs/logreg.yaml", "configs/convnet2.yaml", "tests/conftest.py",
                    "tests/kit/test_fc_layer.py", "tests/kit/test_conv_layer.py", "tests/kit/test_scripts.py",
                    "docs/course-tools.md", "docs/configuration.md"):
         assert needed in files, needed
@@ -375,7 +377,8 @@ def test_the_student_kit_ships_only_what_a_student_runs_or_reads(generated):
     for rel in ("tools/bench.py", "tools/analyze.py", "tools/autograde.py", "tools/handout.py", "tools/leaks.py",
                 "tools/grader/grading.py", "tools/benchmark/command.py", "tools/course/handout.py",
                 "tools/course/leaks.py", "tools/course/analyze.py", "tests/kit/test_fuzz.py",
-                "tests/tools/test_bench.py", "tests/kit/test_builds.py", "tests/kit/test_reliability.py", "tests/tools/test_analyze.py",
+                "tests/tools/test_bench.py", "tests/kit/test_builds.py", "tests/kit/test_reliability.py",
+                "tests/tools/test_analyze.py",
                 "tests/tools/autograde_helpers.py", "configs/usps_best.yaml", "configs/lenet.yaml", "docs/speed.md",
                 "docs/grading.md", "docs/answer-key.md"):
         assert rel in staff, rel  # each is in the reference kit, and counted as staff material
@@ -471,7 +474,8 @@ def test_the_student_kits_own_tests_pass_and_report_each_unwritten_piece_as_not_
     kit = _copy_with_extension(generated[0], tmp_path)
     code, output = _pytest(kit)
     counts = _summary(output)
-    assert code == 0 and not counts.get("failed") and not counts.get("error") and not counts.get("errors"), output[-3000:]
+    assert code == 0 and not counts.get("failed") and not counts.get("error") and not counts.get("errors"), \
+        output[-3000:]
     assert counts["passed"] > 200 and counts["xfailed"] > 50
     reasons = _xfail_reasons(output)
     assert len(reasons) == counts["xfailed"]
@@ -521,7 +525,8 @@ def test_the_student_kit_with_a_2015_style_answer_pasted_in_passes_all_its_tests
     _paste_reference_regions(kit)
     code, output = _pytest(kit)
     counts = _summary(output)
-    assert code == 0 and counts["passed"] > 300 and not counts.get("xfailed") and not counts.get("failed"), output[-3000:]
+    assert code == 0 and counts["passed"] > 300 and not counts.get("xfailed") and not counts.get("failed"), \
+        output[-3000:]
 
 
 @pytest.mark.parametrize("tool", ["tools/report.py", "tools/pool_ties.py", "tools/submit.py"])

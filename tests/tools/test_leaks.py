@@ -54,7 +54,8 @@ PLANTS = {  # name: (file, text to add, what the message says)
         "docs/course-tools.md", lambda: f"net_2layer has {analyze.fmt(_q9_total('net_2layer'))} parameters.",
         "a number of the answer key"),
     "a question 9 total without separators": (
-        "tests/kit/test_net.py", lambda: f"# convnet2: {_q9_total('convnet2')} parameters", "a number of the answer key"),
+        "tests/kit/test_net.py", lambda: f"# convnet2: {_q9_total('convnet2')} parameters",
+        "a number of the answer key"),
     "a solution line in a code span": ("README.md", lambda: f"Write `{_line('dw = deriv.T')}`.", "within 2 tokens"),
     "a solution line with one token changed": (
         "docs/architecture.md", lambda: _swap(_line("output = inputs @"), "output", "out"), "within 2 tokens"),

@@ -111,7 +111,8 @@ def test_the_zip_holds_exactly_the_two_files_the_grader_takes(submission):
 
 
 def test_the_grader_reads_the_two_files_from_the_zip(submission):
-    submissions = pytest.importorskip("tools.grader.submissions", reason="the grader is staff material, not in the student kit")
+    submissions = pytest.importorskip("tools.grader.submissions",
+                                      reason="the grader is staff material, not in the student kit")
     _, out, _ = submission
     found = submissions.read_submission(out / "a2_code.zip")
     assert found == {name: (REPO_ROOT / name).read_text() for name in ("fc_layer.py", "conv_layer.py")}

@@ -83,7 +83,7 @@ class TorchRun:
     framework = "torch"
 
     def __init__(self, torch, config, params, arrays, limit, dtype):
-        self.torch, self.F = torch, torch.nn.functional
+        self.torch, self.functional = torch, torch.nn.functional
         self.model, self.optimizer = build_torch_model(torch, config, params, dtype)
         shape = (-1, int(config.get("input_num_channels", 1)), int(config.get("input_image_size_y", 16)),
                  int(config.get("input_image_size_x", 16)))
@@ -105,7 +105,7 @@ class TorchRun:
             return self.torch.softmax(self.model(self.validation[0][:n]), dim=1).numpy()
 
     def epoch(self):
-        torch, F, model, optimizer = self.torch, self.F, self.model, self.optimizer
+        torch, functional, model, optimizer = self.torch, self.functional, self.model, self.optimizer
         (train_x, train_y), (val_x, val_y) = self.train, self.validation
         n, bs = train_x.shape[0], self.batch_size
         start = time.perf_counter()
@@ -116,7 +116,7 @@ class TorchRun:
             batch = order[step * bs:(step + 1) * bs]
             x, y = train_x[batch], train_y[batch]
             logits = model(x)
-            loss = F.cross_entropy(logits, y)  # mean over the batch, as the kit's derivatives
+            loss = functional.cross_entropy(logits, y)  # mean over the batch, as the kit's derivatives
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -129,7 +129,7 @@ class TorchRun:
             for first in range(0, val_x.shape[0], bs):
                 logits = model(val_x[first:first + bs])
                 y = val_y[first:first + bs]
-                val_ce += F.cross_entropy(logits, y, reduction="sum").item()
+                val_ce += functional.cross_entropy(logits, y, reduction="sum").item()
                 val_correct += int((logits.argmax(dim=1) == y).sum())
         return time.perf_counter() - start
 

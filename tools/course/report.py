@@ -77,7 +77,8 @@ def load_stats(path, source):
     except Exception as e:  # truncated, not .npy, pickled
         with open(path, "rb") as f:
             zipped = f.read(2) == b"PK"
-        why = "it is an .npz, a zip of arrays, not the .npy that train.py writes" if zipped else f"{type(e).__name__}: {e}"
+        why = ("it is an .npz, a zip of arrays, not the .npy that train.py writes" if zipped
+               else f"{type(e).__name__}: {e}")
         raise ConfigError(f"{source}: key 'performance_stats': {path} is not a statistics file ({why})") from None
 
 

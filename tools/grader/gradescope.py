@@ -61,6 +61,11 @@ chmod -R go-rwx "$ROOT/source"
 "$ROOT/venv/bin/python" "$ROOT/source/tools/autograde.py" --gradescope-run --check-only --root "$ROOT" {flags} || true
 """
 
+# What run_autograder writes when the grader stopped before writing a result (printf's %s: its exit status).
+NOT_GRADED = ('{"score": 0, "execution_time": 0, "output": "Not graded: the autograder stopped (exit status %s) '
+              'before it wrote a result. Nothing of this submission was graded; please tell the course staff.", '
+              '"stdout_visibility": "hidden", "tests": []}')
+
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for each submission, as root: it grades $ROOT/submission and writes
 # $ROOT/results/results.json, whatever happens.
@@ -71,7 +76,7 @@ rm -f "$ROOT/results/results.json"
 "$PYTHON" "$ROOT/source/tools/autograde.py" --gradescope-run --root "$ROOT" {flags}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
-  printf '{{"score": 0, "execution_time": 0, "output": "Not graded: the autograder stopped (exit status %s) before it wrote a result. Nothing of this submission was graded; please tell the course staff.", "stdout_visibility": "hidden", "tests": []}}\\n' "$status" > "$ROOT/results/results.json"
+  printf '{not_graded}\\n' "$status" > "$ROOT/results/results.json"
 fi
 exit 0
 """
@@ -106,7 +111,7 @@ def write_bundle(zip_path, limits, unsafe=False, visibility="visible", kit=KIT):
     flags = _flags(limits, unsafe, visibility)
     scripts = {"setup.sh": SETUP_SH.format(apt=" ".join(APT_PACKAGES),
                                            pip=" ".join(shlex.quote(p) for p in PIP_PACKAGES), flags=flags),
-               "run_autograder": RUN_AUTOGRADER.format(flags=flags)}
+               "run_autograder": RUN_AUTOGRADER.format(flags=flags, not_graded=NOT_GRADED)}
     files = bundle_files(kit)
     part = Path(str(zip_path) + ".part")
     with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
