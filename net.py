@@ -18,11 +18,11 @@ from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer
 from plumbing import checkpoints, run_files
-from plumbing.config import load_config, network_entries
+from plumbing.config import load_config, read_config
 from plumbing.display import ActivationDisplay
 from plumbing.errors import ConfigError, TrainingDiverged
 from plumbing.lr_schedule import lr_multiplier
-from plumbing.settings import Settings, check_seed
+from plumbing.settings import check_seed
 from plumbing.shapes import check_layer_fits
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
@@ -41,7 +41,8 @@ class NeuralNet:
             config = load_config(config)
         self.config_ = config
         self.source_ = config.get("_path", "config")
-        self.settings_ = Settings.read(config, self.source_)  # max_epochs, batch_size, ... (frozen)
+        # The settings (max_epochs, batch_size, ...: one frozen object) and the layers' entries, checked.
+        self.settings_, protos = read_config(config, LAYER_TYPES, self.source_)
         settings = self.settings_
         self.augment_ = AugmentSettings(settings.augment_translate, settings.augment_rotate, settings.augment_scale)
         self.seed_ = check_seed(seed)
@@ -50,14 +51,14 @@ class NeuralNet:
         self.display_rng_ = np.random.default_rng(display_seq)
         self.augment_rng_ = np.random.default_rng(augment_seq)
         self.dropout_rng_ = np.random.default_rng(dropout_seq)
-        self.layer_ = self._build_layers(np.random.default_rng(init_seq))
+        self.layer_ = self._build_layers(protos, np.random.default_rng(init_seq))
         for layer in self.layer_:
             if isinstance(layer, DropoutLayer):
                 layer.rng_ = self.dropout_rng_  # one stream for all of them, in layer order
 
-    def _build_layers(self, rng):
+    def _build_layers(self, protos, rng):
         layers = []
-        for proto in network_entries(self.config_, LAYER_TYPES, self.source_):
+        for proto in protos:
             try:
                 layers.append(LAYER_TYPES[proto["type"]](proto))
             except ConfigError as e:

@@ -12,6 +12,11 @@ runs. KIT_NO_NATIVE=1 builds for any machine of the architecture instead (for a 
 copy elsewhere). Either way -ffp-contract=off keeps the compiler from fusing a multiply and
 an add into one instruction, which rounds once instead of twice: every build then gives the
 same numbers, bit for bit.
+
+Each compiler gets its own spelling of these choices, once build_ext knows which compiler
+it has: gcc and clang (CC=clang) the flags above, each only if a probe shows the compiler
+takes it; Microsoft's (on Windows) /O2 /fp:precise and /openmp. KIT_NO_OPENMP=1 builds
+serially with any of them.
 """
 
 import contextlib
@@ -22,8 +27,7 @@ import tempfile
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
-from setuptools._distutils.ccompiler import new_compiler
-from setuptools._distutils.sysconfig import customize_compiler
+from setuptools.command.build_ext import build_ext
 
 
 @contextlib.contextmanager
@@ -47,11 +51,9 @@ def output_discarded():
             os.close(copy)
 
 
-def compiler_accepts(flags, source="int main(void) { return 0; }\n"):
+def compiler_accepts(compiler, flags, source="int main(void) { return 0; }\n"):
     """Compile and link a tiny C program with these flags; True if that works. The
     compiler's complaints are discarded: a refusal is expected, and the notices say it."""
-    compiler = new_compiler()
-    customize_compiler(compiler)
     with tempfile.TemporaryDirectory() as tmp, output_discarded():
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
@@ -69,23 +71,60 @@ def compiler_accepts(flags, source="int main(void) { return 0; }\n"):
 
 
 OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
-if os.environ.get("KIT_NO_OPENMP") != "1" and compiler_accepts(["-fopenmp"], OPENMP_PROBE):
-    openmp = ["-fopenmp"]
-    print("convolutions: building with OpenMP (-fopenmp): kernels use every core", file=sys.stderr)
-else:
-    openmp = []
-    print("convolutions: building without OpenMP (the compiler refused -fopenmp, or KIT_NO_OPENMP=1): "
-          "kernels run on one core", file=sys.stderr)
+SERIAL = "kernels run on one core"
 
-optimize = [flag for flag in ("-O3", "-ffp-contract=off") if compiler_accepts([flag])]
-# Only with -ffp-contract=off: native vectors often come with fused multiply-adds.
-if ("-ffp-contract=off" in optimize and os.environ.get("KIT_NO_NATIVE") != "1"
-        and compiler_accepts(["-march=native"])):
-    optimize.append("-march=native")
-    print("convolutions: building for this machine's vector registers (-march=native)", file=sys.stderr)
-else:
-    print("convolutions: building for any machine of this architecture (the compiler refused "
-          "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
+
+def msvc_flags(environ=os.environ):
+    """Microsoft's compiler (compiler_type 'msvc'): its own spelling of the same choices.
+    /fp:precise keeps a multiply and an add apart (no contraction), as -ffp-contract=off does;
+    /openmp is OpenMP 2.0, which is all the kernels' loops ask for. No vector extensions: the
+    C blocks take their plain loops where neither __GNUC__ nor __clang__ is defined."""
+    flags = ["/O2", "/fp:precise"]
+    if environ.get("KIT_NO_OPENMP") != "1":
+        print("convolutions: building with OpenMP (/openmp): kernels use every core", file=sys.stderr)
+        return flags + ["/openmp"], []
+    print(f"convolutions: building without OpenMP (KIT_NO_OPENMP=1): {SERIAL}", file=sys.stderr)
+    return flags, []
+
+
+def gcc_like_flags(compiler, environ=os.environ):
+    """gcc, clang and the like: each flag only if this compiler takes it (the probe)."""
+    if environ.get("KIT_NO_OPENMP") != "1" and compiler_accepts(compiler, ["-fopenmp"], OPENMP_PROBE):
+        openmp = ["-fopenmp"]
+        print("convolutions: building with OpenMP (-fopenmp): kernels use every core", file=sys.stderr)
+    else:
+        openmp = []
+        print("convolutions: building without OpenMP (the compiler refused -fopenmp, or KIT_NO_OPENMP=1): "
+              f"{SERIAL}", file=sys.stderr)
+    optimize = [flag for flag in ("-O3", "-ffp-contract=off") if compiler_accepts(compiler, [flag])]
+    # Only with -ffp-contract=off: native vectors often come with fused multiply-adds.
+    if ("-ffp-contract=off" in optimize and environ.get("KIT_NO_NATIVE") != "1"
+            and compiler_accepts(compiler, ["-march=native"])):
+        optimize.append("-march=native")
+        print("convolutions: building for this machine's vector registers (-march=native)", file=sys.stderr)
+    else:
+        print("convolutions: building for any machine of this architecture (the compiler refused "
+              "-march=native, or KIT_NO_NATIVE=1)", file=sys.stderr)
+    return optimize + openmp, openmp
+
+
+def compiler_flags(compiler, environ=os.environ):
+    """(compile flags, link flags) for the compiler build_ext is about to use."""
+    if compiler.compiler_type == "msvc":
+        return msvc_flags(environ)
+    return gcc_like_flags(compiler, environ)
+
+
+class BuildWithFlags(build_ext):
+    """build_ext, with each compiler's own flags, chosen once it is known which compiler builds."""
+
+    def build_extensions(self):
+        compile_args, link_args = compiler_flags(self.compiler)
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args
+            ext.extra_link_args = link_args
+        super().build_extensions()
+
 
 # convolve's C vector blocks, included by convolutions.pyx: a change to them rebuilds it.
 HEADERS = ["kernels/convolve_blocks.h", "kernels/direct_blocks.h"]
@@ -95,8 +134,6 @@ extension = Extension(
     depends=HEADERS,
     include_dirs=[os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels"), numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=optimize + openmp,
-    extra_link_args=openmp,
 )
 
-setup(ext_modules=cythonize([extension], language_level=3, quiet=True))
+setup(ext_modules=cythonize([extension], language_level=3, quiet=True), cmdclass={"build_ext": BuildWithFlags})

@@ -1,4 +1,4 @@
-"""The config file: reading it safely, and its list of layers.
+"""The config file: reading it safely, and reading its settings and its list of layers.
 
 A config names the data, the training settings and the layers, bottom to top (see
 docs/configuration.md for every key):
@@ -21,7 +21,7 @@ import yaml
 
 from plumbing.errors import ConfigError
 from plumbing.files import read_limited
-from plumbing.settings import shown
+from plumbing.settings import Settings, shown
 
 # A config is a few kilobytes (the largest shipped one, usps_best.yaml, 2.4 KB). Anything much
 # larger is not one; PyYAML parses some 130 KiB a second, so reading stays below half a second.
@@ -106,6 +106,13 @@ def _expanded_size(node, sizes, open_nodes, path):
                           "not a config")
     sizes[key] = size
     return size
+
+
+def read_config(config, layer_types, source):
+    """A config (a dict as load_config returns) read and checked in one pass: its settings
+    (Settings) and its list of layers, each a mapping with a name of its own and one of
+    `layer_types`. ConfigError naming `source`, the layer and the key."""
+    return Settings.read(config, source), network_entries(config, layer_types, source)
 
 
 def network_entries(config, layer_types, source):

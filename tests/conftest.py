@@ -23,6 +23,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+# Another build of the compiled kernels to test instead of the one in the kit's folder (a folder
+# holding convolutions*.so): .ci/run runs the kernels' tests against clang's build this way.
+if os.environ.get("KIT_KERNELS_DIR"):
+    sys.path.insert(0, os.path.abspath(os.environ["KIT_KERNELS_DIR"]))
 
 from plumbing import runtime
 

@@ -10,7 +10,7 @@ ROLE = "batches"  # what the bench times is training, as train.py runs it
 # The variables the bench set itself because they were unset (runtime's defaults for ROLE),
 # and why; the torch worker starts without them, for they are the kit's choice, not torch's.
 BENCH_DEFAULTS = {}
-BENCH_REASON = f"runtime.py, role {ROLE}"
+BENCH_REASON = f"plumbing/runtime.py, role {ROLE}"
 _configured = False  # configure_process has run
 
 
