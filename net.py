@@ -246,13 +246,19 @@ class NeuralNet:
         if not np.isfinite(ce):
             # The first layer whose outputs are not finite is where it went wrong.
             bad = [lyr for lyr, out in zip(self.layer_, states[1:]) if not np.all(np.isfinite(out))]
-            self._diverged(epoch, step, bad[0] if bad else self.layer_[-1])
+            self._diverged(epoch, step, bad[0] if bad else self.layer_[-1], updated=(epoch, step) != (1, 0))
 
-    def _diverged(self, epoch, step, layer):
+    def _diverged(self, epoch, step, layer, updated=True):
+        """Stop the run; `updated`: whether any update has been made yet (if not, the initial
+        weights are to blame, not the learning rate)."""
+        if updated:
+            where, fix = f"training diverged at epoch {epoch}, step {step + 1}", "try a smaller 'epsilon'"
+        else:
+            where = "the first forward pass, before any update, overflowed"
+            fix = f"the initial weights are too large: try a smaller 'init_wt' for layer '{layer.name_}' or below it"
         raise TrainingDiverged(
-            f"{self.source_}: training diverged at epoch {epoch}, step {step + 1}: NaN or infinity in layer "
-            f"'{layer.name_}'; try a smaller 'epsilon' (best checkpoint so far, if any, is unchanged: "
-            f"{self.settings_.checkpoint_file})")
+            f"{self.source_}: {where}: NaN or infinity in layer '{layer.name_}'; {fix} "
+            f"(best checkpoint so far, if any, is unchanged: {self.settings_.checkpoint_file})")
 
     def _check_parameters(self, epoch, step):
         for layer in self.layer_:

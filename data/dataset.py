@@ -58,6 +58,9 @@ def load_sets(path, names, pixels, dtype, source):
                           f"{', '.join(absent)} (python data/usps.py --out {path} rewrites it)")
     sets = {name: (arrays[name], arrays[name + "_labels"]) for name in names}
     for name, (x, t) in sets.items():
+        if x.shape[0] == 0:
+            raise ConfigError(f"{source}: key 'data_path': '{name}' in {path} holds no images: "
+                              f"a network needs some to {'train on' if name == 'train' else 'be measured on'}")
         one_hot = t.ndim == 2 and t.shape[1] == 10 and np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=1) == 1)
         if t.shape[0] != x.shape[0] or not one_hot:
             raise ConfigError(f"{source}: key 'data_path': '{name}_labels' in {path} must be one-hot "

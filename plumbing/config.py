@@ -29,6 +29,8 @@ CONFIG_LIMIT = 64 << 10
 # Characters of the config with every YAML alias written out: a few aliases of aliases of a
 # long value (an "alias bomb") stand for more text than any memory holds.
 EXPANDED_LIMIT = 256 << 10
+# Keys the loader adds to a config: one given in the file would be taken for the kit's.
+RESERVED = {"_path": "the config's own file, named in every message"}
 # Layer names become the names of the arrays of a checkpoint ('<name>_w'): no NUL, no '/'.
 LAYER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -64,7 +66,10 @@ def load_config(path):
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys (max_epochs, network, ...)")
-    config.setdefault("_path", str(path))
+    for key in RESERVED:
+        if key in config:
+            raise ConfigError(f"{path}: key {shown(key)} is the kit's own ({RESERVED[key]}): leave it out")
+    config["_path"] = str(path)
     return config
 
 
@@ -97,6 +102,7 @@ def _expanded_size(node, sizes, open_nodes, path):
     elif isinstance(node, yaml.SequenceNode):
         size = 1 + sum(_expanded_size(child, sizes, open_nodes, path) for child in node.value)
     else:
+        _check_unique_keys(node, path)
         size = 1 + sum(_expanded_size(k, sizes, open_nodes, path) + _expanded_size(v, sizes, open_nodes, path)
                        for k, v in node.value)
     open_nodes.discard(key)
@@ -106,6 +112,17 @@ def _expanded_size(node, sizes, open_nodes, path):
                           "not a config")
     sizes[key] = size
     return size
+
+
+def _check_unique_keys(node, path):
+    """A mapping names each key once: YAML would keep the later of two silently."""
+    lines = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            if key.value in lines:
+                raise ConfigError(f"{path}: key {shown(key.value)} is given twice, at lines {lines[key.value]} "
+                                  f"and {key.start_mark.line + 1}: give it once")
+            lines[key.value] = key.start_mark.line + 1
 
 
 def read_config(config, layer_types, source):

@@ -18,10 +18,11 @@ import shutil
 import subprocess
 import sys
 
-import convolutions
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+
+import convolutions
 
 
 def cpu_has(*flags):

@@ -77,3 +77,24 @@ def test_layer_names_come_from_a_safe_set():
         assert config.LAYER_NAME.fullmatch(good)
     for bad in ("", "a/b", "a\0b", "x" * 65, "naïve", "a b"):
         assert not config.LAYER_NAME.fullmatch(bad)
+
+
+@pytest.mark.parametrize("text,key,lines", [
+    ("max_epochs: 3\nbatch_size: 10\nmax_epochs: 5\n", "max_epochs", (1, 3)),
+    ("network:\n  - name: a\n    type: FC\n    num_channels: 10\n    num_channels: 12\n", "num_channels", (4, 5)),
+    ("a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\n  d: 3\n", "d", (4, 5)),
+])
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, key, lines):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert f"key '{key}' is given twice, at lines {lines[0]} and {lines[1]}" in str(info.value)
+
+
+def test_a_merge_key_is_not_a_key_given_twice(tmp_path):
+    config = load_config(write(tmp_path, "a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\nd2:\n  <<: *x\n"))
+    assert config["c"] == {"b": 1, "d": 2} and config["d2"] == {"b": 1}
+
+
+def test_a_key_the_loader_reserves_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="key '_path' is the kit's own"):
+        load_config(write(tmp_path, "_path: elsewhere.yaml\nmax_epochs: 3\n"))

@@ -335,6 +335,17 @@ def test_load_data_rejects_a_missing_file_and_arrays_of_the_wrong_size(tmp_path)
         NeuralNet(small_config(tmp_path, incomplete)).LoadData()
 
 
+@pytest.mark.parametrize("empty", ["train", "validation", "test"])
+def test_load_data_refuses_an_empty_set_naming_it(tmp_path, empty):
+    one_hot = np.eye(10)[np.arange(5) % 10]
+    arrays = {name: np.zeros((0 if name == empty else 5, 256)) for name in ("train", "validation", "test")}
+    arrays.update({f"{name}_labels": one_hot[:len(arrays[name])] for name in ("train", "validation", "test")})
+    path = tmp_path / "empty.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=f"'{empty}' in .*empty.npz holds no images"):
+        NeuralNet(small_config(tmp_path, path)).LoadData(test=True)
+
+
 # ----------------------------------------------------------------------------------------
 # which epoch the checkpoint keeps
 # ----------------------------------------------------------------------------------------

@@ -350,7 +350,21 @@ MORE_BAD_INPUTS = [
     ("usps.npz under a file",
      lambda tmp, data: ("usps", ["--mirror", str(tmp), "--out", str(a_file(tmp / "f") / "u.npz")]),
      ["u.npz", "a file, not a folder"]),
+    ("a key given twice", config_row(lambda c: "max_epochs: 3\nbatch_size: 10\nmax_epochs: 5\n"),
+     ["bad.yaml", "'max_epochs'", "twice", "lines 1 and 3"]),
+    ("the loader's own key", config_row(lambda c: dict(c, _path="other.yaml")), ["bad.yaml", "'_path'"]),
+    ("an empty validation set", lambda tmp, data: config_row(lambda c: dict(c, data_path=str(empty_set(tmp))))(
+        tmp, data), ["bad.yaml", "'data_path'", "'validation'", "no images"]),
 ]
+
+
+def empty_set(tmp_path):
+    """A data file of the right shapes whose validation set has no images."""
+    path = tmp_path / "empty.npz"
+    labels = np.eye(10)[np.arange(20) % 10]
+    np.savez(path, train=np.zeros((20, 256)), train_labels=labels,
+             validation=np.zeros((0, 256)), validation_labels=labels[:0])
+    return path
 
 
 def run_main(script, argv):
@@ -486,6 +500,19 @@ def test_divergence_stops_in_the_step_naming_epoch_step_and_layer_and_keeps_the_
     assert "layer 'output'" in lines[0] or "layer 'fc1'" in lines[0]
     assert "Epoch" not in captured.out  # stopped inside the first epoch
     assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("init_wt", [1e300, 1e200])  # the two layers' product overflows in the first forward pass
+def test_divergence_before_any_update_blames_the_initial_weights_not_the_learning_rate(
+        tmp_path, small_npz, capsys, init_wt):
+    config = load_shipped_config("net_1layer.yaml")
+    config.update(data_path=str(small_npz), checkpoint_file=str(tmp_path / "runs" / "w.npz"),
+                  performance_stats=str(tmp_path / "runs" / "w_stats.npy"), display=False)
+    config = with_layer(with_layer(config, 0, init_wt=init_wt), 1, init_wt=init_wt)
+    assert train.main([dump(tmp_path / "w.yaml", config), "--no-display"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "before any update" in lines[0] and "'init_wt'" in lines[0] and "'epsilon'" not in lines[0]
 
 
 # The training extras draw random numbers (augmentation, dropout masks) and vary the

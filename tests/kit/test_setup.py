@@ -5,7 +5,6 @@ each compiler type gets its own flags (gcc-like ones what the probes accept, MSV
 import ast
 
 import pytest
-
 from conftest import REPO_ROOT
 
 
