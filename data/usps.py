@@ -8,7 +8,8 @@ the label, then 256 gray values in [-1, 1] (16x16, row-major, -1 is background).
     python data/usps.py --mirror DIR         # or copy from a local mirror (also: USPS_MIRROR=DIR)
 
 Every file is checked against a content digest before it is used, and every file this
-writes appears whole or not at all (written beside its place, then renamed).
+writes appears whole or not at all (written beside its place, then renamed). The published
+files are kept in data/downloads/, apart from the npz (and from any file beside an --out).
 
 usps.npz holds train (6291, 256), validation (1000, 256), test (2007, 256), pixels in [0, 1],
 and train_labels, validation_labels, test_labels, one-hot (N, 10). The 1000 validation
@@ -33,7 +34,7 @@ import numpy as np
 
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
-from plumbing.files import atomic_write, check_regular_or_absent, open_regular, same_file
+from plumbing.files import atomic_write, check_regular_or_absent, current_umask, open_regular, same_file
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {
@@ -44,6 +45,9 @@ FILES = {
 NUM_VALIDATION = 1000
 SPLIT_SEED = 321
 DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "usps.npz")
+# Where the published files are kept once fetched: the kit's own folder, never beside an --out
+# the user named (a zip.train.gz there may be theirs).
+DOWNLOADS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "downloads")
 
 
 
@@ -89,6 +93,8 @@ def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
     except OSError as e:
         raise DataError(f"cannot write {dest} ({e.strerror})") from None
     try:
+        if hasattr(os, "fchmod"):  # made as the umask allows, not 0600
+            os.fchmod(tmp.fileno(), 0o666 & ~current_umask())
         with tmp:
             if mirror:
                 source = os.path.join(mirror, name)
@@ -121,14 +127,19 @@ def one_hot(labels):
     return np.eye(10)[labels]
 
 
-def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL):
-    """Fetch and verify both files (kept beside npz_path), then write npz_path. Returns npz_path."""
+def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None):
+    """Fetch and verify both files (kept in `downloads`: default $USPS_DOWNLOADS, else
+    data/downloads/), then write npz_path. Returns npz_path."""
     mirror = mirror if mirror is not None else os.environ.get("USPS_MIRROR") or None
-    folder = os.path.dirname(os.path.abspath(npz_path))
-    check_npz_path(npz_path, mirror)
+    downloads = downloads or os.environ.get("USPS_DOWNLOADS") or DOWNLOADS
+    check_npz_path(npz_path, mirror, downloads)
+    try:
+        os.makedirs(downloads, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot write {downloads} ({e.strerror})") from None
     data = {}
     for name in FILES:
-        local = os.path.join(folder, name)
+        local = os.path.join(downloads, name)
         try:
             labels, pixels = verify(local, name)
         except DataError:
@@ -155,11 +166,11 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL):
     return npz_path
 
 
-def check_npz_path(npz_path, mirror):
+def check_npz_path(npz_path, mirror, downloads):
     """The npz can be written at npz_path (its folder made if need be), and writing it destroys
-    no file it is made from: the copies kept beside it, the mirror's."""
+    no file it is made from: the copies kept in `downloads`, the mirror's."""
     folder = os.path.dirname(os.path.abspath(npz_path))
-    sources = [os.path.join(folder, name) for name in FILES]
+    sources = [os.path.join(downloads, name) for name in FILES]
     sources += [os.path.join(mirror, name) for name in FILES] if mirror else []
     if any(same_file(npz_path, source) for source in sources):
         raise DataError(f"{npz_path}: is one of the USPS files it is made from; give the npz another name")

@@ -141,3 +141,29 @@ def test_same_file_sees_through_links_and_relative_names(tmp_path, monkeypatch):
 
 def test_human_bytes():
     assert [files.human_bytes(n) for n in (5, 1536, 3 << 30)] == ["5 bytes", "1.5 KiB", "3.0 GiB"]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664), (0o000, 0o666)])
+def test_atomic_write_makes_a_file_as_the_umask_allows_not_0600(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        assert files.current_umask() == umask
+        files.atomic_write(tmp_path / "out.npy", lambda f: f.write(b"x"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.npy").stat().st_mode & 0o777 == mode
+
+
+def test_every_output_of_a_training_run_is_made_as_the_umask_allows(tmp_path, small_npz):
+    from conftest import write_config
+
+    import train
+
+    previous = os.umask(0o022)
+    try:
+        assert train.main([str(write_config(tmp_path, "logreg.yaml", small_npz)), "--no-display", "--epochs", "1"]) == 0
+    finally:
+        os.umask(previous)
+    outputs = [p for p in (tmp_path / "runs").iterdir() if p.is_file()]
+    assert outputs and all(p.stat().st_mode & 0o777 == 0o644 for p in outputs), \
+        {p.name: oct(p.stat().st_mode & 0o777) for p in outputs}

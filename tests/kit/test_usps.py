@@ -123,20 +123,34 @@ def test_validation_split_is_fixed_across_preparations_and_mirror_comes_from_env
             np.testing.assert_array_equal(f[key], usps_arrays[key])
 
 
-def test_prepare_reuses_verified_files_beside_the_npz(tmp_path, usps_mirror, no_env_mirror):
-    folder = tmp_path / "data"
+def test_prepare_reuses_verified_files_in_its_downloads_folder(tmp_path, usps_mirror, no_env_mirror):
+    folder = tmp_path / "downloads"
     copy_mirror(usps_mirror, folder)
-    # No mirror and an unreachable URL: only the local copies can serve.
-    usps.prepare(npz_path=str(folder / "usps.npz"), base_url="http://127.0.0.1:1/")
-    assert sorted(p.name for p in folder.iterdir()) == ["usps.npz", "zip.test.gz", "zip.train.gz"]
+    # No mirror and an unreachable URL: only the kept copies can serve.
+    usps.prepare(npz_path=str(tmp_path / "data" / "usps.npz"), base_url="http://127.0.0.1:1/", downloads=str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["zip.test.gz", "zip.train.gz"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["usps.npz"]
 
 
-def test_prepare_replaces_a_damaged_local_file_from_the_mirror(tmp_path, usps_mirror):
-    folder = tmp_path / "data"
+def test_prepare_replaces_a_damaged_kept_file_from_the_mirror(tmp_path, usps_mirror):
+    folder = tmp_path / "downloads"
     folder.mkdir()
     (folder / "zip.test.gz").write_bytes(b"not gzip at all")
-    usps.prepare(npz_path=str(folder / "usps.npz"), mirror=str(usps_mirror))
+    usps.prepare(npz_path=str(tmp_path / "usps.npz"), mirror=str(usps_mirror), downloads=str(folder))
     assert (folder / "zip.test.gz").read_bytes() == (usps_mirror / "zip.test.gz").read_bytes()
+
+
+@pytest.mark.parametrize("theirs", [b"not gzip at all", None])  # damaged, or the real file, of the user's
+def test_a_file_beside_the_npz_the_user_named_is_never_replaced(tmp_path, usps_mirror, theirs):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    mine = theirs if theirs is not None else (usps_mirror / "zip.train.gz").read_bytes()
+    (folder / "zip.train.gz").write_bytes(mine)
+    (folder / "zip.train.gz").chmod(0o640)
+    assert usps.main(["--mirror", str(usps_mirror), "--out", str(folder / "usps.npz")]) == 0
+    assert (folder / "zip.train.gz").read_bytes() == mine
+    assert (folder / "zip.train.gz").stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in folder.iterdir()) == ["usps.npz", "zip.train.gz"]
 
 
 def test_ensure_leaves_an_existing_npz_alone(tmp_path):
@@ -203,12 +217,13 @@ def test_fetcher_downloads_from_a_local_http_server(tmp_path, usps_mirror, usps_
     copy_mirror(usps_mirror, tmp_path / "served")
     base_url = http_server(tmp_path / "served")
     dest = tmp_path / "dest"
-    path = usps.prepare(npz_path=str(dest / "usps.npz"), base_url=base_url)
+    path = usps.prepare(npz_path=str(dest / "usps.npz"), base_url=base_url, downloads=str(tmp_path / "dl"))
     assert sorted(QuietHandler.requests) == ["/zip.test.gz", "/zip.train.gz"]
     with np.load(path) as f:
         for key in f.files:
             np.testing.assert_array_equal(f[key], usps_arrays[key])
-    assert sorted(p.name for p in dest.iterdir()) == ["usps.npz", "zip.test.gz", "zip.train.gz"]
+    assert sorted(p.name for p in dest.iterdir()) == ["usps.npz"]
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["zip.test.gz", "zip.train.gz"]
 
 
 @pytest.mark.parametrize("corrupt", NAMES)
