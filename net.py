@@ -144,7 +144,7 @@ class NeuralNet:
         log = sys.stdout if log is None else log
         max_epochs = self.settings_.max_epochs if max_epochs is None else max_epochs
         display = self.settings_.display if display is None else display
-        with run_files.claimed(self):  # outputs checked and locked before anything is trained or written
+        with run_files.claimed(self, display):  # outputs checked and locked before anything is trained or written
             if not hasattr(self, "train_"):
                 self.LoadData()
             self.stats_, self.best_acc_, self.best_ce_, self.best_epoch_, self.epoch_ = [], -1.0, np.inf, 0, 0

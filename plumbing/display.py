@@ -26,6 +26,13 @@ def is_headless():
     return matplotlib.get_backend().lower() in NON_INTERACTIVE
 
 
+def png_path(performance_stats):
+    """Where a run without a screen writes its figure: '<model>_display.png' beside the stats
+    file ('runs/convnet1_stats.npy' -> 'runs/convnet1_display.png')."""
+    base = os.path.splitext(performance_stats)[0]
+    return (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
+
+
 def tile(activation):
     """(C, H, W) maps -> one mosaic image; a vector -> a near-square image; an image stays."""
     a = np.asarray(activation, dtype=float)
@@ -55,8 +62,7 @@ class ActivationDisplay:
     def __init__(self, net, log):
         self.net_, self.log_ = net, log
         self.headless_ = is_headless()
-        base = os.path.splitext(net.settings_.performance_stats)[0]
-        self.png_ = (base[:-len("_stats")] if base.endswith("_stats") else base) + "_display.png"
+        self.png_ = png_path(net.settings_.performance_stats)
         self.figure_ = None
         self.drawn_at_ = time.monotonic()
         self.said_ = False  # headless: where the figure goes is said once

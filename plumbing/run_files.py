@@ -1,9 +1,10 @@
 """A training run's output files: checked before it starts, locked while it runs.
 
 Before the first step (NeuralNet.Train, through `claimed`):
-- the outputs (checkpoint_file, its last state '<name>_last.npz', performance_stats) are
-  three different files, none of them an input (the config, the data file), each absent or
-  a regular file (a device node or a FIFO is never replaced), in a folder that exists (it
+- the outputs (checkpoint_file, its last state '<name>_last.npz', performance_stats, and
+  the display's PNG on a machine without a screen) are different files, none of them an
+  input (the config, the data file), each a name short enough for its temporary file, absent
+  or a regular file (a device node or a FIFO is never replaced), in a folder that exists (it
   is made if need be) and is writable: a mistake there would otherwise destroy a file after
   a whole epoch of training;
 - they are locked: a second run on any of them (another train.py on the same config, or on
@@ -21,7 +22,8 @@ import os
 import sys
 
 from plumbing.checkpoints import last_state_path
-from plumbing.errors import ConfigError
+from plumbing.display import is_headless, png_path
+from plumbing.errors import ConfigError, OutputError
 from plumbing.files import NotRegularFile, check_regular_or_absent, part_pattern, same_file
 
 try:
@@ -30,12 +32,22 @@ except ImportError:  # Windows: no advisory locks; the checks above still hold
     fcntl = None
 
 
+# What the kit adds to an output's name: atomic_write's '<name>.<8 random>.part' and the lock's
+# '.<name>.lock'. The name must leave room for the longer.
+NAME_ROOM = len(".12345678.part")
+
+
 def check_output(path, what, inputs=(), source=None):
-    """Raise ConfigError unless `path` can take an output: absent or a regular file, not one of
+    """Raise ConfigError unless `path` can take an output: a name (not empty, not a folder),
+    short enough for its temporary and lock files, absent or a regular file, not one of
     `inputs` ({description: path}), in a folder that exists (made here if need be) and is
     writable. `what` names it in the message ("key 'checkpoint_file'", "--plot")."""
     where = f"{source}: " if source else ""
+    name = os.path.basename(str(path))
+    if not name or name in (".", ".."):
+        raise ConfigError(f"{where}{what}: {str(path)!r} names no file: give a file name")
     try:
+
         check_regular_or_absent(path)
     except NotRegularFile as e:
         raise ConfigError(f"{where}{what}: {path} is {e.strerror}: an output must be a file "
@@ -53,16 +65,33 @@ def check_output(path, what, inputs=(), source=None):
         raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} ({reason})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{where}{what}: the folder {folder} of {path} is not writable")
+    longest = name_max(folder) - NAME_ROOM
+    if len(os.fsencode(name)) > longest:
+        raise ConfigError(f"{where}{what}: the name {name[:40]}... is {len(os.fsencode(name))} bytes; this folder "
+                          f"takes names of up to {longest} bytes for an output (its temporary file adds "
+                          f"{NAME_ROOM})")
 
 
-def run_outputs(net):
-    """{what: path} of the files a training run writes, checked (check_output, and distinct)."""
+def name_max(folder):
+    """The longest file name, in bytes, the file system of `folder` takes (255 if it does not say)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, ValueError, OSError):
+        return 255
+
+
+def run_outputs(net, display=False):
+    """{what: path} of the files a training run writes, checked (check_output, and distinct):
+    the checkpoint, its last state, the stats, and with `display` on a machine without a
+    screen the display's PNG."""
     for key in ("checkpoint_file", "performance_stats"):
         if getattr(net.settings_, key) is None:
             raise ConfigError(f"{net.source_}: key '{key}' is needed to train")
     outputs = {"key 'checkpoint_file'": net.settings_.checkpoint_file,
                "the last state of key 'checkpoint_file'": last_state_path(net.settings_.checkpoint_file),
                "key 'performance_stats'": net.settings_.performance_stats}
+    if display and is_headless():
+        outputs["the display's figure (beside key 'performance_stats')"] = png_path(net.settings_.performance_stats)
     inputs = {"the config itself": net.config_.get("_path"), "the data file (key 'data_path')": net.settings_.data_path}
     for what, path in outputs.items():
         check_output(path, what, inputs, net.source_)
@@ -98,8 +127,18 @@ class OutputLock:
         return self
 
     def _take(self, path):
+        """The lock at `path`, held; OutputError (nothing of it left) if it cannot be written."""
+        try:
+            return self._take_file(path)
+        except OSError as e:
+            output = os.path.join(os.path.dirname(path), os.path.basename(path)[1:-len(".lock")])
+            raise OutputError(f"{self.source_}: cannot start: the lock {path} of {output} cannot be written "
+                              f"({e.strerror or e}); nothing was trained or written") from None
+
+    def _take_file(self, path):
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            made = not os.path.lexists(path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -116,8 +155,16 @@ class OutputLock:
             except FileNotFoundError:
                 pass
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}: {' '.join(sys.argv)}"[:4000].encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}: {' '.join(sys.argv)}"[:4000].encode())
+        except OSError:
+            # A full disk or quota: the lock we made goes with us (we hold it: nobody else can).
+            if made:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            os.close(fd)
+            raise
         return fd
 
     def __exit__(self, *exc):
@@ -138,10 +185,10 @@ def remove_stale_parts(paths):
 
 
 @contextlib.contextmanager
-def claimed(net):
+def claimed(net, display=False):
     """While a training run of `net` goes on: its outputs checked, locked, and clear of stale
-    temporary files (ConfigError before anything is written if they cannot be)."""
-    outputs = list(run_outputs(net).values())
+    temporary files (ConfigError or OutputError before anything is written if they cannot be)."""
+    outputs = list(run_outputs(net, display).values())
     if fcntl is None:
         yield
         return

@@ -82,6 +82,13 @@ BAD_OUTPUTS = [
     ("checkpoint's folder is a file", lambda tmp, data, config: (
         {"checkpoint_file": str(a_file(tmp / "f") / "l.npz")}, tmp / "f"),
      ["key 'checkpoint_file'", "a part of it is a file"]),
+    ("checkpoint named ''", lambda tmp, data, config: ({"checkpoint_file": ""}, None),
+     ["key 'checkpoint_file'", "names no file"]),
+    ("stats named as a folder", lambda tmp, data, config: ({"performance_stats": str(tmp / "runs") + "/"}, None),
+     ["key 'performance_stats'", "names no file"]),
+    ("checkpoint of 250 characters", lambda tmp, data, config: ({"checkpoint_file": str(tmp / ("c" * 246 + ".npz"))},
+                                                                None),
+     ["key 'checkpoint_file'", "250 bytes", "up to 241 bytes"]),
 ]
 
 
@@ -103,9 +110,47 @@ def test_a_bad_output_is_refused_before_training_and_its_file_is_left_alone(tmp_
     assert "Epoch" not in capsys.readouterr().out
     if victim:
         assert victim.read_bytes() == before
-    else:
+    elif (tmp_path / "dev").exists():
         assert stat.S_ISCHR(os.stat(tmp_path / "dev").st_mode)
         assert os.path.islink(tmp_path / "dev")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["l.npz", "l_last.npz"]  # nothing new
+
+
+def test_the_display_figure_is_checked_before_training_when_there_is_no_screen(tmp_path, small_npz, capsys):
+    (tmp_path / "runs" / "l_display.png").mkdir(parents=True)  # where the figure would go: a folder
+    config = dump(tmp_path / "l.yaml", logreg(tmp_path, small_npz, display=True))
+    assert train.main([config]) == 2
+    line = one_line(capsys)
+    assert "l_display.png" in line and "display" in line and "a directory" in line
+    assert "Epoch" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["l_display.png"]
+
+
+@pytest.mark.parametrize("fault", ["open", "write"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.EACCES])
+def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, small_npz, capsys, monkeypatch,
+                                                                       fault, code):
+    config = dump(tmp_path / "l.yaml", logreg(tmp_path, small_npz))
+    real_open, real_truncate = os.open, os.ftruncate
+
+    def failing_open(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, *args, **kwargs)
+
+    def failing_truncate(fd, length):
+        raise OSError(code, os.strerror(code))
+
+    if fault == "open":
+        monkeypatch.setattr(os, "open", failing_open)
+    else:
+        monkeypatch.setattr(os, "ftruncate", failing_truncate)
+    assert train.main([config, "--no-display"]) == 2
+    monkeypatch.undo()
+    line = one_line(capsys)
+    assert "lock" in line and os.strerror(code) in line and "nothing was trained or written" in line
+    left = list((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
+    assert left == [], left  # no lock, no part, no output
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
