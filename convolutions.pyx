@@ -27,6 +27,7 @@ from cython.parallel import prange
 
 __all__ = ["convolve", "correlate", "correlate_weight_derivative", "pre_activation_derivatives",
            "maxpool_forward", "maxpool_backward", "maxpool_derivative"]
+COMPILED = True  # the compiled module; its numpy version (convolutions.py) says False: require_compiled_kernels
 
 ctypedef fused real:
     float

@@ -7,7 +7,7 @@ cross entropy when the config sets checkpoint_on: cross_entropy) and prints
     Accuracy: Train x Val y Test z
 
 Exit status: 0, 1 a piece of the assignment not written yet, 2 bad input (config, data, a
-checkpoint that is missing, damaged or gives no finite numbers; kernels not built).
+checkpoint that is missing, damaged or gives no finite numbers; no kernels at all).
 """
 
 import math
@@ -17,9 +17,9 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
+from plumbing.command_line import OneLineParser, entry_point, load_kernels
 
-require_compiled_kernels("evaluate.py")
+load_kernels("evaluate.py")
 
 import numpy as np
 

@@ -14,9 +14,9 @@ from plumbing import runtime
 
 runtime.configure("single_example")  # a few examples at a time: one BLAS thread
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed
+from plumbing.command_line import OneLineParser, entry_point, load_kernels, seed
 
-require_compiled_kernels("grad_check.py")
+load_kernels("grad_check.py")
 
 import numpy as np
 

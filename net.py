@@ -148,6 +148,9 @@ class NeuralNet:
             if not hasattr(self, "train_"):
                 self.LoadData()
             self.stats_, self.best_acc_, self.best_ce_, self.best_epoch_, self.epoch_ = [], -1.0, np.inf, 0, 0
+            # The epoch each output holds on disk (0: none of this run's), so that a run that stops
+            # says only what is true of its files.
+            self.on_disk_ = {"stats": 0, "checkpoint": 0, "last_state": 0}
             self.run_ = checkpoints.run_fingerprint(self)
             if resume:
                 self._resume(max_epochs, log)
@@ -208,14 +211,17 @@ class NeuralNet:
         """Record an epoch's statistics: the stats file, the checkpoint if it improved, the last state."""
         self.stats_.append(row)
         checkpoints.write_atomically(self.settings_.performance_stats, lambda f: np.save(f, np.array(self.stats_)))
+        self.on_disk_["stats"] = epoch
         val_ce, val_acc = row[2:4]
         improved = val_acc > self.best_acc_ if self.settings_.checkpoint_on == "accuracy" else val_ce < self.best_ce_
         if improved:
+            self.Save()  # the best so far only once it is on disk
             self.best_acc_, self.best_ce_, self.best_epoch_ = val_acc, val_ce, epoch
-            self.Save()
+            self.on_disk_["checkpoint"] = epoch
         self.epoch_ = epoch
         checkpoints.save_last_state(self.LastStatePath(), self.layer_, self.stats_, self.epoch_, self.best_epoch_,
                                     self.seed_, self.best_acc_, self._rngs(), self.run_)
+        self.on_disk_["last_state"] = epoch
 
     def epoch_lr_multiplier(self, epoch, num_epochs):
         """The factor of every layer's epsilon in `epoch` (from 1) of a `num_epochs` run."""
@@ -276,6 +282,7 @@ class NeuralNet:
                                         self.run_, lambda epoch: self.epoch_lr_multiplier(epoch, max_epochs))
         self.stats_, self.epoch_, self.best_epoch_ = state["stats"], state["epoch"], state["best_epoch"]
         self.best_acc_, self.best_ce_ = state["best_acc"], state["best_ce"]
+        self.on_disk_ = {"stats": self.epoch_, "checkpoint": self.best_epoch_, "last_state": self.epoch_}
         print(f"Resuming after epoch {self.epoch_} (best validation accuracy so far "
               f"{self.best_acc_:.4f}, epoch {self.best_epoch_})", file=log, flush=True)
 

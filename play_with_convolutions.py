@@ -9,7 +9,7 @@ read from its header before it is decoded: at most MAX_PIXELS pixels (4096 x 409
 10000 x 10000 photo would take some 14 GB), at least 2 x 2 (the kernels' 'same' padding).
 
 Exit status: 0, or 2 for bad input (an image that cannot be read or used, an --out that
-cannot be written; kernels not built).
+cannot be written; no kernels at all).
 """
 
 import sys
@@ -18,13 +18,13 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
+from plumbing.command_line import OneLineParser, entry_point, load_kernels
 
-require_compiled_kernels("play_with_convolutions.py")
+load_kernels("play_with_convolutions.py")
 
-import convolutions
 import numpy as np
 
+import convolutions
 from plumbing.checkpoints import write_atomically
 from plumbing.display import is_headless
 from plumbing.errors import UserError

@@ -8,7 +8,7 @@ While it runs, its output files are locked: a second run on them stops at once.
 
 Exit status: 0 done, 1 training diverged or a piece of the assignment not written yet,
 2 bad input (config, data, a file that cannot be written, outputs in use by another run,
-kernels not built), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): both leave every
+no kernels at all), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): both leave every
 file whole and say how to go on with --resume.
 """
 
@@ -18,9 +18,9 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels, seed
+from plumbing.command_line import OneLineParser, entry_point, load_kernels, seed
 
-require_compiled_kernels("train.py")
+load_kernels("train.py")
 
 from net import NeuralNet
 from plumbing.config import load_config
@@ -46,19 +46,36 @@ def main(argv=None):
         net.LoadData()
         net.Train(max_epochs=args.epochs, display=False if args.no_display else None, resume=args.resume)
     except (OutputError, KeyboardInterrupt) as e:
-        e.stopped_ = saved_summary(net, args)  # entry_point prints it after the error's line
+        # entry_point prints it after the error's line (an output refused before the run began
+        # says so itself).
+        if isinstance(e, KeyboardInterrupt) or getattr(net, "on_disk_", None):
+            e.stopped_ = saved_summary(net, args)
         raise
     return 0
 
 
 def saved_summary(net, args):
-    """What a run that stopped early leaves behind (every file in it is whole), and how to go on."""
-    done = getattr(net, "epoch_", 0) if net is not None else 0
-    if not done:
-        return "before the first epoch ended; nothing was saved"
-    return (f"after epoch {done}: stats in {net.settings_.performance_stats}, best checkpoint "
-            f"(epoch {net.best_epoch_}, validation accuracy {net.best_acc_:.4f}) in {net.settings_.checkpoint_file}; "
-            f"go on with: python train.py {args.config} --resume" + (f" --seed {args.seed}" if args.seed else ""))
+    """What a run that stopped early leaves on disk (every file in it is whole), and how to go
+    on: only what its files hold (a write that failed left the file before it)."""
+    disk = getattr(net, "on_disk_", None) or {}
+    if not any(disk.values()):
+        return "before any epoch was saved; nothing was written"
+    settings = net.settings_
+    said = [f"after epoch {disk['stats']}: stats in {settings.performance_stats}" if disk["stats"] else
+            f"with no stats written ({settings.performance_stats} is as it was)"]
+    if disk["checkpoint"]:
+        said.append(f"best checkpoint (epoch {disk['checkpoint']}, validation accuracy {net.best_acc_:.4f}) in "
+                    f"{settings.checkpoint_file}")
+    else:
+        said.append(f"no checkpoint written ({settings.checkpoint_file} is as it was)")
+    again = f"python train.py {args.config} --resume" + (f" --seed {args.seed}" if args.seed else "")
+    if disk["last_state"] == disk["stats"]:
+        said.append(f"go on with: {again}")
+    elif disk["last_state"]:
+        said.append(f"the last state holds epoch {disk['last_state']}: {again} goes on from there")
+    else:
+        said.append("no last state was written: train again to go on")
+    return "; ".join(said)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,36 @@ UNWRITTEN = unwritten_pieces()
 def pytest_addoption(parser):
     parser.addoption("--piece", choices=sorted(PIECE_FILES), action="append", default=[],
                      help="run only the layer tests of this piece of the assignment (may be repeated)")
+    parser.addoption("--kernels", choices=("compiled", "numpy"), default=os.environ.get("KIT_KERNELS", "compiled"),
+                     help="the kernels `import convolutions` gives the whole run: the compiled module (default) or "
+                          "its numpy version, convolutions.py (default: $KIT_KERNELS if set)")
+
+
+def pytest_configure(config):
+    """--kernels numpy: the numpy version in sys.modules before any test imports the kit."""
+    config.addinivalue_line("markers", "compiled_only(reason): checks the compiled kernels themselves "
+                            "(skipped with --kernels numpy)")
+    if config.getoption("--kernels") == "numpy" and getattr(sys.modules.get("convolutions"), "COMPILED", True):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("convolutions", REPO_ROOT / "convolutions.py")
+        module = importlib.util.module_from_spec(spec)
+        module.WHY = None  # asked for: no notice
+        spec.loader.exec_module(module)
+        sys.modules["convolutions"] = module
+
+
+def numpy_kernels():
+    """Whether this run's kernels are the numpy version (--kernels numpy)."""
+    import convolutions
+
+    return convolutions.COMPILED is not True
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("compiled_only"):
+        if numpy_kernels():
+            pytest.skip(f"compiled kernels only: {mark.args[0]}")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -109,6 +139,13 @@ def _piece_methods():
         return []
     classes = {"FCLayer": FCLayer, "ConvLayer": ConvLayer}
     return [(classes[piece.split(".")[0]], piece.split(".")[1], piece) for piece in sorted(UNWRITTEN)]
+
+
+@pytest.fixture(autouse=True)
+def _usps_downloads(monkeypatch, tmp_path_factory):
+    """USPS's published files, once fetched, go to a folder of the test's own, never to the
+    kit's data/downloads/, and files one test fetched never serve another."""
+    monkeypatch.setenv("USPS_DOWNLOADS", str(tmp_path_factory.mktemp("usps-downloads")))
 
 
 @pytest.fixture(autouse=True)

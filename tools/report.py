@@ -8,10 +8,10 @@ import sys
 if __name__ == "__main__" and not __package__:
     import kit_path  # for its effect (tools/kit_path.py): the repository on sys.path, before the imports below
 
-from plumbing.command_line import require_compiled_kernels
+from plumbing.command_line import load_kernels
 
 # Here too, not only when the tool's module loads: a process may hold that module already.
-require_compiled_kernels("report.py")
+load_kernels("report.py")
 
 from tools.course.report import main
 

@@ -131,7 +131,7 @@ def test_the_display_figure_is_checked_before_training_when_there_is_no_screen(t
 def test_a_lock_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, small_npz, capsys, monkeypatch,
                                                                        fault, code):
     config = dump(tmp_path / "l.yaml", logreg(tmp_path, small_npz))
-    real_open, real_truncate = os.open, os.ftruncate
+    real_open = os.open
 
     def failing_open(path, *args, **kwargs):
         if str(path).endswith(".lock"):
@@ -180,6 +180,52 @@ def test_a_write_that_fails_is_one_line_and_leaves_the_old_files(tmp_path, small
     assert "after epoch 1" in line and "--resume" in line
     assert stats.read_bytes() == before
     assert not list((tmp_path / "runs").glob("*.part"))
+
+
+def failing_at(monkeypatch, name, epoch, calls, code=errno.ENOSPC):
+    """os.replace fails (`code`) for the output called `name` from its `epoch`-th write on, as a
+    disk that fills up would: the new file never takes the old one's place."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(str(dst)) == name:
+            calls.append(dst)
+            if len(calls) >= epoch:
+                raise OSError(code, os.strerror(code), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+# (file that fails, from its n-th write, words the line must hold, words it must not)
+FAILED_WRITES = [
+    ("l.npz", 2, ["after epoch 2", "best checkpoint (epoch 1", "the last state holds epoch 1"], ["epoch 2,"]),
+    ("l_last.npz", 2, ["after epoch 2", "the last state holds epoch 1", "--resume goes on from there"], []),
+    ("l_last.npz", 1, ["after epoch 1", "no last state was written"], ["--resume"]),
+    ("l_stats.npy", 1, ["before any epoch was saved"], ["--resume"]),
+]
+
+
+@pytest.mark.parametrize("name,nth,words,not_words", FAILED_WRITES)
+def test_after_a_failed_write_the_message_says_what_each_file_holds(tmp_path, small_npz, capsys, monkeypatch,
+                                                                     name, nth, words, not_words):
+    config = dump(tmp_path / "l.yaml", logreg(tmp_path, small_npz, max_epochs=3))
+    calls = []
+    failing_at(monkeypatch, name, nth, calls)
+    assert train.main([config, "--no-display"]) == 2
+    monkeypatch.undo()
+    line = one_line(capsys)
+    for word in words:
+        assert word in line, (word, line)
+    for word in not_words:
+        assert word not in line, (word, line)
+    assert not list((tmp_path / "runs").glob("*.part"))
+    runs = tmp_path / "runs"
+    if (runs / "l_stats.npy").exists():  # the stats say what the message says
+        done = int(line.split("after epoch ")[1].split(":")[0]) if "after epoch" in line else 0
+        assert len(np.load(runs / "l_stats.npy")) == done
+    if "--resume goes on" in line or "go on with" in line:
+        assert train.main([config, "--no-display", "--resume"]) == 0  # the advice works
 
 
 # --- locked while a run goes on -----------------------------------------------------------------

@@ -108,7 +108,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.command_line import OneLineParser
+from plumbing.command_line import OneLineParser, require_compiled_kernels
 from tools import KIT
 from tools.benchmark.configs import epoch_flops, flops_per_image, load_arrays, training_configs
 from tools.benchmark.convolve import CONVOLVE_MAX_CALLS, CONVOLVE_SECONDS, measure_convolve
@@ -381,6 +381,7 @@ def main(argv=None):
     # Run as a script, this was done before numpy loaded; imported, it reaches the children
     # (and the kernels, which kernel_threads loads).
     configure_process(args.threads)
+    require_compiled_kernels("bench.py")  # it times them, never their numpy version
     selected = {n: c for n, c in configs.items() if args.only is None or n in args.only}
     threads, blas = openblas_threads()
     kernels = kernel_threads()

@@ -46,7 +46,8 @@ EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.g
 HANDED_OUT = (
     # The kit: its scripts, layers, kernels, build files and the answers template.
     "README.md", "answers.md", ".gitignore", "MANIFEST.in", "pyproject.toml", "setup.py", "convolutions.pyx",
-    "layer.py", "fc_layer.py", "conv_layer.py", "maxpool_layer.py", "dropout_layer.py", "net.py", "train.py",
+    "convolutions.py", "layer.py", "fc_layer.py", "conv_layer.py", "maxpool_layer.py", "dropout_layer.py", "net.py",
+    "train.py",
     "evaluate.py", "grad_check.py", "play_with_convolutions.py", "kernels/*.h", "plumbing/*.py", "data/*.py",
     # The assignment's configs (not usps_best.yaml nor lenet.yaml).
     "configs/logreg.yaml", "configs/net_1layer.yaml", "configs/net_2layer.yaml", "configs/convnet1_method1.yaml",
@@ -65,6 +66,7 @@ HANDED_OUT = (
     "tests/conftest.py", "tests/references.py", "tests/kit/test_augment.py", "tests/kit/test_checkpoints.py",
     "tests/kit/test_command_line.py", "tests/kit/test_config.py", "tests/kit/test_conv_layer.py",
     "tests/kit/test_convolutions.py", "tests/kit/test_convolutions_doctests.py", "tests/kit/test_correlate.py",
+    "tests/kit/test_convolutions_numpy.py",
     "tests/kit/test_display.py", "tests/kit/test_dtype.py", "tests/kit/test_fc_layer.py", "tests/kit/test_files.py",
     "tests/kit/test_grad_check.py", "tests/kit/test_layer.py", "tests/kit/test_lr_schedule.py",
     "tests/kit/test_maxpool_layer.py", "tests/kit/test_net.py", "tests/kit/test_play_with_convolutions.py",

@@ -23,9 +23,9 @@ from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.command_line import require_compiled_kernels
+from plumbing.command_line import load_kernels
 
-require_compiled_kernels("report.py")
+load_kernels("report.py")
 
 import numpy as np
 

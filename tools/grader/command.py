@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from plumbing.command_line import OneLineParser, entry_point
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
 from plumbing.errors import UserError
 from tools.course.handout import HandoutError
 from tools.grader import gradescope, grading  # grading sets the process's threads before numpy loads
@@ -91,6 +91,7 @@ def main(argv=None):
         raise UserError(f"--jobs must be positive, got {args.jobs}")
     if args.gradescope_bundle:
         return gradescope.bundle_main(args.gradescope_bundle, limits, args.unsafe_no_sandbox, args.visibility)
+    require_compiled_kernels("autograde.py")  # grades against them, never their numpy version
     if args.gradescope_run:
         return gradescope.run_main(args.root, limits, args.unsafe_no_sandbox, args.visibility, args.check_only)
     checked_submissions(args.submissions)
