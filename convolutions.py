@@ -23,7 +23,7 @@ COMPILED = False  # the numpy version (the compiled module says True): see requi
 BUILD_COMMAND = "python setup.py build_ext --inplace"
 # Epochs of `python train.py configs/convnet1_method2.yaml --epochs 2 --no-display` with this
 # module, over those with the compiled one (docs/speed.md, "Without a compiler").
-SLOWDOWN = "about 7 times slower on convnet1"
+SLOWDOWN = "about 16 times slower on convnet1"
 
 
 def _compiled_beside():
