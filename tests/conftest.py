@@ -14,6 +14,7 @@ one piece (the tests marked `piece`).
 """
 
 import functools
+import itertools
 import os
 import re
 import subprocess
@@ -141,11 +142,20 @@ def _piece_methods():
     return [(classes[piece.split(".")[0]], piece.split(".")[1], piece) for piece in sorted(UNWRITTEN)]
 
 
+@pytest.fixture(scope="session")
+def _downloads_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("usps-downloads")
+
+
+_DOWNLOADS_MADE = itertools.count()
+
+
 @pytest.fixture(autouse=True)
-def _usps_downloads(monkeypatch, tmp_path_factory):
+def _usps_downloads(monkeypatch, _downloads_root):
     """USPS's published files, once fetched, go to a folder of the test's own, never to the
-    kit's data/downloads/, and files one test fetched never serve another."""
-    monkeypatch.setenv("USPS_DOWNLOADS", str(tmp_path_factory.mktemp("usps-downloads")))
+    kit's data/downloads/, and files one test fetched never serve another (the folder is made
+    only by a test that fetches: data/usps.py makes it)."""
+    monkeypatch.setenv("USPS_DOWNLOADS", str(_downloads_root / str(next(_DOWNLOADS_MADE))))
 
 
 @pytest.fixture(autouse=True)
