@@ -26,9 +26,9 @@ On the way down both methods see a stride above 1 the same way: the derivatives 
 back on the stride-1 grid, with zeros for the outputs the stride skipped.
 """
 
-import convolutions
 import numpy as np
 
+import convolutions
 from layer import ConfigError, Layer, layer_setting, output_size
 
 

@@ -10,9 +10,9 @@ USPS, whose background is exactly 0 -- sending it to every tied input, as the 20
 did, would count that derivative several times.
 """
 
-import convolutions
 import numpy as np
 
+import convolutions
 from layer import ConfigError, Layer, layer_setting, output_size
 
 

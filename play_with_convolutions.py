@@ -12,6 +12,7 @@ Exit status: 0, or 2 for bad input (an image that cannot be read or used, an --o
 cannot be written; no kernels at all).
 """
 
+import os
 import sys
 
 from plumbing import runtime
@@ -93,6 +94,20 @@ def to_display(result):
     return np.clip(magnitude / max(np.percentile(magnitude, 99.5), 1e-12), 0, 1).squeeze()
 
 
+DEFAULT_OUT = "convolutions.png"  # without a screen and without --out
+
+
+def unused_name(path):
+    """`path`, or if something is there already 'convolutions-1.png', '-2', ...: a file the user
+    did not name is never replaced."""
+    stem, ext = os.path.splitext(path)
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{stem}-{n}{ext}"
+    return candidate
+
+
 @entry_point("play_with_convolutions.py")
 def main(argv=None):
     parser = OneLineParser(prog="play_with_convolutions.py",
@@ -100,13 +115,13 @@ def main(argv=None):
     parser.add_argument("image", nargs="?", help="an image file (default: matplotlib's grace_hopper.jpg)")
     parser.add_argument("--out", help="write the figure to this PNG instead of showing it")
     args = parser.parse_args(argv)
+    headless = is_headless()  # a backend that cannot draw is one line, before any work
     import matplotlib
     if args.out:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    headless = is_headless()
-    out = args.out or ("convolutions.png" if headless else None)
+    out = args.out or (unused_name(DEFAULT_OUT) if headless else None)
     if out:
         check_output(out, "--out", {"the image itself": args.image})
     try:
@@ -127,7 +142,10 @@ def main(argv=None):
     figure.tight_layout()
     if out:
         write_atomically(out, lambda f: figure.savefig(f, format="png", dpi=80))
-        print(f"wrote {out}" + (" (no screen here to show it)" if not args.out else ""))
+        why = "" if args.out else " (no screen here to show it" + (
+            f"; {DEFAULT_OUT} is there already and stays as it is: --out names the file)" if out != DEFAULT_OUT
+            else ")")
+        print(f"wrote {out}{why}")
     else:
         plt.show()
     return 0

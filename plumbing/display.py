@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from plumbing.checkpoints import write_atomically
+from plumbing.errors import UserError
 
 # matplotlib backends that draw to files only: with one of these there is no window.
 NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
@@ -20,10 +21,25 @@ REFRESH_SECONDS = 10.0  # headless: the PNG is redrawn after an epoch at most th
 
 
 def is_headless():
-    """True if matplotlib's backend draws to files only (no screen to show a window on)."""
-    import matplotlib
+    """True if matplotlib's backend draws to files only (no screen to show a window on).
 
-    return matplotlib.get_backend().lower() in NON_INTERACTIVE
+    The backend is loaded here, before any work: one that matplotlib does not know, or whose
+    toolkit is missing or has no screen (MPLBACKEND=qtagg without Qt, say), is a UserError in
+    one line, not a traceback in the middle of a run."""
+    try:
+        import matplotlib
+
+        backend = matplotlib.get_backend()
+        if backend.lower() not in NON_INTERACTIVE:
+            import matplotlib.pyplot as plt
+
+            plt.switch_backend(backend)  # imports the toolkit now
+    except (ValueError, ImportError, RuntimeError) as e:
+        reason = " ".join(str(e).split()).split(";")[0]  # not the list of every backend
+        raise UserError(f"matplotlib cannot draw with the backend it is given (MPLBACKEND="
+                        f"{os.environ.get('MPLBACKEND', '(unset)')}): {reason}; set MPLBACKEND=Agg to draw "
+                        "to files, or unset it") from None
+    return backend.lower() in NON_INTERACTIVE
 
 
 def png_path(performance_stats):

@@ -24,8 +24,9 @@ import re
 import sys
 import traceback
 
-import convolutions
 import numpy as np
+
+import convolutions
 
 EPSILON = 1e-6  # small enough that a step rarely crosses a ReLU or max-pool kink
 MAX_INPUT_ENTRIES = 200  # per layer, for the input derivatives (only when a check failed)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import convolutions
 import numpy as np
 import pytest
 import scipy.signal
@@ -14,6 +13,8 @@ from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from references import convolve_reference, maxpool_backward_reference, maxpool_reference, pre_activation_reference
+
+import convolutions
 
 HYPOTHESIS = settings(max_examples=30, deadline=None, derandomize=True)
 

@@ -4,9 +4,10 @@ has some, and every one prints what the docstring says it prints."""
 import doctest
 import inspect
 
-import convolutions
 import numpy as np
 import pytest
+
+import convolutions
 
 FINDER = doctest.DocTestFinder()
 

@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
-import convolutions
 import numpy as np
 import pytest
 import scipy.signal
 from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import convolutions
 
 HYPOTHESIS = settings(max_examples=40, deadline=None, derandomize=True)
 

@@ -27,7 +27,6 @@ import json
 import subprocess
 import sys
 
-import convolutions
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, numeric_gradient
@@ -42,6 +41,7 @@ from references import (
     window_size,
 )
 
+import convolutions
 from conv_layer import ConvLayer
 from fc_layer import FCLayer
 from maxpool_layer import MaxPoolLayer

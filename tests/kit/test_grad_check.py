@@ -4,11 +4,11 @@ The typical mistakes of the README's table are injected by tests/kit/test_grad_c
 
 import types
 
-import convolutions
 import numpy as np
 import pytest
 from conftest import CONFIG_DIR
 
+import convolutions
 import grad_check
 from conv_layer import ConvLayer
 from fc_layer import FCLayer

@@ -86,3 +86,34 @@ def test_main_reports_an_unreadable_image_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("play_with_convolutions.py: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_without_a_screen_a_figure_already_there_is_never_replaced(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "convolutions.png").write_bytes(b"the user's own")
+    (tmp_path / "convolutions-1.png").write_bytes(b"and another")
+    assert play.main([]) == 0
+    assert (tmp_path / "convolutions.png").read_bytes() == b"the user's own"
+    assert (tmp_path / "convolutions-1.png").read_bytes() == b"and another"
+    assert (tmp_path / "convolutions-2.png").read_bytes().startswith(b"\x89PNG")
+    out = capsys.readouterr().out
+    assert "wrote convolutions-2.png" in out and "convolutions.png is there already" in out
+
+
+# A name matplotlib does not know; a toolkit that is not installed (Qt is not a dependency).
+@pytest.mark.parametrize("script,backend", [("play_with_convolutions.py", "nosuch"), ("train.py", "qtagg")])
+def test_a_backend_that_cannot_draw_is_one_line_before_any_work(tmp_path, small_npz, script, backend):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, write_config
+    args = [] if script.startswith("play") else [str(write_config(tmp_path, "logreg.yaml", small_npz, display=True))]
+    env = {**os.environ, "MPLBACKEND": backend}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / script), *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"MPLBACKEND={backend}" in lines[0] and "MPLBACKEND=Agg" in lines[0]
+    assert "Epoch" not in result.stdout and not (tmp_path / "runs").exists()

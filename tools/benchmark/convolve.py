@@ -24,9 +24,8 @@ def record_method2_calls(name, config, arrays, batch):
     `batch` real training images, recorded as the layers make them. The arrays are kept as
     passed (views and all), so the timing sees the layouts the layers give convolve. Raises
     NotImplementedError in a student kit whose method 2 is still blank."""
-    import convolutions
-
     import conv_layer
+    import convolutions
     from net import NeuralNet
 
     config = with_method(config, "method2")
