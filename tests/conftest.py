@@ -17,6 +17,7 @@ import functools
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,34 +223,53 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def mirror_dir():
-    """The USPS mirror: $USPS_MIRROR (relative paths taken from the repo root), else
-    <repo>/../shared/data/usps."""
+    """Where the tests find USPS's published files: $USPS_MIRROR (relative paths taken from the
+    repo root), else the kit's data/downloads/ (what data/usps.py fetched), else a mirror at
+    <repo>/../shared/data/usps. (path or None, whether USPS_MIRROR named it)."""
     env = os.environ.get("USPS_MIRROR")
     if env:
         path = Path(env)
         return (path if path.is_absolute() else REPO_ROOT / path).resolve(), True
-    return (REPO_ROOT.parent / "shared" / "data" / "usps").resolve(), False
+    for path in (REPO_ROOT / "data" / "downloads", REPO_ROOT.parent / "shared" / "data" / "usps"):
+        if all((path / name).is_file() for name in ("zip.train.gz", "zip.test.gz")):
+            return path.resolve(), False
+    return None, False
+
+
+# What a test that needs USPS says when it cannot have it, in the kit's own terms.
+NO_USPS = ("USPS is not here: no data/usps.npz and no data/downloads/ in the kit, and USPS_MIRROR is not set "
+           "(python data/usps.py fetches it; USPS_MIRROR=DIR names a folder holding zip.train.gz and zip.test.gz)")
 
 
 @pytest.fixture(scope="session")
 def usps_mirror():
+    """A folder holding zip.train.gz and zip.test.gz (skips, saying where they would be, if none)."""
     path, explicit = mirror_dir()
-    present = all((path / name).is_file() for name in ("zip.train.gz", "zip.test.gz"))
-    if not present:
-        if explicit:
-            pytest.fail(f"USPS_MIRROR={os.environ['USPS_MIRROR']} does not hold zip.train.gz and zip.test.gz")
-        pytest.skip(f"no USPS mirror at {path} (set USPS_MIRROR)")
+    if explicit and not all((path / name).is_file() for name in ("zip.train.gz", "zip.test.gz")):
+        pytest.fail(f"USPS_MIRROR={os.environ['USPS_MIRROR']} does not hold zip.train.gz and zip.test.gz")
+    if path is None:
+        pytest.skip(NO_USPS)
     return path
 
 
 @pytest.fixture(scope="session")
-def usps_npz(tmp_path_factory, usps_mirror):
-    """The full prepared data file, made once by data.usps.prepare from the mirror."""
+def usps_npz(tmp_path_factory):
+    """The full prepared data file: made once by data.usps.prepare from the published files, or
+    the kit's own data/usps.npz when they are not here (copied: the tests never write into data/)."""
     from data import usps
 
     path = tmp_path_factory.mktemp("usps_full") / "usps.npz"
-    returned = usps.prepare(npz_path=str(path), mirror=str(usps_mirror))
-    assert Path(returned) == path
+    mirror, explicit = mirror_dir()
+    if explicit and not all((mirror / name).is_file() for name in ("zip.train.gz", "zip.test.gz")):
+        pytest.fail(f"USPS_MIRROR={os.environ['USPS_MIRROR']} does not hold zip.train.gz and zip.test.gz")
+    if mirror is not None:
+        returned = usps.prepare(npz_path=str(path), mirror=str(mirror),
+                                downloads=str(tmp_path_factory.mktemp("usps_full_downloads")))
+        assert Path(returned) == path
+    elif (REPO_ROOT / "data" / "usps.npz").is_file():
+        shutil.copy(REPO_ROOT / "data" / "usps.npz", path)
+    else:
+        pytest.skip(NO_USPS)
     return path
 
 

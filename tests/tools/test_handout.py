@@ -49,10 +49,11 @@ def _run(args, cwd, timeout=300, **env_vars):
                           text=True, timeout=timeout)
 
 
-def _pytest(kit, *args, timeout=900):
+def _pytest(kit, *args, timeout=900, **env_vars):
     """The kit's own test suite, run in the kit as a student runs it: (exit status, output)."""
     # Wide enough that pytest does not cut the reasons of its summary lines short.
-    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rx", *args], kit, timeout=timeout, COLUMNS="1000")
+    result = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rx", *args], kit, timeout=timeout,
+                  COLUMNS="1000", **env_vars)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -440,7 +441,8 @@ def test_every_link_of_the_student_kits_documents_leads_to_a_file_it_has(generat
                 assert (doc.parent / path).exists(), f"{doc.relative_to(out)} links to {target}, not in the kit"
 
 
-def test_the_student_quick_start_installs_and_fetches_then_shows_the_expected_first_state(generated, tmp_path):
+def test_the_student_quick_start_installs_and_fetches_then_shows_the_expected_first_state(generated, tmp_path,
+                                                                                         usps_mirror):
     readme = _student_readme(generated[0])
     first, second = _code_blocks(readme[readme.index("## Quick start"):])[0].strip().splitlines()
     # One command installs, builds and fetches the data, and trains nothing before the pieces exist.
@@ -448,7 +450,8 @@ def test_the_student_quick_start_installs_and_fetches_then_shows_the_expected_fi
     assert second == "python grad_check.py configs/logreg.yaml"
     assert "not implemented yet: FCLayer.ComputeUp" in readme and "That is expected" in readme
     kit = _copy_with_extension(generated[0], tmp_path)
-    fetched = _run(["data/usps.py"], kit)  # the first command's last step (USPS_MIRROR as the tests use it)
+    # The first command's last step, from the mirror the tests use (no network here).
+    fetched = _run(["data/usps.py"], kit, USPS_MIRROR=str(usps_mirror))
     assert fetched.returncode == 0, fetched.stderr
     assert fetched.stdout.strip().splitlines()[-1].startswith(f"usps: wrote {kit / 'data' / 'usps.npz'}")
     checked = _run(second.split()[1:], kit)
@@ -470,9 +473,9 @@ def test_train_and_evaluate_in_the_student_kit_stop_in_one_line_naming_the_piece
 
 
 def test_the_student_kits_own_tests_pass_and_report_each_unwritten_piece_as_not_implemented_yet(
-        generated, tmp_path):
+        generated, tmp_path, usps_mirror):
     kit = _copy_with_extension(generated[0], tmp_path)
-    code, output = _pytest(kit)
+    code, output = _pytest(kit, USPS_MIRROR=str(usps_mirror))  # USPS as the student's own copy would have it
     counts = _summary(output)
     assert code == 0 and not counts.get("failed") and not counts.get("error") and not counts.get("errors"), \
         output[-3000:]
@@ -484,7 +487,8 @@ def test_the_student_kits_own_tests_pass_and_report_each_unwritten_piece_as_not_
     assert "expected until you write these pieces" in output
     # The same without pytest's capture and tracebacks (-s --tb=no): the scripts' tests run
     # train.main in-process, which catches the NotImplementedError and prints its one line.
-    code, output = _pytest(kit, "-s", "--tb=no", "tests/kit/test_scripts.py", "-k", "main")
+    code, output = _pytest(kit, "-s", "--tb=no", "tests/kit/test_scripts.py", "-k", "main",
+                           USPS_MIRROR=str(usps_mirror))
     counts = _summary(output)
     assert code == 0 and counts["xfailed"] >= 3 and not counts.get("failed"), output[-3000:]
 
