@@ -6,6 +6,7 @@ Chromium and counts the analysis's pages."""
 import html.parser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -353,3 +354,22 @@ def test_printed_in_chromium_the_analysis_fits_in_two_pages_and_a_long_one_is_fl
     assert _run(configs, out, answers, "--pdf") == 0
     warning = capsys.readouterr().out.strip().splitlines()
     assert any(re.match(r"the analysis is \d+ pages, more than the handout's 2", w) for w in warning)
+
+
+def test_a_kit_with_pieces_not_written_yet_is_said_so_and_exits_1(submission, tmp_path, capsys):
+    configs, _, answers = submission
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    shutil.copy(REPO_ROOT / "fc_layer.py", kit)
+    source = (REPO_ROOT / "conv_layer.py").read_text()
+    begin = source.index("# BEGIN SOLUTION")  # the first region: ConvLayer.ComputeUp
+    end = source.index("# END SOLUTION", begin)
+    indent = source[source.rindex("\n", 0, begin) + 1:begin]
+    blank = f"# BEGIN SOLUTION\n{indent}raise NotImplementedError('ConvLayer.ComputeUp: write it')\n{indent}"
+    (kit / "conv_layer.py").write_text(source[:begin] + blank + source[end:])
+    capsys.readouterr()
+    assert _run(configs, tmp_path / "out", answers, "--kit", str(kit)) == 1
+    out = capsys.readouterr().out
+    assert "not written yet: ConvLayer.ComputeUp (the printout and the zip hold them blank)" in out
+    assert "FCLayer" not in out.split("not written yet:")[1]
+    assert (tmp_path / "out" / "a2_code.zip").is_file()  # the draft is written all the same

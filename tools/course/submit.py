@@ -17,7 +17,8 @@ and writes to the --out folder:
 A model not trained yet gets a row of dashes and the command that trains it; a question not
 answered yet is named on the terminal. Each output is written whole or not at all.
 
-Exit status: 0, or 2 for bad input (a missing or broken config, checkpoint, data or answers
+Exit status: 0; 1 when a piece is not written yet (both files are written all the same, and the
+line says which); 2 for bad input (a missing or broken config, checkpoint, data or answers
 file, an unknown heading in the answers file; --pdf without a browser).
 """
 
@@ -413,7 +414,17 @@ def main(argv=None):
         print(note)
     if missing:
         print(f"not answered yet in {args.answers}: " + "; ".join(missing))
+    unwritten = unwritten_pieces(args.kit)
+    if unwritten:
+        # The printout and the zip are written all the same (a draft); the exit status says so.
+        print(f"not written yet: {', '.join(unwritten)} (the printout and the zip hold them blank)")
+        return 1
     return 0
+
+
+def unwritten_pieces(kit):
+    """The pieces whose code still raises the blank's NotImplementedError, in PIECES' order."""
+    return [heading.split(" ")[0] for heading, code in student_code(kit) if "NotImplementedError" in code]
 
 
 if __name__ == "__main__":
