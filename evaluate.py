@@ -13,6 +13,10 @@ checkpoint that is missing, damaged or gives no finite numbers; no kernels at al
 import math
 import sys
 
+from plumbing.command_line import start_script
+
+start_script(__name__, "evaluate.py")  # first: Ctrl-C, a closed output: one line
+
 from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads

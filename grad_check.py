@@ -10,6 +10,10 @@ the piece most likely at fault (how it is found: gradient_faults.py).
 
 import sys
 
+from plumbing.command_line import start_script
+
+start_script(__name__, "grad_check.py")  # first: Ctrl-C, a closed output: one line
+
 from plumbing import runtime
 
 runtime.configure("single_example")  # a few examples at a time: one BLAS thread

@@ -24,6 +24,7 @@ from plumbing.errors import ConfigError, TrainingDiverged
 from plumbing.lr_schedule import lr_multiplier
 from plumbing.settings import check_seed
 from plumbing.shapes import check_layer_fits
+from plumbing.writing import write_atomically
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
 
@@ -210,7 +211,7 @@ class NeuralNet:
     def _end_epoch(self, epoch, row):
         """Record an epoch's statistics: the stats file, the checkpoint if it improved, the last state."""
         self.stats_.append(row)
-        checkpoints.write_atomically(self.settings_.performance_stats, lambda f: np.save(f, np.array(self.stats_)))
+        write_atomically(self.settings_.performance_stats, lambda f: np.save(f, np.array(self.stats_)))
         self.on_disk_["stats"] = epoch
         val_ce, val_acc = row[2:4]
         improved = val_acc > self.best_acc_ if self.settings_.checkpoint_on == "accuracy" else val_ce < self.best_ce_

@@ -15,6 +15,10 @@ cannot be written; no kernels at all).
 import os
 import sys
 
+from plumbing.command_line import start_script
+
+start_script(__name__, "play_with_convolutions.py")  # first: Ctrl-C, a closed output: one line
+
 from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads
@@ -26,11 +30,11 @@ load_kernels("play_with_convolutions.py")
 import numpy as np
 
 import convolutions
-from plumbing.checkpoints import write_atomically
 from plumbing.display import is_headless
 from plumbing.errors import UserError
 from plumbing.files import open_regular
 from plumbing.run_files import check_output
+from plumbing.writing import write_atomically
 
 LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=float)
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)

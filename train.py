@@ -14,6 +14,10 @@ file whole and say how to go on with --resume.
 
 import sys
 
+from plumbing.command_line import start_script
+
+start_script(__name__, "train.py")  # first: Ctrl-C, a closed output: one line
+
 from plumbing import runtime
 
 runtime.configure("batches")  # threads and memory, before numpy loads

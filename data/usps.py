@@ -30,6 +30,10 @@ import urllib.request
 if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers are one folder up
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from plumbing.command_line import start_script
+
+start_script(__name__, "usps")  # first: Ctrl-C, a closed output: one line
+
 import numpy as np
 
 from plumbing.command_line import OneLineParser, entry_point

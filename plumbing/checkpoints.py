@@ -20,9 +20,10 @@ import zlib
 
 import numpy as np
 
-from plumbing.errors import ConfigError, OutputError
-from plumbing.files import NotRegularFile, atomic_write, missing, numbers, read_npz
+from plumbing.errors import ConfigError
+from plumbing.files import NotRegularFile, missing, numbers, read_npz
 from plumbing.settings import SETTINGS, shown
+from plumbing.writing import write_atomically
 
 # Settings a resumed run may change: how long it goes on, what it shows, where its files are.
 RESUMABLE = ("max_epochs", "display", "display_after", "data_path", "checkpoint_file", "performance_stats")
@@ -33,17 +34,6 @@ TEXT_LIMIT = 1 << 20  # bytes of the last state's JSON members (generator states
 DIFFERENCES_SHOWN = 4
 
 
-
-
-def write_atomically(path, write):
-    """Call write(file) on a temporary file beside `path`, then rename it into place, so
-    `path` always holds a whole file: the old one or the new one, never half of one, even
-    if the process is killed or the machine loses power in between (files.atomic_write).
-    OutputError naming `path` if it cannot be written; the old file is then unchanged."""
-    try:
-        atomic_write(path, write)
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); what was there is unchanged") from None
 
 
 def save_arrays(path, arrays):

@@ -1,5 +1,8 @@
 """What the scripts and the course tools share on the command line.
 
+    from plumbing.command_line import start_script
+    start_script(__name__, "train.py")   # first thing: from here on, every ending is one line
+
     from plumbing.command_line import OneLineParser, entry_point, load_kernels, seed
 
     @entry_point("train.py")
@@ -96,6 +99,57 @@ def require_compiled_kernels(prog):
         sys.exit(2)
 
 
+_script = None  # the name of the script this process runs, once start_script() ran
+
+
+def start_script(module_name, prog):
+    """The first statement of every script, before its imports: from here to its end, a
+    signal or a missing standard stream ends it in one line, never a traceback. Does
+    nothing unless `module_name` is "__main__" (a test that imports the script keeps its
+    own signal handlers).
+
+    - Ctrl-C or SIGTERM while it is still importing (numpy, matplotlib: up to a second):
+      nothing has been read or written yet, so it ends at once, in one line, with 130 or 143;
+      once main() runs, `entry_point` takes over (and after main(), the process only exits:
+      a late signal changes nothing).
+    - A closed standard output (`>&-`): one line, exit status 2, before any work: what the
+      script prints would be lost, and the first file it opened would take the number of
+      standard output and receive its lines.
+    - A closed standard input or error: /dev/null takes its number, for the same reason.
+    """
+    global _script
+    if module_name != "__main__":
+        return
+    _script = prog
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _while_starting)
+    closed = [fd for fd in (0, 1, 2) if not _is_open(fd)]
+    for fd in closed:
+        devnull = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    if 2 in closed:
+        sys.stderr = open(2, "w", closefd=False)
+    if 1 in closed:
+        _say(f"{prog}: error: standard output is closed: nothing was done (send it to a file or to /dev/null)")
+        os._exit(2)
+
+
+def _is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _while_starting(signum, frame):
+    how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    _say(f"{_script}: {how} while starting: nothing was read or written")
+    os._exit(143 if signum == signal.SIGTERM else 130)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a `kill`, a job scheduler's time limit, a shutdown), handled as Ctrl-C is."""
 
@@ -122,31 +176,48 @@ def entry_point(prog):
         def run(argv=None):
             # Only the main thread may handle signals (main() can be called from others).
             handling = threading.current_thread() is threading.main_thread()
-            previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
+            if handling:
+                previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, _terminate)
             try:
                 status = main(argv)
                 sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
                 return status
             except UserError as e:
+                _hold_signals(handling)
                 _say(f"{prog}: error: {e}{_stopped(e, '; stopped ')}")
                 return e.exit_status
             except NotImplementedError as e:
+                _hold_signals(handling)
                 _say(f"{prog}: error: not written yet: {e}")
                 return 1
             except KeyboardInterrupt as e:
+                _hold_signals(handling)
                 how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
                 # In a terminal a progress line may still lack its newline.
                 newline = "\n" if _isatty(sys.stdout) else ""
                 _say(f"{newline}{prog}: {how}{_stopped(e, ' ')}")
                 return 143 if isinstance(e, Terminated) else 130
             except BrokenPipeError:
+                _hold_signals(handling)
                 _quiet_stdout()
                 return 141
             finally:
-                if handling:
-                    signal.signal(signal.SIGTERM, previous)
+                if handling and _script is not None:
+                    _hold_signals(True)  # main() is over: what is left is the exit itself
+                elif handling:
+                    for signum, handler in previous.items():
+                        signal.signal(signum, handler)
         return run
     return wrap
+
+
+def _hold_signals(handling):
+    """Once a script is ending, a second Ctrl-C or SIGTERM cannot cut its last line short."""
+    if handling:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _stopped(error, joint):

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from plumbing.checkpoints import write_atomically
 from plumbing.errors import UserError
+from plumbing.writing import write_atomically
 
 # matplotlib backends that draw to files only: with one of these there is no window.
 NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}

@@ -10,6 +10,7 @@ and ValueError; the callers say which key or file it was in their own words).
   to disk, then renamed into place.
 """
 
+import contextlib
 import glob
 import math
 import os
@@ -139,23 +140,57 @@ def atomic_write(path, write):
     always holds a whole file: the old one or the new one, never half of one, even if the
     process is killed or the machine loses power in between. The temporary file is named
     '<name>.<random>.part'; it never outlives a failure (a kill can leave one: see
-    run_files.remove_stale_parts). OSError if the folder cannot be made or written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".part")
+    run_files.remove_stale_parts), nor do the folders made for `path`. OSError (the first
+    one met) if the folder cannot be made or the file written."""
+    made = make_folders(os.path.dirname(os.path.abspath(path)))
+    tmp = None
     try:
-        if hasattr(os, "fchmod"):
-            # mkstemp makes the file 0600; an output is made as open() makes one, as the
-            # umask allows (a TA, or a course's shared folder, reads it).
-            os.fchmod(fd, 0o666 & ~current_umask())
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix=os.path.basename(path) + ".", suffix=".part")
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                # mkstemp makes the file 0600; an output is made as open() makes one, as the
+                # umask allows (a TA, or a course's shared folder, reads it).
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp = None
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        remove_empty_folders(made)
+        raise
+
+
+def make_folders(folder):
+    """Make `folder` and its missing parents; the list of those made, deepest last. OSError
+    if one cannot be made (those made until then are removed again)."""
+    missing_parts = []
+    while not os.path.lexists(folder):
+        missing_parts.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    made = []
+    try:
+        for part in reversed(missing_parts):
+            os.mkdir(part)
+            made.append(part)
+    except BaseException:
+        remove_empty_folders(made)
+        raise
+    return made
+
+
+def remove_empty_folders(made):
+    """Remove the folders of `made` (as make_folders returned them) that are still empty."""
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def current_umask():

@@ -16,15 +16,22 @@ check it with `check_output`.
 """
 
 import contextlib
-import errno
 import glob
 import os
+import stat
 import sys
 
 from plumbing.checkpoints import last_state_path
 from plumbing.display import is_headless, png_path
 from plumbing.errors import ConfigError, OutputError
-from plumbing.files import NotRegularFile, check_regular_or_absent, part_pattern, same_file
+from plumbing.files import (
+    NotRegularFile,
+    check_regular_or_absent,
+    make_folders,
+    part_pattern,
+    remove_empty_folders,
+    same_file,
+)
 
 try:
     import fcntl
@@ -40,8 +47,9 @@ NAME_ROOM = len(".12345678.part")
 def check_output(path, what, inputs=(), source=None):
     """Raise ConfigError unless `path` can take an output: a name (not empty, not a folder),
     short enough for its temporary and lock files, absent or a regular file, not one of
-    `inputs` ({description: path}), in a folder that exists (made here if need be) and is
-    writable. `what` names it in the message ("key 'checkpoint_file'", "--plot")."""
+    `inputs` ({description: path}), in a writable folder that exists or can be made (it is made
+    by the first write, and goes again if that write fails). `what` names it in the message
+    ("key 'checkpoint_file'", "--plot")."""
     where = f"{source}: " if source else ""
     name = os.path.basename(str(path))
     if not name or name in (".", ".."):
@@ -58,14 +66,19 @@ def check_output(path, what, inputs=(), source=None):
         if other is not None and same_file(path, other):
             raise ConfigError(f"{where}{what}: {path} is {description}: writing it would destroy it")
     folder = os.path.dirname(os.path.abspath(path))
+    existing = folder  # the folder, or the nearest of its parents that exists: it is made later
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
     try:
-        os.makedirs(folder, exist_ok=True)
+        is_folder = stat.S_ISDIR(os.stat(existing).st_mode)
     except OSError as e:
-        reason = "a part of it is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else e.strerror
-        raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} ({reason})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where}{what}: the folder {folder} of {path} is not writable")
-    longest = name_max(folder) - NAME_ROOM
+        raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} ({e.strerror})") from None
+    if not is_folder:
+        raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} (a part of it is a file, "
+                          "not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}{what}: the folder {existing} of {path} is not writable")
+    longest = name_max(existing) - NAME_ROOM
     if len(os.fsencode(name)) > longest:
         raise ConfigError(f"{where}{what}: the name {name[:40]}... is {len(os.fsencode(name))} bytes; this folder "
                           f"takes names of up to {longest} bytes for an output (its temporary file adds "
@@ -115,11 +128,12 @@ class OutputLock:
     process that holds one). The lock files hold the holder's process id and command line."""
 
     def __init__(self, paths, source):
-        self.paths_, self.source_, self.held_ = [lock_path(p) for p in paths], source, []
+        self.paths_, self.source_, self.held_, self.made_ = [lock_path(p) for p in paths], source, [], []
 
     def __enter__(self):
         try:
             for path in self.paths_:
+                self.made_ += self._folder(path)
                 self.held_.append((path, self._take(path)))
         except BaseException:
             self.__exit__()
@@ -133,6 +147,14 @@ class OutputLock:
         except OSError as e:
             output = os.path.join(os.path.dirname(path), os.path.basename(path)[1:-len(".lock")])
             raise OutputError(f"{self.source_}: cannot start: the lock {path} of {output} cannot be written "
+                              f"({e.strerror or e}); nothing was trained or written") from None
+
+    def _folder(self, path):
+        """Make the lock's folder (the outputs' own) if need be: [folders made]."""
+        try:
+            return make_folders(os.path.dirname(path))
+        except OSError as e:
+            raise OutputError(f"{self.source_}: cannot start: the folder {os.path.dirname(path)} cannot be made "
                               f"({e.strerror or e}); nothing was trained or written") from None
 
     def _take_file(self, path):
@@ -173,6 +195,8 @@ class OutputLock:
             with contextlib.suppress(OSError):
                 os.remove(path)  # while locked: nobody can be holding what is removed
             os.close(fd)
+        remove_empty_folders(self.made_)  # a run that wrote nothing leaves no folder either
+        self.made_ = []
 
 
 def remove_stale_parts(paths):

@@ -108,7 +108,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.command_line import OneLineParser, require_compiled_kernels
+from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
 from tools import KIT
 from tools.benchmark.configs import epoch_flops, flops_per_image, load_arrays, training_configs
 from tools.benchmark.convolve import CONVOLVE_MAX_CALLS, CONVOLVE_SECONDS, measure_convolve
@@ -373,6 +373,7 @@ def section_total(setup):
     out()
 
 
+@entry_point("bench.py")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     configs = training_configs()

@@ -31,12 +31,12 @@ import numpy as np
 
 from evaluate import evaluate
 from net import NeuralNet
-from plumbing.checkpoints import write_atomically
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.config import load_config
 from plumbing.errors import ConfigError
 from plumbing.files import missing, numbers, read_npy
 from plumbing.run_files import check_output
+from plumbing.writing import write_atomically
 
 DEFAULT_PLOT = os.path.join("runs", "learning_curves.png")
 SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"))

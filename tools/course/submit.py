@@ -38,10 +38,10 @@ from tools import KIT
 
 runtime.configure("batches")  # threads and memory, before numpy loads
 
-from plumbing.checkpoints import write_atomically
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import ConfigError, UserError
 from plumbing.run_files import check_output
+from plumbing.writing import write_atomically
 from tools.course import report
 from tools.course.regions import PIECES, find_regions
 
@@ -401,6 +401,8 @@ def main(argv=None):
                 alone = Path(tmp) / "analysis.html"
                 alone.write_text(analysis)
                 pages = count_pages(print_pdf(alone, None, browser))
+    except BrokenPipeError:
+        raise  # stdout went away (`| head`): entry_point ends quietly
     except OSError as e:  # a file it reads or writes, named
         raise UserError(f"{e.filename}: {e.strerror}") from None
     print(f"wrote {html_path} (print it: the analysis, then your code from a new page) and {zip_path} "
