@@ -21,9 +21,7 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -38,7 +36,8 @@ import numpy as np
 
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
-from plumbing.files import atomic_write, check_regular_or_absent, current_umask, open_regular, same_file
+from plumbing.files import check_folder_can_be_made, check_regular_or_absent, open_regular, same_file
+from plumbing.writing import write_atomically
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {
@@ -90,40 +89,36 @@ def verify(path, name, shown=None):
 
 
 def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
-    """Place a verified copy of `name` at `dest`, from `mirror` (a directory) or `base_url`."""
-    try:
-        tmp = tempfile.NamedTemporaryFile(dir=os.path.dirname(dest) or ".", prefix=name + ".", suffix=".part",
-                                          delete=False)
-    except OSError as e:
-        raise DataError(f"cannot write {dest} ({e.strerror})") from None
-    try:
-        if hasattr(os, "fchmod"):  # made as the umask allows, not 0600
-            os.fchmod(tmp.fileno(), 0o666 & ~current_umask())
-        with tmp:
-            if mirror:
-                source = os.path.join(mirror, name)
-                try:
-                    with open_regular(source) as f:
-                        shutil.copyfileobj(f, tmp)
-                except OSError as e:
-                    raise DataError(f"cannot read {source} from the mirror ({e.strerror})") from None
-            else:
-                source = base_url.rstrip("/") + "/" + name
-                try:
-                    with urllib.request.urlopen(source, timeout=60) as response:
-                        shutil.copyfileobj(response, tmp)
-                except (urllib.error.URLError, OSError) as e:
-                    raise DataError(f"cannot download {source} ({getattr(e, 'reason', e)}); "
-                                    "use --mirror DIR or USPS_MIRROR=DIR for a local copy") from None
-        verify(tmp.name, name, shown=source)
+    """Place a verified copy of `name` at `dest`, from `mirror` (a directory) or `base_url`:
+    whole or not at all (writing.write_atomically)."""
+    source = os.path.join(mirror, name) if mirror else base_url.rstrip("/") + "/" + name
+
+    def fetch(f):
         try:
-            os.replace(tmp.name, dest)
-        except OSError as e:
-            raise DataError(f"cannot write {dest} ({e.strerror})") from None
-    finally:
-        if os.path.exists(tmp.name):
-            os.remove(tmp.name)
+            stream = open_regular(source) if mirror else urllib.request.urlopen(source, timeout=60)
+        except (urllib.error.URLError, OSError) as e:
+            raise _unreadable(source, mirror, e) from None
+        with stream:
+            while True:
+                try:
+                    chunk = stream.read(1 << 20)
+                except (urllib.error.URLError, OSError) as e:
+                    raise _unreadable(source, mirror, e) from None
+                if not chunk:
+                    break
+                f.write(chunk)  # an OSError here is the copy's: write_atomically names it
+        f.flush()
+        verify(f.name, name, shown=source)
+
+    write_atomically(dest, fetch)
     print(f"usps: {name} from {source}: verified")
+
+
+def _unreadable(source, mirror, error):
+    if mirror:
+        return DataError(f"cannot read {source} from the mirror ({error.strerror})")
+    return DataError(f"cannot download {source} ({getattr(error, 'reason', error)}); "
+                     "use --mirror DIR or USPS_MIRROR=DIR for a local copy")
 
 
 def one_hot(labels):
@@ -162,16 +157,13 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
                   test=test_pixels, test_labels=one_hot(test_labels))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    try:
-        atomic_write(npz_path, lambda f: f.write(buffer.getvalue()))
-    except OSError as e:
-        raise DataError(f"cannot write {npz_path} ({e.strerror})") from None
+    write_atomically(npz_path, lambda f: f.write(buffer.getvalue()))
     print(f"usps: wrote {npz_path} (train {len(train)}, validation {len(val)}, test {len(test_labels)})")
     return npz_path
 
 
 def check_npz_path(npz_path, mirror, downloads):
-    """The npz can be written at npz_path (its folder made if need be), and writing it destroys
+    """The npz can be written at npz_path (its folder made by the write if need be), and writing it destroys
     no file it is made from: the copies kept in `downloads`, the mirror's."""
     folder = os.path.dirname(os.path.abspath(npz_path))
     sources = [os.path.join(downloads, name) for name in FILES]
@@ -180,7 +172,7 @@ def check_npz_path(npz_path, mirror, downloads):
         raise DataError(f"{npz_path}: is one of the USPS files it is made from; give the npz another name")
     try:
         check_regular_or_absent(npz_path)
-        os.makedirs(folder, exist_ok=True)
+        check_folder_can_be_made(folder)
     except OSError as e:
         reason = "a part of it is a file, not a folder" if isinstance(e, (FileExistsError, NotADirectoryError)) \
             else e.strerror

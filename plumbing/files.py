@@ -11,9 +11,11 @@ and ValueError; the callers say which key or file it was in their own words).
 """
 
 import contextlib
+import errno
 import glob
 import math
 import os
+import shutil
 import stat
 import tempfile
 import zipfile
@@ -136,7 +138,8 @@ def read_npz(path, wanted, accept=lambda name, shape, dtype: True, limit=None):
 
 
 def atomic_write(path, write):
-    """Call write(file) on a temporary file beside `path`, then rename it into place, so `path`
+    """Call write(file) on a temporary file beside `path` (file.name is its path, for a write
+    that checks what it wrote), then rename it into place, so `path`
     always holds a whole file: the old one or the new one, never half of one, even if the
     process is killed or the machine loses power in between. The temporary file is named
     '<name>.<random>.part'; it never outlives a failure (a kill can leave one: see
@@ -147,7 +150,7 @@ def atomic_write(path, write):
     try:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                                    prefix=os.path.basename(path) + ".", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb", opener=lambda *_: fd) as f:  # f.name is the temporary file's path
             if hasattr(os, "fchmod"):
                 # mkstemp makes the file 0600; an output is made as open() makes one, as the
                 # umask allows (a TA, or a course's shared folder, reads it).
@@ -161,6 +164,26 @@ def atomic_write(path, write):
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+        remove_empty_folders(made)
+        raise
+
+
+def atomic_folder(path, fill):
+    """Call fill(folder) on a temporary folder beside `path`, then rename it into place: `path`
+    (absent, or an empty folder) is the whole folder or stays as it was. The temporary folder,
+    '<name>.<random>.part', never outlives a failure, nor do the folders made for `path`."""
+    parent = os.path.dirname(os.path.abspath(path))
+    made = make_folders(parent)
+    tmp = None
+    try:
+        tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(os.path.abspath(path)) + ".", suffix=".part")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700
+        fill(tmp)
+        os.replace(tmp, path)  # over an empty folder too
+        tmp = None
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         remove_empty_folders(made)
         raise
 
@@ -184,6 +207,20 @@ def make_folders(folder):
         remove_empty_folders(made)
         raise
     return made
+
+
+def check_folder_can_be_made(folder):
+    """The folder itself, or the nearest of its parents that exists, if `folder` exists or can be
+    made there; OSError if not: NotADirectoryError when a part of the path is a file,
+    PermissionError when the existing folder is not writable (nothing is made here)."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not stat.S_ISDIR(os.stat(existing).st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "a part of it is a file, not a folder", existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable", existing)
+    return existing
 
 
 def remove_empty_folders(made):

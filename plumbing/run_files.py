@@ -18,7 +18,6 @@ check it with `check_output`.
 import contextlib
 import glob
 import os
-import stat
 import sys
 
 from plumbing.checkpoints import last_state_path
@@ -26,6 +25,7 @@ from plumbing.display import is_headless, png_path
 from plumbing.errors import ConfigError, OutputError
 from plumbing.files import (
     NotRegularFile,
+    check_folder_can_be_made,
     check_regular_or_absent,
     make_folders,
     part_pattern,
@@ -66,18 +66,12 @@ def check_output(path, what, inputs=(), source=None):
         if other is not None and same_file(path, other):
             raise ConfigError(f"{where}{what}: {path} is {description}: writing it would destroy it")
     folder = os.path.dirname(os.path.abspath(path))
-    existing = folder  # the folder, or the nearest of its parents that exists: it is made later
-    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)
     try:
-        is_folder = stat.S_ISDIR(os.stat(existing).st_mode)
+        existing = check_folder_can_be_made(folder)  # made by the first write
+    except PermissionError as e:
+        raise ConfigError(f"{where}{what}: the folder {e.filename} of {path} is not writable") from None
     except OSError as e:
         raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} ({e.strerror})") from None
-    if not is_folder:
-        raise ConfigError(f"{where}{what}: cannot make the folder {folder} for {path} (a part of it is a file, "
-                          "not a folder)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where}{what}: the folder {existing} of {path} is not writable")
     longest = name_max(existing) - NAME_ROOM
     if len(os.fsencode(name)) > longest:
         raise ConfigError(f"{where}{what}: the name {name[:40]}... is {len(os.fsencode(name))} bytes; this folder "

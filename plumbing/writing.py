@@ -9,7 +9,7 @@ umask allows, and, when it cannot be written, one error that says what is on dis
 import os
 
 from plumbing.errors import OutputError
-from plumbing.files import atomic_write
+from plumbing.files import atomic_folder, atomic_write
 
 
 def write_atomically(path, write):
@@ -24,3 +24,15 @@ def write_atomically(path, write):
     except OSError as e:
         now = "what was there is unchanged" if existed else "no file was made"
         raise OutputError(f"cannot write {path} ({e.strerror or e}); {now}") from None
+
+
+def write_folder_atomically(path, fill):
+    """Call fill(folder) on a temporary folder, renamed to `path` at the end (files.atomic_folder):
+    `path` is the whole folder or stays as it was. OutputError naming `path`, the reason and
+    what is there now if it cannot be written."""
+    existed = os.path.lexists(path)
+    try:
+        atomic_folder(path, fill)
+    except OSError as e:
+        now = "what was there is unchanged" if existed else "no folder was made"
+        raise OutputError(f"cannot write the folder {path} ({e.strerror or e}); {now}") from None

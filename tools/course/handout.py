@@ -33,7 +33,8 @@ import zipfile
 from pathlib import Path
 
 from plumbing.command_line import OneLineParser, entry_point
-from plumbing.errors import UserError
+from plumbing.errors import OutputError, UserError
+from plumbing.writing import write_atomically, write_folder_atomically
 from tools import KIT
 from tools.course.leaks import check as check_leaks
 from tools.course.regions import ALL_PIECES, PIECES, RegionError, marked_regions
@@ -249,14 +250,13 @@ def surviving_lines(out_dir, lines):
     return hits
 
 
-def write_zip(out_dir, zip_path):
+def write_zip(out_dir, file):
+    """Zip the folder out_dir into `file` (an open binary file), its files under out_dir's name."""
     out_dir = Path(out_dir)
-    tmp = Path(str(zip_path) + ".part")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(out_dir.rglob("*")):
             if path.is_file():
                 archive.write(path, f"{out_dir.name}/{path.relative_to(out_dir).as_posix()}")
-    os.replace(tmp, zip_path)
 
 
 def make_handout(out_dir, zip_path=None, kit=KIT):
@@ -280,15 +280,18 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
     missing = [p for p in ALL_PIECES if p not in blanked]
     if missing:
         raise HandoutError(f"{kit}: no solution region for {', '.join(missing)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for rel in files:
-        target = out_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if rel in sources:
-            target.write_text(sources[rel])
-            shutil.copymode(kit / rel, target)
-        else:
-            shutil.copy2(kit / rel, target)
+
+    def fill(folder):
+        for rel in files:
+            target = Path(folder) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel in sources:
+                target.write_text(sources[rel])
+                shutil.copymode(kit / rel, target)
+            else:
+                shutil.copy2(kit / rel, target)
+
+    write_folder_atomically(out_dir, fill)  # the whole kit or none of it
     leaks = surviving_lines(out_dir, solution_lines(kit))
     if leaks:
         where, line = leaks[0]
@@ -301,7 +304,10 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
                            f"nothing zipped")
     check_leaks(out_dir, kit)  # answer-key numbers, near-copies of solution lines: LeakError, nothing zipped
     if zip_path:
-        write_zip(out_dir, zip_path)
+        try:
+            write_atomically(zip_path, lambda f: write_zip(out_dir, f))
+        except OutputError as e:
+            raise OutputError(f"{e}; the kit's folder {out_dir} is written") from None
     return files, blanked
 
 
