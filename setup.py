@@ -41,7 +41,7 @@ def output_discarded():
         yield
         return
     try:
-        with open(os.devnull, "w") as null:
+        with open(os.devnull, "w", encoding="utf-8") as null:
             os.dup2(null.fileno(), 1)
             os.dup2(null.fileno(), 2)
             yield
@@ -56,7 +56,7 @@ def compiler_accepts(compiler, flags, source="int main(void) { return 0; }\n"):
     compiler's complaints are discarded: a refusal is expected, and the notices say it."""
     with tempfile.TemporaryDirectory() as tmp, output_discarded():
         path = os.path.join(tmp, "probe.c")
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(source)
         try:
             objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)

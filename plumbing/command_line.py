@@ -14,6 +14,7 @@
 """
 
 import argparse
+import contextlib
 import functools
 import importlib.machinery
 import importlib.util
@@ -116,6 +117,7 @@ def start_script(module_name, prog):
       script prints would be lost, and the first file it opened would take the number of
       standard output and receive its lines.
     - A closed standard input or error: /dev/null takes its number, for the same reason.
+    - A locale whose encoding cannot show a path (LANG=C, PYTHONIOENCODING=ascii): escapes.
     """
     global _script
     if module_name != "__main__":
@@ -130,10 +132,14 @@ def start_script(module_name, prog):
             os.dup2(devnull, fd)
             os.close(devnull)
     if 2 in closed:
-        sys.stderr = open(2, "w", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     if 1 in closed:
         _say(f"{prog}: error: standard output is closed: nothing was done (send it to a file or to /dev/null)")
         os._exit(2)
+    # A path the terminal's encoding cannot show (an accent under LANG=C, or PYTHONIOENCODING=ascii)
+    # is printed with escapes, as stderr already prints it, never as a UnicodeEncodeError.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def _is_open(fd):
@@ -166,7 +172,8 @@ def entry_point(prog):
     - a piece of the assignment not written yet (NotImplementedError): one line naming it, 1;
     - Ctrl-C (130) and SIGTERM (143): `<prog>: interrupted` / `terminated (SIGTERM)`;
     - a closed or broken pipe (`| head -1`): nothing more is written, 141 (as a shell
-      reports a process a pipe ended).
+      reports a process a pipe ended);
+    - a name the locale's encoding cannot write (LANG=C, UTF-8 mode off): one line, 2.
 
     An exception may carry `stopped_`, the words saying what the run left on disk; they
     follow its line. Anything else is a bug in the kit: its traceback stays.
@@ -192,6 +199,13 @@ def entry_point(prog):
                 _hold_signals(handling)
                 _say(f"{prog}: error: not written yet: {e}")
                 return 1
+            except UnicodeEncodeError as e:
+                # A path from a UTF-8 config or command line that this locale cannot name
+                # (LANG=C with Python's UTF-8 mode off): the environment, not the kit.
+                _hold_signals(handling)
+                _say(f"{prog}: error: {e.object[e.start:e.end + 20]!r}... cannot be written in this locale's "
+                     f"encoding ({e.encoding}); use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONUTF8=1")
+                return 2
             except KeyboardInterrupt as e:
                 _hold_signals(handling)
                 how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"

@@ -234,7 +234,7 @@ def current_umask():
     """The process's umask, read without changing it where the system says it (Linux), else
     set and put back at once."""
     try:
-        with open("/proc/self/status") as status:
+        with open("/proc/self/status", encoding="utf-8") as status:
             for line in status:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)

@@ -227,9 +227,9 @@ def check_truth(line, before, outputs):
     wrong = []
     after = snapshot(outputs)
     for path in re.findall(r"cannot write (\S+) \([^)]*\); what was there is unchanged", line):
-        rel = os.path.relpath(path, outputs)
-        if after.get(rel) != before.get(rel):
-            wrong.append(f"{path} said unchanged, but it changed")
+        # Unchanged since the write began: it must be there still (and whole: broken_files).
+        if not os.path.lexists(path):
+            wrong.append(f"{path} said unchanged, but it is gone")
     for path in re.findall(r"cannot write (\S+) \([^)]*\); no file was made", line):
         if os.path.lexists(path):
             wrong.append(f"{path} said not made, but it is there")
@@ -242,6 +242,14 @@ def check_truth(line, before, outputs):
         rows = len(np.load(match.group(2)))
         if rows != int(match.group(1)):
             wrong.append(f"said stopped after epoch {match.group(1)}, the stats hold {rows} epochs")
+    match = TRAIN_CLAIMS["best"].search(line)
+    stats = re.search(r"stats in (\S+?);", line)
+    if match and stats:
+        accuracy = re.search(r"validation accuracy ([0-9.]+)", line)
+        rows = np.load(stats.group(1))
+        epoch = int(match.group(1))
+        if epoch > len(rows) or (accuracy and f"{rows[epoch - 1][3]:.4f}" != accuracy.group(1)):
+            wrong.append(f"said the best checkpoint is epoch {epoch}, which the stats do not show")
     match = TRAIN_CLAIMS["last"].search(line)
     if match:
         last = Path(outputs) / "runs" / "l_last.npz"

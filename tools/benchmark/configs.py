@@ -20,7 +20,7 @@ def training_configs():
     """{name: config dict} of every training config in configs/, in the handout's order."""
     found = {}
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f)
         if isinstance(config, dict) and "data_path" in config and "max_epochs" in config:
             found[path.stem] = config

@@ -20,7 +20,7 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_
 
 def cpu_model():
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
@@ -59,7 +59,7 @@ def openblas_threads():
 def loaded_libraries(*words):
     """Paths of the shared libraries this process has mapped whose names hold one of `words`."""
     try:
-        with open("/proc/self/maps") as f:
+        with open("/proc/self/maps", encoding="utf-8") as f:
             paths = {line.split()[5] for line in f if len(line.split()) >= 6}
     except OSError:
         return []
@@ -115,7 +115,7 @@ HELPER_PIDS = set()  # live child processes of the bench itself (the torch worke
 def process_cpu(pid):
     """User + system seconds of a live process, from /proc/<pid>/stat (0 if it is gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
@@ -133,7 +133,7 @@ class CpuShare:
     @staticmethod
     def _snapshot():
         try:
-            with open("/proc/stat") as f:
+            with open("/proc/stat", encoding="utf-8") as f:
                 values = [int(v) for v in f.readline().split()[1:9]]
         except (OSError, ValueError):
             return None

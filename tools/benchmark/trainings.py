@@ -16,7 +16,7 @@ from tools.benchmark.configs import CONFIG_DIR, KIT
 
 def write_training_copy(name, tmpdir, data_path=None):
     """A copy of configs/<name>.yaml that writes its checkpoint and stats into tmpdir."""
-    with open(CONFIG_DIR / f"{name}.yaml") as f:
+    with open(CONFIG_DIR / f"{name}.yaml", encoding="utf-8") as f:
         config = yaml.safe_load(f)
     folder = Path(tmpdir) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -25,7 +25,7 @@ def write_training_copy(name, tmpdir, data_path=None):
     if data_path is not None:
         config["data_path"] = str(data_path)
     path = folder / f"{name}.yaml"
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     return path
 
@@ -62,7 +62,7 @@ def run_child(args, tmpdir):
         out.seek(0)
         output = out.read().decode(errors="replace")
     try:
-        elapsed, maxrss = report.read_text().split()
+        elapsed, maxrss = report.read_text(encoding="utf-8").split()
     except (OSError, ValueError):
         return float("nan"), status or 1, float("nan"), output
     # Linux gives ru_maxrss in KiB (macOS in bytes).

@@ -228,7 +228,7 @@ def solution_lines(kit):
     the regions gives nothing away)."""
     inside, outside = set(), set()
     for name in PIECES:
-        source = (kit / name).read_text()
+        source = (kit / name).read_text(encoding="utf-8")
         regions = marked_regions(source, name)
         spans = {n for r in regions for n in range(r.first, r.last + 1)}
         for number, line in enumerate(source.splitlines(), start=1):
@@ -243,7 +243,7 @@ def surviving_lines(out_dir, lines):
     for path in sorted(Path(out_dir).rglob("*")):
         if path.is_file():
             try:
-                text = path.read_text()
+                text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
             hits.extend((path.relative_to(out_dir).as_posix(), line) for line in lines if line in text)
@@ -272,11 +272,11 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
     sources = {}
     for rel in files:
         if rel in PIECES:
-            text, regions = blank_source((kit / rel).read_text(), rel)
+            text, regions = blank_source((kit / rel).read_text(encoding="utf-8"), rel)
             sources[rel] = text
             blanked.extend(r.piece for r in regions)
         elif is_staff_stripped(rel):
-            sources[rel] = strip_staff_only((kit / rel).read_text(), rel)
+            sources[rel] = strip_staff_only((kit / rel).read_text(encoding="utf-8"), rel)
     missing = [p for p in ALL_PIECES if p not in blanked]
     if missing:
         raise HandoutError(f"{kit}: no solution region for {', '.join(missing)}")
@@ -286,7 +286,7 @@ def make_handout(out_dir, zip_path=None, kit=KIT):
             target = Path(folder) / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if rel in sources:
-                target.write_text(sources[rel])
+                target.write_text(sources[rel], encoding="utf-8")
                 shutil.copymode(kit / rel, target)
             else:
                 shutil.copy2(kit / rel, target)

@@ -110,7 +110,7 @@ def _split(kit):
     inside, outside = [], []
     for name in PIECES:
         path = Path(kit) / name
-        source = path.read_text()
+        source = path.read_text(encoding="utf-8")
         try:
             regions = marked_regions(source, name)
         except RegionError as e:
@@ -127,7 +127,7 @@ def _expressions(kit):
     spaces) of MIN_TOKENS tokens or more."""
     found = set()
     for name in PIECES:
-        source = (Path(kit) / name).read_text()
+        source = (Path(kit) / name).read_text(encoding="utf-8")
         for region in marked_regions(source, name):
             try:
                 tree = ast.parse(region.text)
@@ -150,7 +150,7 @@ def _code_text(kit, student_kit):
         if not path.is_file() or path.suffix not in CODE_SUFFIXES or not (Path(student_kit) / rel).is_file():
             continue
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
         if rel.as_posix() in PIECES:
@@ -167,7 +167,7 @@ class Secrets:
         kit = Path(kit)
         key = kit / ANSWER_KEY
         try:
-            key_text = key.read_text()
+            key_text = key.read_text(encoding="utf-8")
         except FileNotFoundError:
             key_text = ""  # a kit without an answer key has no answer numbers to give away
         except OSError as e:
@@ -192,7 +192,7 @@ def text_files(folder):
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file() and path.suffix in TEXT_SUFFIXES:
             try:
-                yield path, path.read_text()
+                yield path, path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
 

@@ -210,7 +210,7 @@ def student_code(kit):
     for name, names in PIECES.items():
         path = Path(kit) / name
         try:
-            source = path.read_text()
+            source = path.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
         found, _ = find_regions(source, name, names)
@@ -399,7 +399,7 @@ def main(argv=None):
             pdf = print_pdf(html_path, Path(args.out) / PDF_NAME, browser)
             with tempfile.TemporaryDirectory() as tmp:
                 alone = Path(tmp) / "analysis.html"
-                alone.write_text(analysis)
+                alone.write_text(analysis, encoding="utf-8")
                 pages = count_pages(print_pdf(alone, None, browser))
     except BrokenPipeError:
         raise  # stdout went away (`| head`): entry_point ends quietly
