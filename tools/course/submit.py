@@ -307,11 +307,11 @@ def write_code_zip(path, kit):
     """The grader's zip: fc_layer.py and conv_layer.py of `kit`, at the zip's top level."""
     sources = {}
     for name in PIECES:
-        path = Path(kit) / name
+        source = Path(kit) / name
         try:
-            sources[name] = read_limited(path, MAX_FILE_BYTES)  # as written: the grader decodes it as Python does
+            sources[name] = read_limited(source, MAX_FILE_BYTES)  # as saved: the grader decodes it as Python does
         except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+            raise ConfigError(f"{source}: cannot read ({getattr(e, 'strerror', None) or e})") from None
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
