@@ -481,3 +481,23 @@ def test_a_staff_link_to_the_submission_itself_is_followed(tmp_path):
     top = honest_submission(tmp_path / "real" / "alice")
     os.symlink(top, tmp_path / "alice")
     assert read(tmp_path / "alice")[0] == {name: reference(name) for name in NAMES}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_submission_the_grader_fails_on_costs_only_its_own_grade(tmp_path, jobs):
+    """A grader that breaks on one submission (here: a runner that cannot run pieces, which
+    only a submission with a usable file reaches) still grades the others and says why."""
+    from tools.grader import grading
+    from tools.grader.sandbox import Limits
+
+    usable = honest_submission(tmp_path / "usable")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in NAMES:
+        (broken / name).write_text("def (:\n")  # nothing of it runs: graded without a runner
+    results = grading.grade_all([usable, broken, usable], Limits(), jobs=jobs, runner=object())
+    assert [r["student"] for r in results] == ["usable", "broken", "usable-2"]
+    for result in (results[0], results[2]):
+        failed = "not graded: the grader failed on this submission (AttributeError"
+        assert result["total"] == 0 and all(c["reason"].startswith(failed) for c in result["checks"])
+    assert all("syntax error at line 1" in c["reason"] for c in results[1]["checks"])
