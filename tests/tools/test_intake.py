@@ -501,3 +501,16 @@ def test_a_submission_the_grader_fails_on_costs_only_its_own_grade(tmp_path, job
         failed = "not graded: the grader failed on this submission (AttributeError"
         assert result["total"] == 0 and all(c["reason"].startswith(failed) for c in result["checks"])
     assert all("syntax error at line 1" in c["reason"] for c in results[1]["checks"])
+
+
+def test_the_search_goes_a_level_at_a_time_so_a_big_repository_hides_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(submissions, "MAX_ENTRIES", 60)
+    top = tmp_path / "repo"
+    objects = top / ".git" / "objects" / "ab"
+    objects.mkdir(parents=True)
+    for i in range(100):  # sorted before a2/, and more than the bound
+        (objects / f"{i:038x}").write_bytes(b"x")
+    honest_submission(top / "a2")
+    found, notes = read(top)
+    assert found == {name: reference(name) for name in NAMES}
+    assert "stopped looking after 60 files and folders" in notes

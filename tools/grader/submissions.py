@@ -18,6 +18,7 @@ rules and the reason a student sees for each:
   the others are named in the notes.
 """
 
+import collections
 import os
 import stat
 import zipfile
@@ -82,8 +83,36 @@ class _Reader:
         self.copies.append(copy)
 
     # Folders -------------------------------------------------------------------------
-    def walk(self, dir_fd, prefix, depth):
-        """Every entry of the open folder dir_fd (its place `prefix`), never through a link."""
+    def walk(self, root_fd):
+        """Every entry of the open folder root_fd, never through a link, a level at a time (the
+        shallow files first, whatever a deep .git or venv holds)."""
+        queue = collections.deque([()])
+        while queue and not self.stopped:
+            parts = queue.popleft()
+            dir_fd = self.open_folder(root_fd, parts)
+            if dir_fd is None:
+                continue
+            try:
+                self.folder(dir_fd, "".join(p + "/" for p in parts), len(parts), parts, queue)
+            finally:
+                os.close(dir_fd)
+
+    def open_folder(self, root_fd, parts):
+        """A descriptor of the folder root/parts, each step opened from the one above it
+        without following a link; None (and named) if that fails."""
+        fd = os.dup(root_fd)
+        try:
+            for part in parts:
+                sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+        except OSError as e:  # e.g. made a link since it was looked at
+            os.close(fd)
+            self.skipped.append(f"{'/'.join(parts)}/ ({e.strerror})")
+            return None
+        return fd
+
+    def folder(self, dir_fd, prefix, depth, parts, queue):
         with os.scandir(dir_fd) as entries:
             names = sorted(entry.name for entry in entries)
         for name in names:
@@ -104,15 +133,7 @@ class _Reader:
                 if depth + 1 >= MAX_DEPTH:
                     self.skipped.append(f"{where}/ (more than {MAX_DEPTH} folders deep)")
                     continue
-                try:
-                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-                except OSError as e:  # e.g. made a link since the lstat above
-                    self.skipped.append(f"{where}/ ({e.strerror})")
-                    continue
-                try:
-                    self.walk(sub, where + "/", depth + 1)
-                finally:
-                    os.close(sub)
+                queue.append(parts + (name,))
             elif name in PIECES:
                 data, problem = self.read_file(dir_fd, name, where, st)
                 self.add(name, where, depth, data, problem)
@@ -285,7 +306,7 @@ def read_submission(path, notes=None):
     if os.path.isdir(path):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            reader.walk(fd, "", 0)
+            reader.walk(fd)
         finally:
             os.close(fd)
     elif os.path.isfile(path):
