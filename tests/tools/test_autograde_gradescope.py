@@ -11,7 +11,7 @@ import sys
 import zipfile
 
 import pytest
-from autograde_helpers import reference, sandbox_problem, unsafe_problem
+from autograde_helpers import checks_of, reference, run_autograde, sandbox_problem, unsafe_problem, with_regions
 from conftest import REPO_ROOT
 
 from tools.grader import command
@@ -40,7 +40,7 @@ def _check_results(data):
             assert isinstance(test[key], kind), (key, test)
         assert test["status"] in ("passed", "failed") and test["visibility"] in VISIBILITIES
         assert 0 <= test["score"] <= test["max_score"]
-        assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
+        assert test["status"] == "passed" or test["score"] == 0  # a check paid in part is passed
     assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
     assert [t["max_score"] for t in data["tests"]] == [p for _, _, p in grader_points.POINTS]
     return {t["name"]: t for t in data["tests"]}
@@ -123,3 +123,50 @@ def test_a_grading_failure_still_writes_results_json_with_score_0_and_the_reason
     data, _ = _run_autograder(root, AUTOGRADER_PYTHON="/bin/false")
     assert data["score"] == 0 and data["tests"] == [] and "exit status 1" in data["output"]
     assert isinstance(data["execution_time"], int)
+
+
+def _options_or_skip():
+    if sandbox_problem():
+        if unsafe_problem():
+            pytest.skip(f"no sandbox ({sandbox_problem()}), and no grading without one ({unsafe_problem()})")
+        return ["--unsafe-no-sandbox"]
+    return []
+
+
+def test_a_zip_uploaded_as_it_is_is_graded_as_locally_check_by_check(tmp_path):
+    """The zip in /autograder/submission, as Gradescope leaves an uploaded zip; its FC weight
+    derivative wrong, so that FC ComputeDown's "no loops" is paid in part (2 of 3)."""
+    options = ["--timeout", "60", *_options_or_skip()]
+    fc = with_regions("fc_layer.py", {"FCLayer.ComputeDown": (
+        "if not self.is_input_:\n    dC_by_dinputs = deriv @ self.w_\ndw = inputs.T @ deriv\ndb = deriv.sum(axis=0)")})
+    upload = tmp_path / "upload" / "a2_code.zip"
+    upload.parent.mkdir()
+    with zipfile.ZipFile(upload, "w") as archive:
+        archive.writestr("a2/fc_layer.py", fc)
+        archive.writestr("a2/conv_layer.py", reference("conv_layer.py"))
+    root = _fake_tree(tmp_path, _bundle(tmp_path, *options), {})
+    shutil.copy2(upload, root / "submission" / "a2_code.zip")
+    data, _ = _run_autograder(root)
+    tests = _check_results(data)
+    local, _, _ = run_autograde([upload.parent], tmp_path / "local", *options)
+    local_checks = checks_of(local["upload"])
+    assert data["score"] == local["upload"]["total"] < 15
+    for (piece, check), c in local_checks.items():
+        test = tests[f"{piece}: {check}"]
+        assert (test["score"], test["status"]) == (c["points"], "passed" if c["passed"] else "failed"), test
+    partial = tests["FCLayer.ComputeDown: no loops"]
+    assert partial["status"] == "passed" and 0 < partial["score"] < partial["max_score"]
+
+
+@pytest.mark.parametrize("kind", ["absolute", "relative"])
+def test_links_to_the_reference_on_gradescope_score_nothing_with_the_reason(tmp_path, kind):
+    options = ["--timeout", "60", *_options_or_skip()]
+    root = _fake_tree(tmp_path, _bundle(tmp_path, *options), {})
+    folder = root / "submission" / "a2"
+    for name in ("fc_layer.py", "conv_layer.py"):
+        aim = root / "source" / name  # /autograder/source/fc_layer.py, the reference
+        os.symlink(aim if kind == "absolute" else os.path.relpath(aim, folder), folder / name)
+    data, _ = _run_autograder(root)
+    tests = _check_results(data)
+    assert data["score"] == 0
+    assert all("is a symbolic link (to " in t["output"] and "source/" in t["output"] for t in tests.values())

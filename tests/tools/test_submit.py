@@ -373,3 +373,59 @@ def test_a_kit_with_pieces_not_written_yet_is_said_so_and_exits_1(submission, tm
     assert "not written yet: ConvLayer.ComputeUp (the printout and the zip hold them blank)" in out
     assert "FCLayer" not in out.split("not written yet:")[1]
     assert (tmp_path / "out" / "a2_code.zip").is_file()  # the draft is written all the same
+
+
+def _editor_kit(folder, form):
+    """A kit folder holding the reference's two files as an editor saved them (`form`), each
+    with a line a wrong decoding would break."""
+    folder.mkdir()
+    for name in ("fc_layer.py", "conv_layer.py"):
+        text = (REPO_ROOT / name).read_text() + "\nCHECK = 'é'  # Zoé\n"
+        data = {"BOM, CRLF": lambda t: t.replace("\n", "\r\n").encode("utf-8-sig"),
+                "latin-1 coding line": lambda t: ("# -*- coding: latin-1 -*-\n" + t).encode("latin-1"),
+                "cp1252 on line 2, CR": lambda t: ("#!/usr/bin/env python\n# coding=cp1252\n" + t)
+                .replace("\n", "\r").encode("cp1252"),
+                "undeclared latin-1 in a comment only": lambda t: t.replace("'é'", "'e'").encode("latin-1")}[form](text)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+FORMS = ["BOM, CRLF", "latin-1 coding line", "cp1252 on line 2, CR", "undeclared latin-1 in a comment only"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_code_is_read_as_python_reads_it_whatever_the_editor_saved(tmp_path, form):
+    pieces = submit.student_code(_editor_kit(tmp_path / "kit", form))
+    reference = submit.student_code(REPO_ROOT)
+    assert [code for _, code in pieces] == [code for _, code in reference]
+
+
+@pytest.mark.parametrize("form", FORMS[1:3])
+def test_a_kit_with_a_coding_line_is_handed_in_and_the_grader_reads_the_zip_the_same(submission, tmp_path, form):
+    configs, _, answers = submission
+    kit = _editor_kit(tmp_path / "kit", form)
+    saved = {name: (kit / name).read_bytes() for name in ("fc_layer.py", "conv_layer.py")}
+    assert _run(configs, tmp_path / "out", answers, "--kit", str(kit)) == 0
+    assert {name: (kit / name).read_bytes() for name in saved} == saved  # the kit is only read
+    with zipfile.ZipFile(tmp_path / "out" / "a2_code.zip") as archive:
+        for name in ("fc_layer.py", "conv_layer.py"):
+            assert archive.read(name) == saved[name]  # the bytes as saved
+    submissions = pytest.importorskip("tools.grader.submissions", reason="the grader is staff material")
+    found = submissions.read_submission(tmp_path / "out" / "a2_code.zip")
+    assert all("CHECK = 'é'" in text for text in found.values())
+
+
+@pytest.mark.parametrize("data,words", [("x = 'é'\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 at line 1)"),
+                                        ("x = 1\n".encode("utf-16"), "is saved as UTF-16"),
+                                        (b"# coding: klingon\n", "names an encoding Python does not know")])
+def test_a_kit_file_python_cannot_read_gives_one_line_and_exit_2(submission, tmp_path, capsys, data, words):
+    configs, _, answers = submission
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    shutil.copy(REPO_ROOT / "conv_layer.py", kit)
+    (kit / "fc_layer.py").write_bytes(data)
+    capsys.readouterr()
+    assert _run(configs, tmp_path / "out", answers, "--kit", str(kit)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(kit / "fc_layer.py") in err and words in err, err
+    assert not (tmp_path / "out" / "a2_code.zip").exists()

@@ -62,7 +62,7 @@ HANDED_OUT = (
     # The course tools students run (report, submit, pool_ties) and what they import.
     "tools/__init__.py", "tools/kit_path.py", "tools/report.py", "tools/submit.py", "tools/pool_ties.py",
     "tools/course/__init__.py", "tools/course/report.py", "tools/course/submit.py", "tools/course/regions.py",
-    "tools/course/pool_ties.py",
+    "tools/course/source_text.py", "tools/course/pool_ties.py",
     # The tests of the kit (not the staff's: builds, fuzz, reliability, grad-check mistakes, ...).
     "tests/conftest.py", "tests/references.py", "tests/kit/test_augment.py", "tests/kit/test_checkpoints.py",
     "tests/kit/test_command_line.py", "tests/kit/test_config.py", "tests/kit/test_conv_layer.py",

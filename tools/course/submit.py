@@ -40,10 +40,12 @@ runtime.configure("batches")  # threads and memory, before numpy loads
 
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import ConfigError, UserError
+from plumbing.files import read_limited
 from plumbing.run_files import check_output
 from plumbing.writing import write_atomically
 from tools.course import report
 from tools.course.regions import PIECES, find_regions
+from tools.course.source_text import MAX_FILE_BYTES, SourceError, decode_source
 
 PART1 = (("logreg",), ("net_1layer",), ("net_2layer",))
 PART2 = (("convnet1_method2", "convnet1_method1"), ("convnet2",))  # the first trained one of each
@@ -204,15 +206,28 @@ def markdown_html(text):
     return "\n".join(out)
 
 
+def read_source(path):
+    """The text of a Python file as Python reads it (its coding line, a byte-order mark, any line
+    ends); ConfigError naming the file if it cannot be read, is larger than the grader reads, or
+    is not text Python can run."""
+    try:
+        data = read_limited(path, MAX_FILE_BYTES)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}, more than the grader reads") from None
+    try:
+        return decode_source(data, str(path))
+    except SourceError as e:
+        raise ConfigError(str(e)) from None
+
+
 def student_code(kit):
     """[(heading, code)] for the four pieces, from the kit's fc_layer.py and conv_layer.py."""
     pieces = []
     for name, names in PIECES.items():
         path = Path(kit) / name
-        try:
-            source = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        source = read_source(path)
         found, _ = find_regions(source, name, names)
         for piece in names:
             regions = found[piece]
@@ -292,10 +307,11 @@ def write_code_zip(path, kit):
     """The grader's zip: fc_layer.py and conv_layer.py of `kit`, at the zip's top level."""
     sources = {}
     for name in PIECES:
+        source = Path(kit) / name
         try:
-            sources[name] = (Path(kit) / name).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{Path(kit) / name}: cannot read ({e.strerror})") from None
+            sources[name] = read_limited(source, MAX_FILE_BYTES)  # as saved: the grader decodes it as Python does
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{source}: cannot read ({getattr(e, 'strerror', None) or e})") from None
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:

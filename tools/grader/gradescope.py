@@ -14,8 +14,11 @@ limits and flags given are written into run_autograder.
 results.json holds, as the specification defines them, `score` (the total), `execution_time`
 (seconds), `output` (the summary line and notes), `stdout_visibility` ("hidden": the
 grader's own log is for staff), `visibility`, and `tests`: one per check of the points
-table, each with `name`, `number`, `score`, `max_score`, `status` ("passed" or "failed"),
-`output` (the reason) and `visibility`. A submission that cannot be graded (no sandbox, a
+table, each with `name`, `number`, `score`, `max_score`, `status` ("passed" or "failed",
+as grades.csv says: a check paid in part, "no loops" in proportion, is passed with its
+partial score), `output` (the reason) and `visibility`. The submission folder is read as
+the local grader reads a folder (tools/grader/submissions.py): a zip uploaded as it is is
+read member by member. A submission that cannot be graded (no sandbox, a
 crash of the grader) still gets a results.json: score 0 and the reason, on every check.
 $AUTOGRADER_ROOT (or --root) moves /autograder elsewhere and $AUTOGRADER_PYTHON the Python,
 so that the tests run run_autograder on a folder of their own.
@@ -140,7 +143,7 @@ def bundle_main(zip_path, limits, unsafe, visibility):
 
 def _tests(checks, visibility):
     return [{"name": f"{c['piece']}: {c['check']}", "number": str(n), "score": c["points"],
-             "max_score": c["max_points"], "status": "passed" if c["points"] >= c["max_points"] else "failed",
+             "max_score": c["max_points"], "status": "passed" if c.get("passed") else "failed",
              "output": c["reason"], "visibility": visibility} for n, c in enumerate(checks, start=1)]
 
 

@@ -99,7 +99,7 @@ def grade(submission, limits=None, seed=0, runner=None):
     checks = {(piece, name): Check(piece, name, points) for piece, name, points in POINTS}
     notes = []
     try:
-        sources = read_submission(path)
+        sources = read_submission(path, notes)
     except SubmissionError as e:
         sources = {name: "!" + str(e) for name in PIECES}
     usable = {}
@@ -179,6 +179,19 @@ def _grade_job(args):
     return grade(*args)
 
 
+def not_graded(submission, reason):
+    """The result of a submission the grader itself failed on: 0 on every check, with the
+    reason, so that the run goes on for the others."""
+    path = Path(submission)
+    checks = [Check(piece, name, points, reason=f"not graded: {reason}") for piece, name, points in POINTS]
+    return {"student": path.stem if path.is_file() else path.name, "submission": str(path), "total": 0.0,
+            "max": MAX_POINTS, "checks": [asdict(c) for c in checks], "notes": [f"not graded: {reason}"]}
+
+
+def _failure(e):
+    return f"the grader failed on this submission ({type(e).__name__}: {e})"[:300]
+
+
 def _unique_names(results):
     seen = {}
     for graded in results:
@@ -193,16 +206,37 @@ def grade_all(submissions, limits, seed=0, jobs=None, runner=None):
     runner = runner or default_runner()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(submissions)))
     tasks = [(s, limits, seed, runner) for s in submissions]
+    results = []
     if jobs == 1:
-        results = [grade(*task) for task in tasks]
+        for task in tasks:
+            try:
+                results.append(grade(*task))
+            except Exception as e:  # one submission's failure is its own: the others are graded
+                results.append(not_graded(task[0], _failure(e)))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # Fresh worker processes ("spawn"): each forks its pieces from a single-threaded
         # process, where preexec_fn is safe; each has its own ID, so its pieces their own user.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_grade_job, tasks))
+        from concurrent.futures.process import BrokenProcessPool
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(_grade_job, task) for task in tasks]
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as e:  # as above
+                    results.append(e)
+        for i, (task, result) in enumerate(zip(tasks, results)):
+            if isinstance(result, BrokenProcessPool):  # a worker died: each it took with it again, alone
+                with ProcessPoolExecutor(1, mp_context=context) as alone:
+                    try:
+                        result = alone.submit(_grade_job, task).result()
+                    except Exception as e:
+                        result = e
+            results[i] = not_graded(task[0], _failure(result)) if isinstance(result, Exception) else result
     _unique_names(results)
     return results
 

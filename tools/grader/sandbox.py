@@ -338,7 +338,7 @@ class Piece:
         self.uid = sandbox_uid() if runner.sandbox else unsafe_uid()
         self.dir = tempfile.mkdtemp(prefix="piece_", dir=runner.root)
         path = os.path.join(self.dir, filename)
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8") as f:  # the intake's text, read as UTF-8 (source_text.as_utf8)
             f.write(source)
         os.chmod(path, 0o644)
         if not runner.sandbox:
