@@ -36,7 +36,14 @@ import numpy as np
 
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
-from plumbing.files import check_folder_can_be_made, check_regular_or_absent, open_regular, same_file
+from plumbing.files import (
+    check_folder_can_be_made,
+    check_regular_or_absent,
+    make_folders,
+    open_regular,
+    remove_empty_folders,
+    same_file,
+)
 from plumbing.writing import write_atomically
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
@@ -133,19 +140,23 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
     downloads = downloads or os.environ.get("USPS_DOWNLOADS") or DOWNLOADS
     check_npz_path(npz_path, mirror, downloads)
     try:
-        os.makedirs(downloads, exist_ok=True)
+        made = make_folders(downloads)
     except OSError as e:
         raise DataError(f"cannot write {downloads} ({e.strerror})") from None
     data = {}
-    for name in FILES:
-        local = os.path.join(downloads, name)
-        try:
-            labels, pixels = verify(local, name)
-        except DataError:
-            # Missing or damaged: fetch it again.
-            _fetch_one(name, local, mirror, base_url)
-            labels, pixels = verify(local, name)
-        data[name] = (labels, (pixels + 1) / 2)  # [-1, 1] -> [0, 1], background 0
+    try:
+        for name in FILES:
+            local = os.path.join(downloads, name)
+            try:
+                labels, pixels = verify(local, name)
+            except DataError:
+                # Missing or damaged: fetch it again.
+                _fetch_one(name, local, mirror, base_url)
+                labels, pixels = verify(local, name)
+            data[name] = (labels, (pixels + 1) / 2)  # [-1, 1] -> [0, 1], background 0
+    except BaseException:
+        remove_empty_folders(made)  # a downloads folder made for nothing goes again
+        raise
 
     labels, pixels = data["zip.train.gz"]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))

@@ -184,9 +184,11 @@ def snapshot(folder):
 
 
 def leftovers(folder):
-    """Temporary and lock files left under `folder`."""
-    return [str(p) for p in Path(folder).rglob("*") if p.name.endswith(".part") or
-            (p.name.startswith(".") and p.name.endswith(".lock"))]
+    """Temporary and lock files left under `folder`, and empty folders under its outputs."""
+    folder = Path(folder)
+    return [str(p) for p in folder.rglob("*") if p.name.endswith(".part") or
+            (p.name.startswith(".") and p.name.endswith(".lock"))] + \
+        [f"{p} (an empty folder)" for p in (folder / "outputs").rglob("*") if p.is_dir() and not any(p.iterdir())]
 
 
 def broken_files(folder):
