@@ -64,6 +64,7 @@ class Scenario:
     prepare: object = None
     writes: bool = True  # whether it writes files (the errno suite runs only these)
     slow: bool = False   # seconds rather than a fraction of one: fewer random points
+    heavy: bool = False  # several seconds a run: its errno runs only with -m slow
 
     def run(self, root, env_extra=None, stdout=subprocess.PIPE, timeout=300, signal_after=None):
         return run_script(self.argv(root / "inputs", root / "outputs"), root, env_extra, stdout, timeout)
@@ -125,6 +126,13 @@ def _handed_out(inputs, outputs, data):
     assert run.status == 0, run.stderr
 
 
+def _submission(inputs, outputs, data):
+    """A student's submission: the reference's two files (for the grader)."""
+    (inputs / "alice").mkdir()
+    for name in ("fc_layer.py", "conv_layer.py"):
+        (inputs / "alice" / name).write_bytes((REPO / name).read_bytes())
+
+
 def _kit(name):
     return str(REPO / name)
 
@@ -151,6 +159,9 @@ SCENARIOS = [
              writes=False, slow=True),
     Scenario("submit", "submit.py", lambda i, o: [_kit("tools/submit.py"), "--configs", str(REPO / "configs"),
                                                   "--out", str(o / "submission")], _answers),
+    Scenario("autograde", "autograde.py", lambda i, o: [_kit("tools/autograde.py"), str(i / "alice"), "--out",
+                                                        str(o / "grades"), "--jobs", "1", "--seed", "0"],
+             _submission, slow=True, heavy=True),
     Scenario("bench", "bench.py", lambda i, o: [_kit("tools/bench.py"), "--quick", "--only", "logreg",
                                                 "--no-torch", "--data", str(o.parent / "data.npz")],
              writes=False),

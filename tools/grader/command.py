@@ -22,6 +22,7 @@ from pathlib import Path
 
 from plumbing.command_line import OneLineParser, entry_point, require_compiled_kernels
 from plumbing.errors import UserError
+from plumbing.run_files import check_output
 from tools.course.handout import HandoutError
 from tools.grader import gradescope, grading  # grading sets the process's threads before numpy loads
 from tools.grader.results import summary_line, write_outputs
@@ -95,6 +96,9 @@ def main(argv=None):
     if args.gradescope_run:
         return gradescope.run_main(args.root, limits, args.unsafe_no_sandbox, args.visibility, args.check_only)
     checked_submissions(args.submissions)
+    for name in ("grades.csv", "grades.json"):  # before hours of grading, not after
+        check_output(os.path.join(args.out, name), "--out", [(f"submission {path}", path)
+                                                              for path in args.submissions])
     try:
         runner, sandbox = grading.make_runner(args.unsafe_no_sandbox)
     except HandoutError as e:
@@ -106,10 +110,11 @@ def main(argv=None):
         results = grading.grade_all(args.submissions, limits, seed, args.jobs, runner)
     finally:
         runner.cleanup()
+    run = {"seed": seed, "sandbox": sandbox, "limits": asdict(limits)}
+    # Written before anything is printed: a pipe that goes away (`| head -1`) loses no grade.
+    csv_path, json_path = write_outputs(results, args.out, run)
     width = max(len(r["student"]) for r in results)
     for graded in results:
         print(summary_line(graded, width))
-    run = {"seed": seed, "sandbox": sandbox, "limits": asdict(limits)}
-    csv_path, json_path = write_outputs(results, args.out, run)
     print(f"every check: {csv_path}, {json_path} (seed {seed}, sandbox: {sandbox})")
     return 0

@@ -1,9 +1,12 @@
 """What a grading run reports: one line per student, grades.csv and grades.json."""
 
 import csv
+import io
 import json
 from pathlib import Path
 
+from plumbing.errors import OutputError
+from plumbing.writing import write_atomically
 from tools.grader.checks import FC
 from tools.grader.points import MAX_POINTS, POINTS
 
@@ -28,18 +31,22 @@ def summary_line(graded, width=0):
 
 
 def write_outputs(results, out_dir, run=None):
-    """grades.csv and grades.json in out_dir; `run` (seed, sandbox, limits) goes in the json."""
+    """grades.csv and grades.json in out_dir, each whole or not at all (writing.write_atomically);
+    `run` (seed, sandbox, limits) goes in the json."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason"])
-        for graded in results:
-            for c in graded["checks"]:
-                writer.writerow([graded["student"], c["piece"], c["check"], f"{c['points']:g}",
-                                 f"{c['max_points']:g}", c["passed"], c["reason"]])
-            writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
-    with open(out / "grades.json", "w") as f:
-        json.dump({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
-                   "students": results}, f, indent=1, default=float)
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason"])
+    for graded in results:
+        for c in graded["checks"]:
+            writer.writerow([graded["student"], c["piece"], c["check"], f"{c['points']:g}",
+                             f"{c['max_points']:g}", c["passed"], c["reason"]])
+        writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
+    document = json.dumps({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
+                           "students": results}, indent=1, default=float)
+    write_atomically(out / "grades.csv", lambda f: f.write(table.getvalue().encode("utf-8")))
+    try:
+        write_atomically(out / "grades.json", lambda f: f.write(document.encode("utf-8")))
+    except OutputError as e:
+        raise OutputError(f"{e}; {out / 'grades.csv'} is written") from None
     return out / "grades.csv", out / "grades.json"
