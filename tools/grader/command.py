@@ -96,7 +96,7 @@ def main(argv=None):
         return gradescope.run_main(args.root, limits, args.unsafe_no_sandbox, args.visibility, args.check_only)
     checked_submissions(args.submissions)
     try:
-        runner, sandbox = grading.make_runner(args.unsafe_no_sandbox)
+        runner, sandbox = grading.make_runner(args.unsafe_no_sandbox, private=args.submissions)
     except HandoutError as e:
         raise HandoutError(f"cannot make the student kit the pieces run in: {e}") from None
     if runner is None:

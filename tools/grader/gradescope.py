@@ -73,6 +73,9 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}}"
 mkdir -p "$ROOT/results"
 rm -f "$ROOT/results/results.json"
+# The submission for root's eyes only: where the sandbox is its second layer, file permissions
+# are what keeps it from the pieces.
+chmod -R go-rwx "$ROOT/submission" 2>/dev/null
 "$PYTHON" "$ROOT/source/tools/autograde.py" --gradescope-run --root "$ROOT" {flags}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
@@ -184,7 +187,7 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
         submission = root / "submission"
         if not submission.is_dir():
             raise FileNotFoundError(f"no submission folder at {submission}")
-        runner, sandbox = grading.make_runner(unsafe)
+        runner, sandbox = grading.make_runner(unsafe, private=[submission])
         if runner is None:
             data = failure_json(sandbox, time.monotonic() - start, visibility)
         else:
@@ -195,6 +198,7 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
                 runner.cleanup()
             graded["student"] = "submission"
             data = results_json(graded, time.monotonic() - start, visibility)
+            data["extra_data"] = {"sandbox": sandbox}  # which layer graded (docs/grading.md)
             print(f"seed {seed}, sandbox: {sandbox}")
             print(json.dumps(graded, indent=1, default=float))
     except Exception as e:

@@ -33,12 +33,14 @@ def write_outputs(results, out_dir, run=None):
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "grades.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason"])
+        writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason", "sandbox"])
+        sandbox = (run or {}).get("sandbox", "")  # the layer the pieces ran in
         for graded in results:
             for c in graded["checks"]:
                 writer.writerow([graded["student"], c["piece"], c["check"], f"{c['points']:g}",
-                                 f"{c['max_points']:g}", c["passed"], c["reason"]])
-            writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
+                                 f"{c['max_points']:g}", c["passed"], c["reason"], sandbox])
+            writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", "",
+                             sandbox])
     with open(out / "grades.json", "w") as f:
         json.dump({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
                    "students": results}, f, indent=1, default=float)
