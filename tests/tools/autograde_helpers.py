@@ -124,6 +124,9 @@ def open_python():
 
     if seccomp_layer.binding() and all(_open_to_all(p) for p in (sys.executable, *sandbox._python_dirs())):
         return sys.executable, None
+    given = os.environ.get("AUTOGRADE_OPEN_PYTHON")  # one made beforehand (python -m venv; pip install ...)
+    if given:
+        return given, None
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     system = shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")
     if not system or not _open_to_all(system):

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import zipfile
@@ -93,14 +94,12 @@ def _trick(what):
             except OSError:
                 pass
         return False
-    if what == "network":
-        for family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
-            try:
-                socket.socket(family, socket.SOCK_STREAM).close()
-                return True
-            except OSError:
-                pass
-        return False
+    if what == "network":  # the grader's machine listens on 127.0.0.1:PORT
+        try:
+            socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
+            return True
+        except OSError:
+            return False
     if what == "others":
         for path in OTHER_PATHS:
             try:
@@ -136,7 +135,7 @@ def _writer():
     """fc_layer.py floods /dev/shm and /tmp in ComputeUp; conv_layer.py writes everywhere it can
     in ComputeUp, reporting where and how much (the piece scores only past 150 MB somewhere).
     Both ComputeDown are honest."""
-    tricks = _fill(TRICKS, STEAL_PATHS=[], OTHER_PATHS=[])
+    tricks = _fill(TRICKS, STEAL_PATHS=[], OTHER_PATHS=[], PORT=1)
     fc = with_regions("fc_layer.py", {"FCLayer.ComputeUp": (
         'shm, tmp = _write("/dev/shm"), _write("/tmp")\nif max(shm, tmp) < 150:\n'
         '    raise OSError(f"could write only {shm} MB to /dev/shm, {tmp} MB to /tmp")\n' + FC_UP)}, append=tricks)
@@ -146,13 +145,15 @@ def _writer():
     return fc, conv
 
 
-def _cheats(steal_paths, other_paths):
-    """Every piece cheats: reads the reference, opens a socket, floods /dev/shm and /tmp, and
-    forks without end and reads a classmate's file; each computes its answer only if its trick works."""
-    tricks = _fill(TRICKS, STEAL_PATHS=list(map(str, steal_paths)), OTHER_PATHS=list(map(str, other_paths)))
+def _cheats(steal_paths, other_paths, port):
+    """Every piece cheats: reads the reference, connects to 127.0.0.1:port, floods /dev/shm and
+    /tmp, and forks without end and reads a classmate's file; each computes its answer only if
+    its trick works."""
+    tricks = _fill(TRICKS, STEAL_PATHS=list(map(str, steal_paths)), OTHER_PATHS=list(map(str, other_paths)),
+                   PORT=port)
     fc = with_regions("fc_layer.py", {
         "FCLayer.ComputeUp": 'if not _trick("steal"):\n    raise PermissionError("no reference")\n' + FC_UP,
-        "FCLayer.ComputeDown": 'if not _trick("network"):\n    raise PermissionError("no socket")\n' + FC_DOWN},
+        "FCLayer.ComputeDown": 'if not _trick("network"):\n    raise PermissionError("no network")\n' + FC_DOWN},
         append=tricks)
     conv = with_regions("conv_layer.py", {
         "ConvLayer.ComputeUp": ('if max(_write("/dev/shm"), _write("/tmp")) < 150:\n'
@@ -161,6 +162,26 @@ def _cheats(steal_paths, other_paths):
                                   'if not _trick("bomb"):\n    raise OSError("fork refused")\n' + CONV_DOWN)},
         append=tricks)
     return fc, conv
+
+
+class _Listener:
+    """A socket listening on 127.0.0.1 that nobody accepts on: a connection that reaches it waits
+    in its backlog, where `reached` sees it."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+        self.port = self.socket.getsockname()[1]
+
+    def reached(self):
+        try:
+            self.socket.accept()[0].close()
+            return True
+        except BlockingIOError:
+            return False
+
+
+LISTENER = _Listener()
 
 
 def _places(reason):
@@ -185,9 +206,11 @@ def _check_writer(student):
     shm, tmp = (max(int(f[i]) for f in found) for i in (0, 1))
     assert 0 < shm <= 64 and 0 < tmp <= 64, reason
     places = _places(checks[("ConvLayer.ComputeUp", "outputs")]["reason"])
-    print(places)
-    assert set(places) == {"/tmp", "/dev/shm"}, places  # nowhere else: /, /dev, /kit, /usr ... read-only
-    assert all(0 < mb <= 64 for mb in places.values()), places
+    # Nowhere else: /, /dev, /kit, /usr ... are read-only. (Under /tmp: folders bwrap made on the
+    # way to a Python that lives there, in the same bounded tmpfs.)
+    assert {"/tmp", "/dev/shm"} <= set(places), places
+    assert all(p == "/dev/shm" or p == "/tmp" or p.startswith("/tmp/") for p in places), places
+    assert 0 < places["/dev/shm"] <= 64 and 0 < sum(mb for p, mb in places.items() if p != "/dev/shm") <= 64
 
 
 def test_in_bubblewrap_tmp_and_dev_shm_are_the_only_places_a_piece_writes_and_each_is_bounded(tmp_path):
@@ -226,7 +249,7 @@ def test_a_grader_that_is_not_root_bounds_the_same_places_and_gives_the_same_sco
         writer = write_submission(folder / "subs" / "writer", *_writer())
         reference_kit = Path(tempfile.mkdtemp(prefix="closed_"))  # what the cheats look for, closed to them
         cheats = write_submission(folder / "subs" / "cheats", *_cheats([REPO_ROOT / "fc_layer.py"],
-                                                                       [reference_kit / "fc_layer.py"]))
+                                                                       [reference_kit / "fc_layer.py"], LISTENER.port))
         honest = write_submission(folder / "subs" / "honest", reference("fc_layer.py"), reference("conv_layer.py"))
         for path in folder.rglob("*"):
             os.chmod(path, 0o777 if path.is_dir() else 0o644)
@@ -247,6 +270,7 @@ def test_a_grader_that_is_not_root_bounds_the_same_places_and_gives_the_same_sco
         # view, the network is empty, /tmp and /dev/shm bounded and processes at most 64.
         assert cheats == {"FCLayer.ComputeUp": 0, "FCLayer.ComputeDown": 0, "ConvLayer.ComputeUp": 0,
                           "ConvLayer.ComputeDown": 0}, students["cheats"]
+        assert not LISTENER.reached()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -335,21 +359,27 @@ def test_under_a_docker_like_profile_the_cheats_score_0(docker_like, tmp_path):
     write_submission(classmate, reference("fc_layer.py"), reference("conv_layer.py"))
     root = tmp_path / "autograder"
     fc, conv = _cheats([root / "source" / "fc_layer.py", root / "source" / "_reference" / "fc_layer.py"],
-                       [classmate / "fc_layer.py", root / "submission" / "a2" / "fc_layer.py"])
+                       [classmate / "fc_layer.py", root / "submission" / "a2" / "fc_layer.py"], LISTENER.port)
     data, _ = _gradescope(docker_like, tmp_path, fc, conv)
     assert data["extra_data"] == {"sandbox": "seccomp"}, data["output"]
     tests = {t["name"]: t for t in data["tests"]}
     assert data["score"] == 0, data["output"]
     assert "PermissionError: no reference" in tests["FCLayer.ComputeUp: outputs"]["output"]
-    assert "PermissionError: no socket" in tests["FCLayer.ComputeDown: weight derivative"]["output"]
+    assert "PermissionError: no network" in tests["FCLayer.ComputeDown: weight derivative"]["output"]
     flood = tests["ConvLayer.ComputeUp: outputs"]["output"]
     assert "wrote more than 64 MB to files" in flood or "OSError: bounded" in flood, flood
     assert "PermissionError: no classmate" in tests["ConvLayer.ComputeDown: weight derivative"]["output"]
+    assert not LISTENER.reached()
+
+
+def test_the_listener_the_cheats_try_is_reachable_from_outside_the_sandbox():
+    socket.create_connection(("127.0.0.1", LISTENER.port), timeout=5).close()
+    assert LISTENER.reached()
 
 
 def test_under_a_docker_like_profile_a_bomb_is_bounded_and_writes_everywhere_are_cut_off(docker_like, tmp_path):
     fc, _ = _writer()
-    tricks = _fill(TRICKS, STEAL_PATHS=[], OTHER_PATHS=[])
+    tricks = _fill(TRICKS, STEAL_PATHS=[], OTHER_PATHS=[], PORT=1)
     conv = with_regions("conv_layer.py", {
         "ConvLayer.ComputeUp": ('import json\nwrote = _write_everywhere()\nif max(wrote.values(), default=0) < 150:\n'
                                 '    raise OSError("bounded " + json.dumps(wrote, separators=(",", ":")))\n' + CONV_UP),
