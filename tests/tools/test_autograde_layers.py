@@ -45,13 +45,16 @@ CONV_DOWN = ("if not self.is_input_:\n"
 TRICKS = '''
 
 def _write(folder, limit_mb=150):
-    """MB written into `folder`, in new files of 8 MB until refused or `limit_mb`; the files stay."""
+    """MB written into `folder`, in new files of 8 MB until refused or `limit_mb`; they stay."""
     import os
+
+    import time
 
     chunk, wrote, n = b"x" * (1 << 20), 0, 0
     try:
         while wrote < limit_mb << 20:
-            fd = os.open(os.path.join(folder, f"w_{n}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            name = f"w_{time.monotonic_ns()}_{n}"  # new names each call: each may write its 150 MB
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             n += 1
             try:
                 for _ in range(8):
@@ -203,6 +206,7 @@ def _check_writer(student):
     reason = checks[("FCLayer.ComputeUp", "outputs")]["reason"]
     # The first call fills both (the files stay: later calls write nothing more).
     found = re.findall(r"could write only (\d+) MB to /dev/shm, (\d+) MB to /tmp", reason)
+    assert found, reason
     shm, tmp = (max(int(f[i]) for f in found) for i in (0, 1))
     assert 0 < shm <= 64 and 0 < tmp <= 64, reason
     places = _places(checks[("ConvLayer.ComputeUp", "outputs")]["reason"])

@@ -37,8 +37,10 @@ from tools.course.handout import EXCLUDED_DIRS, EXCLUDED_FILES
 from tools.grader import grading, results
 
 # What setup.sh installs, and why (docs/grading.md).
-APT_PACKAGES = ("python3", "python3-pip", "python3-venv", "python3-dev", "build-essential", "bubblewrap")
-PIP_PACKAGES = ("setuptools>=64", "numpy>=2.0", "cython>=3.0", "pyyaml>=6.0", "matplotlib>=3.7", "scipy>=1.10")
+APT_PACKAGES = ("python3", "python3-pip", "python3-venv", "python3-dev", "build-essential", "bubblewrap",
+                "libseccomp2")
+PIP_PACKAGES = ("setuptools>=64", "numpy>=2.0", "cython>=3.0", "pyyaml>=6.0", "matplotlib>=3.7", "scipy>=1.10",
+                "pyseccomp>=0.1.2")
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder's image (Ubuntu).
@@ -47,7 +49,8 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # Python and a C compiler for the kit's extension; bubblewrap, the sandbox every piece of a
-# submission runs in.
+# submission runs in, and libseccomp (pyseccomp reaches it) for its second layer, where the
+# container refuses namespaces.
 apt-get install -y {apt}
 python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/pip" install --upgrade pip
