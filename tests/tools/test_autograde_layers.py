@@ -66,10 +66,17 @@ def _write(folder, limit_mb=150):
     return wrote >> 20
 
 
+_WROTE = {}
+
+
 def _write_everywhere():
-    """{folder: MB} of every folder of the machine a new file can be made in (150 MB tried)."""
+    """{folder: MB} of every folder of the machine a new file can be made in (150 MB tried);
+    once per process (the walk takes seconds), later calls say the same."""
     import os
     import subprocess
+
+    if _WROTE:
+        return _WROTE
 
     found = subprocess.run(["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
                             "-type", "d", "-print0"], capture_output=True).stdout.decode(errors="replace")
@@ -81,6 +88,7 @@ def _write_everywhere():
         except OSError:
             continue
         wrote[folder] = _write(folder)
+    _WROTE.update(wrote)
     return wrote
 
 
@@ -217,14 +225,32 @@ def _check_writer(student):
     assert 0 < places["/dev/shm"] <= 64 and 0 < sum(mb for p, mb in places.items() if p != "/dev/shm") <= 64
 
 
+def _submissions(folder, classmate):
+    """The writer, the cheats (the reference they look for is this kit's, open to all here;
+    the classmate's file is `classmate`'s) and an honest one, in `folder`."""
+    write_submission(classmate, reference("fc_layer.py"), reference("conv_layer.py"))
+    return [write_submission(folder / "writer", *_writer()),
+            write_submission(folder / "cheats", *_cheats([REPO_ROOT / "fc_layer.py"], [classmate / "fc_layer.py"],
+                                                         LISTENER.port)),
+            write_submission(folder / "honest", reference("fc_layer.py"), reference("conv_layer.py"))]
+
+
+def _check_all(students):
+    """The same scores whoever grades: the writer bounded, the cheats 0, the honest 15."""
+    _check_writer(students["writer"])
+    assert students["honest"]["total"] == 15, students["honest"]
+    assert students["cheats"]["total"] == 0, students["cheats"]
+    assert not LISTENER.reached()
+
+
 def test_in_bubblewrap_tmp_and_dev_shm_are_the_only_places_a_piece_writes_and_each_is_bounded(tmp_path):
     problem = sandbox_problem()
     if problem:
         pytest.skip(f"no sandbox to test: {problem}")
-    path = write_submission(tmp_path / "subs" / "writer", *_writer())
-    students, _, run = run_autograde([path], tmp_path / "out", "--jobs", "1", *LIMITS)
+    paths = _submissions(tmp_path / "subs", tmp_path / "classmate")
+    students, _, run = run_autograde(paths, tmp_path / "out", "--jobs", "2", *LIMITS)
     assert run["sandbox"] == "bubblewrap"
-    _check_writer(students["writer"])
+    _check_all(students)
 
 
 def _another_user():
@@ -238,8 +264,9 @@ def _another_user():
 
 
 def test_a_grader_that_is_not_root_bounds_the_same_places_and_gives_the_same_scores(tmp_path):
-    """The writer, and the cheats, graded by a grader that runs as nobody: bwrap then maps that
-    user in a user namespace, where its tmpfs are the piece's own; the bounds and the scores hold."""
+    """The same submissions graded by a grader that runs as nobody: bwrap then maps that user
+    in a user namespace, where / and /dev (tmpfs) would be the piece's own; the bounds and the
+    scores hold."""
     problem = sandbox_problem()
     if problem:
         pytest.skip(f"no sandbox to test: {problem}")
@@ -250,31 +277,17 @@ def test_a_grader_that_is_not_root_bounds_the_same_places_and_gives_the_same_sco
     folder = Path(tempfile.mkdtemp(prefix="autograde_nonroot_"))  # open to nobody, unlike tmp_path
     try:
         os.chmod(folder, 0o777)
-        writer = write_submission(folder / "subs" / "writer", *_writer())
-        reference_kit = Path(tempfile.mkdtemp(prefix="closed_"))  # what the cheats look for, closed to them
-        cheats = write_submission(folder / "subs" / "cheats", *_cheats([REPO_ROOT / "fc_layer.py"],
-                                                                       [reference_kit / "fc_layer.py"], LISTENER.port))
-        honest = write_submission(folder / "subs" / "honest", reference("fc_layer.py"), reference("conv_layer.py"))
+        paths = _submissions(folder / "subs", tmp_path / "classmate")  # the classmate closed to nobody
         for path in folder.rglob("*"):
             os.chmod(path, 0o777 if path.is_dir() else 0o644)
-        shutil.copy(REPO_ROOT / "fc_layer.py", reference_kit / "fc_layer.py")
-        result = subprocess.run([*prefix, python, "tools/autograde.py", str(writer), str(cheats), str(honest),
-                                 "--out", str(folder / "out"), "--jobs", "2", *LIMITS],
+        result = subprocess.run([*prefix, python, "tools/autograde.py", *map(str, paths), "--out",
+                                 str(folder / "out"), "--jobs", "2", *LIMITS],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                                 env={**os.environ, "HOME": str(folder)})
-        shutil.rmtree(reference_kit)
         assert result.returncode == 0, result.stderr
         grades = json.loads((folder / "out" / "grades.json").read_text())
         assert grades["run"]["sandbox"] == "bubblewrap"
-        students = {s["student"]: s for s in grades["students"]}
-        _check_writer(students["writer"])
-        assert students["honest"]["total"] == 15
-        cheats = piece_points(students["cheats"])
-        # As its own user in a user namespace the reference kit (open to all here) is out of its
-        # view, the network is empty, /tmp and /dev/shm bounded and processes at most 64.
-        assert cheats == {"FCLayer.ComputeUp": 0, "FCLayer.ComputeDown": 0, "ConvLayer.ComputeUp": 0,
-                          "ConvLayer.ComputeDown": 0}, students["cheats"]
-        assert not LISTENER.reached()
+        _check_all({s["student"]: s for s in grades["students"]})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
