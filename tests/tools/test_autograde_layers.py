@@ -493,3 +493,21 @@ def test_the_second_layers_filter_refuses_sockets_namespaces_mounts_ptrace_keyri
 def test_the_second_layers_filter_kills_a_call_of_another_architecture():
     code, _, _ = _confined("import ctypes\nctypes.CDLL(None).syscall(0x40000000 | 39)\nprint('alive')")  # x32 getpid
     assert code == -31  # SIGSYS
+
+
+def test_a_runner_of_the_second_layer_goes_to_the_grading_processes_and_builds_its_filter_there():
+    import pickle
+
+    from tools.grader import seccomp_layer
+    from tools.grader.sandbox import Runner
+
+    if seccomp_layer.problem():
+        pytest.skip(seccomp_layer.problem())
+    runner = Runner.prepare(layer="seccomp")
+    try:
+        runner.writable = ("/tmp",)
+        assert runner.rules is not None
+        copy = pickle.loads(pickle.dumps(runner))  # as ProcessPoolExecutor sends it (--jobs 2)
+        assert copy.layer == "seccomp" and copy.writable == ("/tmp",) and copy.rules is not None
+    finally:
+        runner.cleanup()

@@ -280,7 +280,17 @@ class Runner:
             raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
         self.root, self.layer = str(root), layer
         self.writable = ()  # the second layer: the machine's folders its user can write (check_seccomp_layer)
-        self.rules = seccomp_layer.make_filter() if layer == "seccomp" else None
+        self._rules = None
+
+    def __getstate__(self):  # the filter is a C object: each grading process builds its own
+        return dict(self.__dict__, _rules=None)
+
+    @property
+    def rules(self):
+        """The second layer's seccomp filter (built on first use), or None in the others."""
+        if self.layer == "seccomp" and self._rules is None:
+            self._rules = seccomp_layer.make_filter()
+        return self._rules
 
     @property
     def sandbox(self):
@@ -705,7 +715,10 @@ def check_seccomp_layer(runner, private=()):
     if uid is None:
         raise SandboxUnavailable("the second layer runs the students' code as another user: the grader must run "
                                  "as root")
-    unsafe_uid()  # its Python must be open to that user
+    closed = [p for p in (sys.executable,) + _python_dirs() if not _world_reachable(p)]
+    if closed:
+        raise SandboxUnavailable(f"the pieces' user cannot reach the Python in {closed[0]} (grade with a Python "
+                                 "every user can run, as Gradescope's /autograder/venv)")
     secrets = private_files([os.path.join(KIT, "fc_layer.py"), os.path.join(KIT, "conv_layer.py"), *private])
     probe_dir = tempfile.mkdtemp(prefix="probe_", dir=runner.root)
     os.chown(probe_dir, uid, uid)
