@@ -496,7 +496,9 @@ def test_the_second_layers_filter_kills_a_call_of_another_architecture():
 
 
 def test_a_runner_of_the_second_layer_goes_to_the_grading_processes_and_builds_its_filter_there():
+    import multiprocessing
     import pickle
+    from concurrent.futures import ProcessPoolExecutor
 
     from tools.grader import seccomp_layer
     from tools.grader.sandbox import Runner
@@ -507,7 +509,18 @@ def test_a_runner_of_the_second_layer_goes_to_the_grading_processes_and_builds_i
     try:
         runner.writable = ("/tmp",)
         assert runner.rules is not None
-        copy = pickle.loads(pickle.dumps(runner))  # as ProcessPoolExecutor sends it (--jobs 2)
-        assert copy.layer == "seccomp" and copy.writable == ("/tmp",) and copy.rules is not None
+        copy = pickle.loads(pickle.dumps(runner))
+        assert copy.layer == "seccomp" and copy.writable == ("/tmp",)
+        # As grade_all sends it (--jobs 2): to fresh processes, where the filter must be their own.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            assert pool.submit(_filter_rules, runner).result(timeout=120) > 10
     finally:
         runner.cleanup()
+
+
+def _filter_rules(runner):
+    """Lines of the filter `runner` has in this process (libseccomp's text form)."""
+    with tempfile.TemporaryFile() as f:
+        runner.rules.export_pfc(f)
+        f.seek(0)
+        return len(f.read().splitlines())
