@@ -5,8 +5,8 @@ python tools/autograde.py --gradescope-bundle autograder.zip [--timeout S] [--cp
 
 writes the zip that Gradescope's "Autograder Specifications" ask for: at its root
 `setup.sh` (run once, as root, when Gradescope builds the image: python3, pip, venv, a C
-compiler and bubblewrap from apt; numpy, cython, pyyaml, matplotlib and scipy from pip, in
-a venv at /autograder/venv; then the extension is built) and `run_autograder` (run for each
+compiler, bubblewrap and libseccomp from apt; numpy, cython, pyyaml, matplotlib, scipy and
+pyseccomp from pip, in a venv at /autograder/venv; then the extension is built) and `run_autograder` (run for each
 submission: grades /autograder/submission into /autograder/results/results.json), beside
 them the reference kit and its tools, which Gradescope unpacks to /autograder/source. The
 limits and flags given are written into run_autograder.
@@ -15,8 +15,10 @@ results.json holds, as the specification defines them, `score` (the total), `exe
 (seconds), `output` (the summary line and notes), `stdout_visibility` ("hidden": the
 grader's own log is for staff), `visibility`, and `tests`: one per check of the points
 table, each with `name`, `number`, `score`, `max_score`, `status` ("passed" or "failed"),
-`output` (the reason) and `visibility`. A submission that cannot be graded (no sandbox, a
-crash of the grader) still gets a results.json: score 0 and the reason, on every check.
+`output` (the reason) and `visibility`; `extra_data.sandbox` names the sandbox's layer that
+graded (bubblewrap, or seccomp where the container refuses namespaces). A submission that
+cannot be graded (no sandbox, a crash of the grader) still gets a results.json: score 0 and
+the reason, on every check.
 $AUTOGRADER_ROOT (or --root) moves /autograder elsewhere and $AUTOGRADER_PYTHON the Python,
 so that the tests run run_autograder on a folder of their own.
 """

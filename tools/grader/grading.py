@@ -9,9 +9,10 @@ a student kit whose other regions are blank. The grader keeps the reference and 
 answers; it chooses the inputs (random for each run, --seed to repeat one), sends them,
 and calls the student's ComputeUp and ComputeDown as a black box, also inside gradient
 checks it composes itself (tools/grader/checks.py). docs/grading.md says why no
-submission can forge a score. Where no sandbox can be made the grader refuses, in one line,
-unless given --unsafe-no-sandbox; even then, as root, it runs the students' code only as an
-unused user ID, never as root.
+submission can forge a score. Where bubblewrap cannot run, a grader that runs as root uses
+the sandbox's second layer (an unused user, no_new_privs, a seccomp filter); where neither
+can be made the grader refuses, in one line, unless given --unsafe-no-sandbox; even then, as
+root, it runs the students' code only as an unused user ID, never as root.
 
 Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv method 2 9):
 
