@@ -524,3 +524,16 @@ def _filter_rules(runner):
         runner.rules.export_pfc(f)
         f.seek(0)
         return len(f.read().splitlines())
+
+
+def test_without_libseccomps_binding_the_second_layer_says_so_in_one_line(monkeypatch):
+    from tools.grader import grading, seccomp_layer
+    from tools.grader.sandbox import Runner, SandboxUnavailable
+
+    monkeypatch.setattr(seccomp_layer, "binding", lambda: None)
+    assert seccomp_layer.problem() == seccomp_layer.MISSING and "\n" not in seccomp_layer.MISSING
+    with pytest.raises(SandboxUnavailable, match=r'pip install -e "\.\[grader\]"'):
+        Runner.prepare(layer="seccomp")
+    monkeypatch.setenv("AUTOGRADE_BWRAP", "/nonexistent/bwrap")  # and no bubblewrap: the grader refuses, saying both
+    runner, refusal = grading.make_runner(False)
+    assert runner is None and "bwrap not found" in refusal and seccomp_layer.MISSING in refusal
