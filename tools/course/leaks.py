@@ -147,7 +147,8 @@ def _code_text(kit, student_kit):
     parts = []
     for path in sorted(Path(kit).rglob("*")):
         rel = path.relative_to(kit)
-        if not path.is_file() or path.suffix not in CODE_SUFFIXES or not (Path(student_kit) / rel).is_file():
+        # The name first: a link it need not follow (a venv's python) may point where this user cannot look.
+        if path.suffix not in CODE_SUFFIXES or not path.is_file() or not (Path(student_kit) / rel).is_file():
             continue
         try:
             text = path.read_text(encoding="utf-8")

@@ -100,7 +100,7 @@ def main(argv=None):
         check_output(os.path.join(args.out, name), "--out", [(f"submission {path}", path)
                                                               for path in args.submissions])
     try:
-        runner, sandbox = grading.make_runner(args.unsafe_no_sandbox)
+        runner, sandbox = grading.make_runner(args.unsafe_no_sandbox, private=args.submissions)
     except HandoutError as e:
         raise HandoutError(f"cannot make the student kit the pieces run in: {e}") from None
     if runner is None:

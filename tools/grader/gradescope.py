@@ -5,8 +5,8 @@ python tools/autograde.py --gradescope-bundle autograder.zip [--timeout S] [--cp
 
 writes the zip that Gradescope's "Autograder Specifications" ask for: at its root
 `setup.sh` (run once, as root, when Gradescope builds the image: python3, pip, venv, a C
-compiler and bubblewrap from apt; numpy, cython, pyyaml, matplotlib and scipy from pip, in
-a venv at /autograder/venv; then the extension is built) and `run_autograder` (run for each
+compiler, bubblewrap and libseccomp from apt; numpy, cython, pyyaml, matplotlib, scipy and
+pyseccomp from pip, in a venv at /autograder/venv; then the extension is built) and `run_autograder` (run for each
 submission: grades /autograder/submission into /autograder/results/results.json), beside
 them the reference kit and its tools, which Gradescope unpacks to /autograder/source. The
 limits and flags given are written into run_autograder.
@@ -16,10 +16,12 @@ results.json holds, as the specification defines them, `score` (the total), `exe
 grader's own log is for staff), `visibility`, and `tests`: one per check of the points
 table, each with `name`, `number`, `score`, `max_score`, `status` ("passed" or "failed",
 as grades.csv says: a check paid in part, "no loops" in proportion, is passed with its
-partial score), `output` (the reason) and `visibility`. The submission folder is read as
-the local grader reads a folder (tools/grader/submissions.py): a zip uploaded as it is is
-read member by member. A submission that cannot be graded (no sandbox, a
-crash of the grader) still gets a results.json: score 0 and the reason, on every check.
+partial score), `output` (the reason) and `visibility`; `extra_data.sandbox` names the
+sandbox's layer that graded (bubblewrap, or seccomp where the container refuses namespaces).
+The submission folder is read as the local grader reads a folder
+(tools/grader/submissions.py): a zip uploaded as it is is read member by member. A
+submission that cannot be graded (no sandbox, a crash of the grader) still gets a
+results.json: score 0 and the reason, on every check.
 $AUTOGRADER_ROOT (or --root) moves /autograder elsewhere and $AUTOGRADER_PYTHON the Python,
 so that the tests run run_autograder on a folder of their own.
 """
@@ -40,8 +42,10 @@ from tools.course.handout import EXCLUDED_DIRS, EXCLUDED_FILES
 from tools.grader import grading, results
 
 # What setup.sh installs, and why (docs/grading.md).
-APT_PACKAGES = ("python3", "python3-pip", "python3-venv", "python3-dev", "build-essential", "bubblewrap")
-PIP_PACKAGES = ("setuptools>=64", "numpy>=2.0", "cython>=3.0", "pyyaml>=6.0", "matplotlib>=3.7", "scipy>=1.10")
+APT_PACKAGES = ("python3", "python3-pip", "python3-venv", "python3-dev", "build-essential", "bubblewrap",
+                "libseccomp2")
+PIP_PACKAGES = ("setuptools>=64", "numpy>=2.0", "cython>=3.0", "pyyaml>=6.0", "matplotlib>=3.7", "scipy>=1.10",
+                "pyseccomp>=0.1.2")
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder's image (Ubuntu).
@@ -50,7 +54,8 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # Python and a C compiler for the kit's extension; bubblewrap, the sandbox every piece of a
-# submission runs in.
+# submission runs in, and libseccomp (pyseccomp reaches it) for its second layer, where the
+# container refuses namespaces.
 apt-get install -y {apt}
 python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/pip" install --upgrade pip
@@ -76,6 +81,9 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}}"
 mkdir -p "$ROOT/results"
 rm -f "$ROOT/results/results.json"
+# The submission for root's eyes only: where the sandbox is its second layer, file permissions
+# are what keeps it from the pieces.
+chmod -R go-rwx "$ROOT/submission" 2>/dev/null
 "$PYTHON" "$ROOT/source/tools/autograde.py" --gradescope-run --root "$ROOT" {flags}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
@@ -187,7 +195,7 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
         submission = root / "submission"
         if not submission.is_dir():
             raise FileNotFoundError(f"no submission folder at {submission}")
-        runner, sandbox = grading.make_runner(unsafe)
+        runner, sandbox = grading.make_runner(unsafe, private=[submission])
         if runner is None:
             data = failure_json(sandbox, time.monotonic() - start, visibility)
         else:
@@ -198,6 +206,7 @@ def run_main(root, limits, unsafe, visibility, check_only=False):
                 runner.cleanup()
             graded["student"] = "submission"
             data = results_json(graded, time.monotonic() - start, visibility)
+            data["extra_data"] = {"sandbox": sandbox}  # which layer graded (docs/grading.md)
             print(f"seed {seed}, sandbox: {sandbox}")
             print(json.dumps(graded, indent=1, default=float))
     except Exception as e:

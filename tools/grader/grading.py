@@ -9,9 +9,10 @@ a student kit whose other regions are blank. The grader keeps the reference and 
 answers; it chooses the inputs (random for each run, --seed to repeat one), sends them,
 and calls the student's ComputeUp and ComputeDown as a black box, also inside gradient
 checks it composes itself (tools/grader/checks.py). docs/grading.md says why no
-submission can forge a score. Where no sandbox can be made the grader refuses, in one line,
-unless given --unsafe-no-sandbox; even then, as root, it runs the students' code only as an
-unused user ID, never as root.
+submission can forge a score. Where bubblewrap cannot run, a grader that runs as root uses
+the sandbox's second layer (an unused user, no_new_privs, a seccomp filter); where neither
+can be made the grader refuses, in one line, unless given --unsafe-no-sandbox; even then, as
+root, it runs the students' code only as an unused user ID, never as root.
 
 Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv method 2 9):
 
@@ -58,7 +59,15 @@ runtime.configure("single_example")
 from tools.course.regions import PIECES, find_regions, loops_in
 from tools.grader.checks import compare, run_piece
 from tools.grader.points import MAX_POINTS, POINTS, Check
-from tools.grader.sandbox import Limits, Runner, SandboxUnavailable, check_sandbox, unsafe_uid
+from tools.grader.sandbox import (
+    Limits,
+    Runner,
+    SandboxBroken,
+    SandboxUnavailable,
+    check_sandbox,
+    check_seccomp_layer,
+    unsafe_uid,
+)
 from tools.grader.submissions import SubmissionError, read_submission
 
 QUANTITY = {"outputs": "out", "input derivative": "din", "weight derivative": "dw", "bias derivative": "db"}
@@ -241,8 +250,10 @@ def grade_all(submissions, limits, seed=0, jobs=None, runner=None):
     return results
 
 
-def make_runner(unsafe, prog="autograde.py"):
-    """(Runner, description) for this run, or (None, one-line refusal) when no sandbox can be made."""
+def make_runner(unsafe, prog="autograde.py", private=()):
+    """(Runner, the layer's name) for this run, or (None, one-line refusal) when no sandbox
+    can be made: bubblewrap, else the second layer (seccomp_layer.py), whose user must not
+    read the `private` files and folders (the submissions; the reference kit always)."""
     if unsafe:
         try:
             unsafe_uid()
@@ -250,11 +261,27 @@ def make_runner(unsafe, prog="autograde.py"):
             return None, f"cannot grade with --unsafe-no-sandbox here: {e}"
         print(f"{prog}: warning: {UNSAFE_WARNING}", file=sys.stderr)
         return Runner.prepare(sandbox=False), "none (--unsafe-no-sandbox)"
-    runner = Runner.prepare(sandbox=True)
+    runner = Runner.prepare(layer="bubblewrap")
     try:
         check_sandbox(runner)
+        return runner, "bubblewrap"
+    except SandboxBroken as e:  # made, but not holding: a fault to fix, not a reason to go on
+        runner.cleanup()
+        return None, f"the sandbox does not hold ({e}); grading stopped"
     except SandboxUnavailable as e:
         runner.cleanup()
-        return None, (f"no sandbox can be made here ({e}); install bubblewrap (apt-get install -y bubblewrap) "
-                      "where namespaces are allowed, or pass --unsafe-no-sandbox to grade without one")
-    return runner, "bubblewrap"
+        why_not = str(e)
+    try:
+        runner = Runner.prepare(layer="seccomp")
+    except SandboxUnavailable as e:
+        second = str(e)
+    else:
+        try:
+            check_seccomp_layer(runner, private)
+            return runner, "seccomp"
+        except SandboxUnavailable as e:
+            runner.cleanup()
+            second = str(e)
+    return None, (f"no sandbox can be made here ({why_not}; the second layer: {second}); install bubblewrap "
+                  "(apt-get install -y bubblewrap) where namespaces are allowed, or grade as root with the "
+                  "second layer (docs/grading.md), or pass --unsafe-no-sandbox to grade without one")

@@ -36,12 +36,14 @@ def write_outputs(results, out_dir, run=None):
     out = Path(out_dir)
     table = io.StringIO(newline="")
     writer = csv.writer(table)
-    writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason"])
+    writer.writerow(["student", "piece", "check", "points", "max_points", "passed", "reason", "sandbox"])
+    sandbox = (run or {}).get("sandbox", "")  # the layer the pieces ran in
     for graded in results:
         for c in graded["checks"]:
             writer.writerow([graded["student"], c["piece"], c["check"], f"{c['points']:g}",
-                             f"{c['max_points']:g}", c["passed"], c["reason"]])
-        writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", ""])
+                             f"{c['max_points']:g}", c["passed"], c["reason"], sandbox])
+        writer.writerow([graded["student"], "total", "", f"{graded['total']:g}", f"{graded['max']:g}", "", "",
+                         sandbox])
     document = json.dumps({"max_points": MAX_POINTS, "points": [list(p) for p in POINTS], "run": run or {},
                            "students": results}, indent=1, default=float)
     write_atomically(out / "grades.csv", lambda f: f.write(table.getvalue().encode("utf-8")))

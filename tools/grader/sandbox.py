@@ -7,8 +7,9 @@ drop that our own code would otherwise have to get right. A piece's process sees
 - a read-only /kit: the student kit (the handout's files, every solution region blank, the
   built extension) with the student's one file bound over its blank twin; a read-only
   /grader holding worker.py; read-only the system's /usr (and /bin, /lib ...) and
-  the folders of the Python that runs it; a private /tmp of --output MB; its own /proc and
-  a minimal /dev. Nothing else: not the reference kit, not the grader's temporary files or
+  the folders of the Python that runs it; a private /tmp and /dev/shm of --output MB each,
+  the only places it can write (/ and /dev are read-only); its own /proc and a minimal /dev.
+  Nothing else: not the reference kit, not the grader's temporary files or
   --out folder, not the other submissions, not /etc, /home or /root's files.
 - no network (a new network namespace holds only its own loopback), no other process (a
   new PID namespace), its own IPC and hostname;
@@ -24,7 +25,11 @@ drop that our own code would otherwise have to get right. A piece's process sees
   --die-with-parent) its PID namespace goes, and with it every process it started.
 
 Without bwrap, or where the kernel or a container refuses namespaces, `check_sandbox`
-says why and the grader refuses to run unless told --unsafe-no-sandbox: then a piece is a
+says why, and a grader that runs as root uses the second layer (seccomp_layer.py): the
+piece as the unused user ID with no_new_privs and a seccomp filter, the same limits, a
+private folder of --output MB (watched by the grader), after `check_seccomp_layer` has seen
+that this user can read neither the reference kit nor the submissions. Where neither layer
+can be made, the grader refuses to run unless told --unsafe-no-sandbox: then a piece is a
 plain process with the same limits, as that unused user ID when the grader is root, in a
 temporary folder; it can use the network and read whatever that user can read.
 """
@@ -47,12 +52,15 @@ from pathlib import Path
 from plumbing import runtime
 from plumbing.errors import UserError
 from tools import KIT
+from tools.grader import seccomp_layer
 from tools.grader import worker as wire
 from tools.grader.worker import FrameError
 
 WORKER = Path(wire.__file__).resolve()
 UID_BASE = 2_000_000_000  # far above any account's ID; plus the grading process's ID
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+LAYERS = ("bubblewrap", "seccomp", "none")  # the sandbox's layers, and none (--unsafe-no-sandbox)
+WATCH_SECONDS = 0.02  # how often the grader totals what a piece of the second layer has written
 
 
 @dataclass
@@ -214,6 +222,23 @@ def child_environment():
     return env
 
 
+def _disk_usage(path):
+    """Bytes on disk under `path` (a file or a folder, links not followed)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0
+    total = info.st_blocks * 512
+    if os.path.isdir(path) and not os.path.islink(path):
+        for folder, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    pass
+    return total
+
+
 def _processes_of(uid):
     """IDs of the live processes whose real user is `uid`."""
     found = []
@@ -250,12 +275,35 @@ class Runner:
     the worker, made once per grading run by `prepare`. Picklable: the grading processes get
     a copy and start their own pieces."""
 
-    def __init__(self, root, sandbox=True):
-        self.root, self.sandbox = str(root), sandbox
+    def __init__(self, root, layer="bubblewrap"):
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
+        self.root, self.layer = str(root), layer
+        self.writable = ()  # the second layer: the machine's folders its user can write (check_seccomp_layer)
+        self._rules = None
+
+    def __getstate__(self):  # the filter is a C object: each grading process builds its own
+        return dict(self.__dict__, _rules=None)
+
+    @property
+    def rules(self):
+        """The second layer's seccomp filter (built on first use), or None in the others."""
+        if self.layer == "seccomp" and self._rules is None:
+            self._rules = seccomp_layer.make_filter()
+        return self._rules
+
+    @property
+    def sandbox(self):
+        """Whether the pieces run in one of the sandbox's layers."""
+        return self.layer != "none"
 
     @classmethod
-    def prepare(cls, sandbox=True, kit=KIT):
-        """A new run folder (removed by `cleanup`) from the reference kit `kit`."""
+    def prepare(cls, sandbox=True, kit=KIT, layer=None):
+        """A new run folder (removed by `cleanup`) from the reference kit `kit`, for the
+        layer `layer` (default bubblewrap, or none when not `sandbox`)."""
+        layer = layer or ("bubblewrap" if sandbox else "none")
+        if layer == "seccomp" and seccomp_layer.problem():
+            raise SandboxUnavailable(seccomp_layer.problem())
         from tools.course.handout import make_handout
 
         root = Path(tempfile.mkdtemp(prefix="autograde_"))
@@ -281,13 +329,13 @@ class Runner:
                 for name in files:
                     path = os.path.join(folder, name)
                     os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
-            # Without a sandbox the pieces' user must reach the kit through this folder (0711:
-            # it can enter, not list it); in the sandbox nobody but root sees it.
-            os.chmod(root, 0o711 if not sandbox else 0o700)
+            # Outside bubblewrap the pieces' user must reach the kit through this folder (0711:
+            # it can enter, not list it); in bubblewrap's sandbox nobody but root sees it.
+            os.chmod(root, 0o700 if layer == "bubblewrap" else 0o711)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
-        return cls(root, sandbox)
+        return cls(root, layer)
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
@@ -299,7 +347,7 @@ class Runner:
     def command(self, piece_dir, filename, limits):
         """(argv, cwd) of a piece's process, the student's file being piece_dir/filename."""
         worker = ["-I", "-B"]  # isolated: no PYTHON* variables, user site or script folder; no .pyc
-        if not self.sandbox:
+        if self.layer != "bubblewrap":
             return [sys.executable, *worker, os.path.join(self.root, "grader", WORKER.name), piece_dir,
                     filename], piece_dir
         bwrap = bwrap_path()
@@ -314,12 +362,17 @@ class Runner:
                      "--cap-add", "CAP_SETPCAP"]
         else:
             args += ["--unshare-user"] + (["--disable-userns"] if "--disable-userns" in options else [])
-        # /tmp first: a Python that lives under /tmp is then bound into it, not hidden by it.
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.output << 20),
-                 "--tmpfs", "/tmp"]
+        # The places a piece can write: /tmp and /dev/shm, tmpfs of --max-output MB each; / and
+        # /dev (bwrap's tmpfs, as big as half the memory and the piece's own when the grader is
+        # not root) are made read-only once set up. /tmp first: a Python that lives under /tmp
+        # is then bound into it, not hidden by it.
+        size = str(limits.output << 20)
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
         args += _mounts([KIT, self.root, tempfile.gettempdir()])
         args += ["--ro-bind", self.kit, "/kit", "--ro-bind", os.path.join(piece_dir, filename), f"/kit/{filename}",
-                 "--ro-bind", os.path.join(self.root, "grader"), "/grader", "--chdir", "/tmp", "--"]
+                 "--ro-bind", os.path.join(self.root, "grader"), "/grader", "--remount-ro", "/dev",
+                 "--remount-ro", "/", "--chdir", "/tmp", "--"]
         if uid is not None:
             args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
                      "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]
@@ -334,15 +387,20 @@ class Piece:
     """One student process, spoken to in frames (see worker.py)."""
 
     def __init__(self, runner, filename, source, limits):
-        self.runner, self.limits = runner, limits
+        self.runner, self.limits, self.layer = runner, limits, runner.layer
         self.uid = sandbox_uid() if runner.sandbox else unsafe_uid()
+        if self.layer == "seccomp" and self.uid is None:
+            raise SandboxUnavailable("the second layer runs the students' code as another user: the grader must "
+                                     "run as root")
         self.dir = tempfile.mkdtemp(prefix="piece_", dir=runner.root)
         path = os.path.join(self.dir, filename)
         with open(path, "w", encoding="utf-8") as f:  # the intake's text, read as UTF-8 (source_text.as_utf8)
             f.write(source)
         os.chmod(path, 0o644)
-        if not runner.sandbox:
-            # The student's folder: the kit's files (links) and the student's file, writable.
+        self._watched = 0.0
+        if self.layer != "bubblewrap":
+            # The student's folder: the kit's files (links) and the student's file, writable
+            # (by the piece's user only: mkdtemp makes it 0700).
             for name in os.listdir(runner.kit):
                 if name != filename:
                     os.symlink(os.path.join(runner.kit, name), os.path.join(self.dir, name))
@@ -350,6 +408,10 @@ class Piece:
                 os.chown(self.dir, self.uid, self.uid)
         self.stderr_path = os.path.join(runner.root, os.path.basename(self.dir) + ".stderr")
         argv, cwd = runner.command(self.dir, filename, limits)
+        env = child_environment()
+        if self.layer != "bubblewrap":  # its own folder for everything a program writes by default
+            env.update(HOME=self.dir, TMPDIR=self.dir, MPLCONFIGDIR=self.dir)
+        rules = runner.rules
         self.start = time.monotonic()
         self.deadline = self.start + limits.timeout
         processes = limits.processes
@@ -364,12 +426,15 @@ class Piece:
             resource.setrlimit(resource.RLIMIT_FSIZE, (output, output))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+            resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))  # POSIX message queues: none
+            if rules is not None:  # the second layer, as the piece's user already (Popen's user=)
+                seccomp_layer.confine(rules)
 
-        user = {} if runner.sandbox or self.uid is None else {"user": self.uid, "group": self.uid,
-                                                               "extra_groups": []}
+        user = {} if self.layer == "bubblewrap" or self.uid is None else {"user": self.uid, "group": self.uid,
+                                                                          "extra_groups": []}
         with open(self.stderr_path, "wb") as err:
             os.chmod(self.stderr_path, 0o600)
-            self.process = subprocess.Popen(argv, cwd=cwd, env=child_environment(), stdin=subprocess.PIPE,
+            self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=err, preexec_fn=limit,
                                             start_new_session=True, close_fds=True, **user)
         self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
@@ -398,6 +463,9 @@ class Piece:
         except FrameError as e:
             self.kill()
             raise PieceFailed(f"sent a malformed reply ({e})") from None
+        if self.layer == "seccomp":  # what it wrote until it answered counts too, however fast
+            self._watched = 0.0
+            self._remaining()
         if isinstance(reply.get("error"), str):
             raise StudentError(reply["error"])
         if reply.get("ok") is not True or len(got) != replies:
@@ -406,11 +474,39 @@ class Piece:
         return got
 
     def _remaining(self):
-        left = self.deadline - time.monotonic()
+        """Seconds to wait for the piece before looking at it again; PieceFailed when its time
+        is up or (second layer) it has written more than its share."""
+        now = time.monotonic()
+        left = self.deadline - now
         if left <= 0:
             self.kill()
             raise PieceFailed(f"timed out after {self.limits.timeout:g} s (wall clock)")
-        return left
+        if self.layer != "seccomp":
+            return left
+        if now - self._watched >= WATCH_SECONDS:
+            self._watched = now
+            written = sum(size for _, size in self._written())
+            if written > self.limits.output << 20:
+                self.kill()
+                raise PieceFailed(f"wrote more than {self.limits.output} MB to files ({written >> 20} MB)")
+        return min(left, WATCH_SECONDS)
+
+    def _written(self):
+        """(path, bytes on disk) of everything the second layer's piece has written: its folder,
+        and what its user owns in the machine's folders every user can write."""
+        found = [(self.dir, _disk_usage(self.dir))]
+        for folder in self.runner.writable:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.stat(follow_symlinks=False).st_uid == self.uid:
+                        found.append((entry.path, _disk_usage(entry.path)))
+                except OSError:
+                    pass
+        return found
 
     def _send(self, data):
         data = memoryview(data)
@@ -443,7 +539,7 @@ class Piece:
             raise PieceFailed(f"timed out after {self.limits.timeout:g} s (wall clock)") from None
         self.kill()
         # bwrap reports a signal that ended its command as 128 + the signal's number.
-        number = -code if code < 0 else (code - 128 if self.runner.sandbox and 128 < code < 160 else 0)
+        number = -code if code < 0 else (code - 128 if self.layer == "bubblewrap" and 128 < code < 160 else 0)
         if number == signal.SIGXCPU:
             raise PieceFailed(f"CPU time limit ({self.limits.cpu} s) exceeded")
         if number == signal.SIGKILL:
@@ -486,6 +582,15 @@ class Piece:
         self.kill()
         self.process.wait()
         self.process.stdout.close()
+        if self.layer == "seccomp":  # what it left in the machine's open folders goes too
+            for path, _ in self._written()[1:]:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
         shutil.rmtree(self.dir, ignore_errors=True)
         try:
             os.unlink(self.stderr_path)
@@ -541,4 +646,116 @@ def check_sandbox(runner):
         problems.append(f"the sandbox sees network interfaces {report['interfaces']}")
     if problems:
         raise SandboxBroken("; ".join(problems))
+    return report
+
+
+# The second layer's self-test: who the piece's process is, what it may do, what it can read of
+# the files given (argv), and where it can write (find, as that user, the whole machine).
+SECCOMP_PROBE = r"""
+import json, os, socket, stat, subprocess, sys
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+refused = {}
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+    refused["socket"] = False
+except OSError:
+    refused["socket"] = True
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+refused["unshare"] = libc.unshare(0x10000000 | 0x40000000) != 0  # CLONE_NEWUSER | CLONE_NEWNET
+readable = []
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        readable.append(path)
+    except OSError:
+        pass
+found = subprocess.run(["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
+                        "-writable", "-print0"], capture_output=True).stdout.decode(errors="replace")
+folders, files = [], []
+for path in filter(None, found.split("\0")):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        continue
+    if stat.S_ISDIR(mode) and os.path.realpath(path) not in folders:
+        folders.append(os.path.realpath(path))
+    elif stat.S_ISREG(mode):
+        files.append(path)
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+                  "caps": {k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")},
+                  "no_new_privs": int(status["NoNewPrivs"]), "seccomp": int(status["Seccomp"]),
+                  "refused": refused, "readable": readable, "writable_folders": folders,
+                  "writable_files": files}))
+"""
+
+
+def private_files(paths):
+    """The files behind `paths` (files, or folders walked) that a piece must not read."""
+    found = []
+    for path in map(str, paths):
+        if os.path.isdir(path):
+            for folder, _, files in os.walk(path):
+                found += [os.path.join(folder, name) for name in sorted(files)]
+                if len(found) > 2000:
+                    break
+        elif os.path.exists(path):
+            found.append(path)
+    return found
+
+
+def check_seccomp_layer(runner, private=()):
+    """The second layer's account of itself (a dict), after checking it holds; the folders its
+    user can write become runner.writable. `private`: files and folders its user must not
+    read (the reference kit is always among them). SandboxUnavailable saying why not."""
+    if runner.layer != "seccomp":
+        raise ValueError("check_seccomp_layer needs a runner of the second layer")
+    uid = sandbox_uid()
+    if uid is None:
+        raise SandboxUnavailable("the second layer runs the students' code as another user: the grader must run "
+                                 "as root")
+    closed = [p for p in (sys.executable,) + _python_dirs() if not _world_reachable(p)]
+    if closed:
+        raise SandboxUnavailable(f"the pieces' user cannot reach the Python in {closed[0]} (grade with a Python "
+                                 "every user can run, as Gradescope's /autograder/venv)")
+    secrets = private_files([os.path.join(KIT, "fc_layer.py"), os.path.join(KIT, "conv_layer.py"), *private])
+    probe_dir = tempfile.mkdtemp(prefix="probe_", dir=runner.root)
+    os.chown(probe_dir, uid, uid)
+    rules = runner.rules
+
+    def confine():
+        seccomp_layer.confine(rules)
+
+    try:
+        result = subprocess.run([sys.executable, "-I", "-c", SECCOMP_PROBE, *secrets], cwd=probe_dir,
+                                env=dict(child_environment(), HOME=probe_dir, TMPDIR=probe_dir),
+                                capture_output=True, text=True, timeout=120, user=uid, group=uid, extra_groups=[],
+                                preexec_fn=confine, start_new_session=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SandboxUnavailable(f"the second layer's process did not start ({e})") from None
+    finally:
+        kill_user(uid)
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    if result.returncode != 0:
+        lines = (result.stderr or "").strip().splitlines()
+        raise SandboxUnavailable(f"the second layer's probe failed ({lines[-1] if lines else result.returncode})")
+    report = json.loads(result.stdout)
+    problems = []
+    if report["uid"] != uid or report["gid"] != uid or report["groups"] not in ([], [uid]):
+        problems.append(f"the piece runs as uid {report['uid']}, not {uid}")
+    if any(report["caps"].values()):
+        problems.append("the piece kept capabilities")
+    if report["no_new_privs"] != 1 or report["seccomp"] != 2:
+        problems.append("no_new_privs or the seccomp filter is not set")
+    problems += [f"{call}() is not refused" for call, refused in report["refused"].items() if not refused]
+    if problems:
+        raise SandboxBroken("; ".join(problems))
+    if report["readable"]:
+        raise SandboxUnavailable(f"other users can read {report['readable'][0]}: the second layer needs the "
+                                 "reference kit and the submissions closed to them (chmod -R go-rwx)")
+    if report["writable_files"]:
+        raise SandboxUnavailable(f"every user can write {report['writable_files'][0]}: the second layer cannot "
+                                 "bound what a piece writes there (chmod o-w it)")
+    runner.writable = tuple(f for f in report["writable_folders"] if not f.startswith(runner.root + "/"))
     return report
