@@ -359,7 +359,8 @@ def method2_problems(result, quantity):
 
     problems = [f"uses {label} at line {line}" if line else f"uses {label}"
                 for label, line in result["used"].get(quantity, {}).items()]
-    problems += [f"{what} at line {line}" for line, what in result.get("method2_static", [])]
+    problems += [f"uses {what} at line {line}" for line, what in result.get("method2_static", [])]
+    problems = list(dict.fromkeys(problems))
     errors = {(e["case"], e["quantity"]) for e in result["errors"] if e["scaled"]}
     unscaled, tried = 0, 0
     for i in range(len(result["cases"])):

@@ -88,8 +88,9 @@ def runtime_loop(events, kind):
     in one call (watch.py) at GROWING's shapes, when they grow at each step."""
     if len(events) < 3 or not all(a < b for a, b in zip(events, events[1:])):
         return ""
+    batches = ", ".join(str(shape[0]) for shape in GROWING[kind])
     return (f"its Python-level work grows with the sizes (a loop): {', '.join(f'{e:g}' for e in events)} calls "
-            "and lines for batches of " + ", ".join(str(shape[0]) for shape in GROWING[kind]) + ", other sizes growing too")
+            f"and lines for batches of {batches}, other sizes growing too")
 
 
 def default_runner(sandbox=True):
@@ -183,7 +184,8 @@ def grade(submission, limits=None, seed=0, runner=None):
                 check.reason = failure
             continue
         if kind == "conv":
-            result["method2_static"] = source_rules.other_convolutions(usable[filename], blank(filename), piece)
+            result["method2_static"] = source_rules.other_convolutions(usable[filename], blank(filename),
+                                                                       PIECES[filename])[piece]
         for check in piece_checks:
             check.passed, check.reason, check.details = compare(result, QUANTITY[check.check], limits.memory)
             check.details["seconds"] = round(seconds, 2)

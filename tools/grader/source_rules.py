@@ -165,9 +165,9 @@ class Reading:
             if isinstance(top, ast.ClassDef):
                 others += [n for n in top.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
                 others += top.decorator_list + top.bases
-        for nodes in self.functions.values():
+        for nodes in self.functions.values():  # functions and methods (a class: its body, above)
             for node in nodes:
-                if id(node) not in owners and node not in self.piece_nodes.values():
+                if id(node) not in owners and not isinstance(node, ast.ClassDef):
                     others.append(node)
         for node in others:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -288,23 +288,26 @@ def _path_back(reading, start, first):
     return None
 
 
-def other_convolutions(source, blank, piece):
-    """[(line, what)] of each way to convolve other than convolve that the student wrote in
-    method 2's code of `piece` (not its method-1 branch) or in what that code runs."""
-    reading = Reading(source, blank, (piece,))
-    method1 = _method1_lines(reading.piece_nodes.get(piece))
-    found = set()
+def other_convolutions(source, blank, pieces):
+    """{piece: [(line, what)]} of each way to convolve other than convolve that the student
+    wrote in method 2's code of the piece (not its method-1 branch) or in what that code runs."""
+    reading = Reading(source, blank, pieces)
+    method1 = set()
+    for node in reading.piece_nodes.values():
+        method1 |= _method1_lines(node)
+    found = {piece: set() for piece in pieces}
     for node, owners, parents in reading.walk():
-        if piece not in owners or getattr(node, "lineno", 0) in method1:
+        if getattr(node, "lineno", 0) in method1 or not isinstance(node, (ast.Name, ast.Attribute)) \
+                or (parents and isinstance(parents[-1], ast.Attribute)):
             continue
-        if isinstance(node, (ast.Name, ast.Attribute)) and not (parents and isinstance(parents[-1], ast.Attribute)):
-            dotted = reading.dotted(node) or ""
-            for name, what in OTHER_CONVOLUTIONS.items():
-                if dotted == name or (name.endswith(".") and (dotted + ".").startswith(name)):
-                    found.add((node.lineno, what))
-            if dotted.rsplit(".", 1)[-1] in HAND_MADE_IM2COL:
-                found.add((node.lineno, f"{dotted.rsplit('.', 1)[-1]} (a hand-made im2col)"))
-    return sorted(found)
+        dotted = reading.dotted(node) or ""
+        names = [what for name, what in OTHER_CONVOLUTIONS.items()
+                 if dotted == name or (name.endswith(".") and (dotted + ".").startswith(name))]
+        if dotted.rsplit(".", 1)[-1] in HAND_MADE_IM2COL:
+            names.append(f"{dotted.rsplit('.', 1)[-1]} (a hand-made im2col)")
+        for piece in owners:
+            found[piece].update((node.lineno, what) for what in names)
+    return {piece: sorted(hits) for piece, hits in found.items()}
 
 
 def _method1_lines(method):
