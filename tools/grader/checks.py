@@ -283,10 +283,11 @@ def run_piece(runner, probe, filename, source, limits, seed, forward):
               "used": {}, "convolve_scale": scale, "conv_paths": [label for label, _, _ in CONV_PATHS]}
     forward_first = forward == "student"
 
-    def record(key, stats):  # the conv paths a quantity's calls used: {label: first line}
-        for j, (label, _, _) in enumerate(CONV_PATHS):
-            if stats[3 + 2 * j]:
-                result["used"].setdefault(key, {}).setdefault(label, int(stats[4 + 2 * j]))
+    def record(key, stats):  # where a quantity's calls used other conv paths: {(index, line)}
+        pairs = stats[3:]
+        result["used"].setdefault(key, set()).update(
+            (int(pairs[j]), int(pairs[j + 1])) for j in range(0, len(pairs) - 1, 2)
+            if 0 <= pairs[j] < len(CONV_PATHS))
 
     child = None
     try:
@@ -357,8 +358,10 @@ def method2_problems(result, quantity):
 
     from plumbing.gradient_faults import relative_error
 
-    problems = [f"uses {label} at line {line}" if line else f"uses {label}"
-                for label, line in result["used"].get(quantity, {}).items()]
+    used = result["used"].get(quantity, set())
+    if quantity == "din":  # its calls computed dw too: what dw's own calls used is dw's
+        used = used - result["used"].get("dw", set())
+    problems = [f"uses {result['conv_paths'][index]} at line {line}" for index, line in sorted(used)]
     problems += [f"uses {what} at line {line}" for line, what in result.get("method2_static", [])]
     problems = list(dict.fromkeys(problems))
     errors = {(e["case"], e["quantity"]) for e in result["errors"] if e["scaled"]}

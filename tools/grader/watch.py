@@ -38,7 +38,7 @@ CONV_PATHS = (
     ("scipy.fft", "scipy.fft", ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2",
                                 "irfft2", "rfftn", "irfftn")),
 )
-STATS = 3 + 2 * len(CONV_PATHS)  # numbers in a report
+MAX_USES = 50  # (path, line) pairs in a report, at most
 
 
 class Watch:
@@ -53,24 +53,25 @@ class Watch:
     def reset(self):
         self.convolve_calls = 0
         self.convolve_work = 0  # multiply-adds, as the convolution defines them
-        self.used = {label: [0, 0] for label, _, _ in CONV_PATHS}  # label: [calls, first line of the file]
+        self.used = set()  # (index in CONV_PATHS, line of the student's file that called it)
         self.events = -1
 
     def report(self):
         """The numbers sent to the grader: events (-1: not counted), convolve's calls and
-        work, then each conv path's calls and first line."""
+        work, then a pair (index in CONV_PATHS, line) for each place another conv path was called."""
         numbers = [self.events, self.convolve_calls, self.convolve_work]
-        for label, _, _ in CONV_PATHS:
-            numbers += self.used[label]
+        for pair in sorted(self.used)[:MAX_USES]:
+            numbers += pair
         return numbers
 
-    def _student_line(self):
-        frame = sys._getframe(2)
+    def _student_lines(self):
+        """The lines of the student's file on the stack, innermost first."""
+        lines, frame = [], sys._getframe(2)
         while frame is not None:
             if frame.f_code.co_filename == self.path:
-                return frame.f_lineno
+                lines.append(frame.f_lineno)
             frame = frame.f_back
-        return 0
+        return lines
 
     # -- method 2 ---------------------------------------------------------------------
 
@@ -79,10 +80,10 @@ class Watch:
         import convolutions
 
         convolutions.convolve = self._convolve(convolutions.convolve)
-        for label, module, names in CONV_PATHS:
+        for index, (_, module, names) in enumerate(CONV_PATHS):
             if not module.startswith("scipy"):
-                self._wrap_module(label, importlib.import_module(module), names)
-        sys.meta_path.insert(0, _AfterImport({m: (label, names) for label, m, names in CONV_PATHS
+                self._wrap_module(index, importlib.import_module(module), names)
+        sys.meta_path.insert(0, _AfterImport({m: (index, names) for index, (_, m, names) in enumerate(CONV_PATHS)
                                               if m.startswith("scipy")}, self._wrap_module))
 
     def _convolve(self, convolve):
@@ -98,26 +99,23 @@ class Watch:
             return result
         return watched
 
-    def _wrap_module(self, label, module, names):
+    def _wrap_module(self, index, module, names):
         for name in names:
             original = getattr(module, name, None)
             if original is None or getattr(original, "_watched", False):
                 continue
-            wrapped = self._recording(label, original)
+            wrapped = self._recording(index, original)
             setattr(module, name, wrapped)
             home = sys.modules.get(getattr(original, "__module__", None) or "")
             if home is not None and getattr(home, name, None) is original:
                 setattr(home, name, wrapped)  # its defining module too (scipy.signal._signaltools ...)
 
-    def _recording(self, label, original):
+    def _recording(self, index, original):
         @functools.wraps(original)
         def recorded(*args, **kwargs):
             if not self.active:
-                line = self._student_line()
-                if line:
-                    used = self.used[label]
-                    used[0] += 1
-                    used[1] = used[1] or line
+                # Every line of the student's on the way: a helper's line and its callers'.
+                self.used.update((index, line) for line in self._student_lines())
             self.active += 1
             try:
                 return original(*args, **kwargs)
@@ -156,7 +154,7 @@ class Watch:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Calls back once each module of `wanted` ({name: (label, names)}) has been imported."""
+    """Calls back once each module of `wanted` ({name: (index, names)}) has been imported."""
 
     def __init__(self, wanted, callback):
         self.wanted, self.callback = wanted, callback
@@ -173,7 +171,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             sys.meta_path.insert(0, self)
         if spec is None or spec.loader is None:
             return spec
-        loader, (label, names) = spec.loader, self.wanted[fullname]
+        loader, (index, names) = spec.loader, self.wanted[fullname]
 
         class Loader(importlib.abc.Loader):
             def create_module(self, spec):
@@ -181,7 +179,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
             def exec_module(self, module):
                 loader.exec_module(module)
-                self_.callback(label, module, names)
+                self_.callback(index, module, names)
 
         self_ = self
         spec.loader = Loader()
