@@ -90,3 +90,16 @@ def test_student_lines_ignore_line_ends_and_trailing_blanks():
     assert source_rules.student_lines(crlf, blank("fc_layer.py")) == mine
     region_lines = {n for n, line in enumerate(source.splitlines(), 1) if "self.w_.T + self.b_" in line}
     assert region_lines <= mine
+
+
+@pytest.mark.parametrize("how,charged", [("", set()), ("@staticmethod\n", {"FCLayer.ComputeUp", "FCLayer.ComputeDown"}),
+                                         ("_HOOK = _unused\n", {"FCLayer.ComputeUp", "FCLayer.ComputeDown"})])
+def test_a_function_nothing_names_never_runs_and_a_named_or_decorated_one_may_run_anywhere(how, charged):
+    helper = "def _unused(x):\n    return [v for v in x]\n"
+    if how.startswith("@"):
+        helper = how + helper
+    elif how:
+        helper += how
+    source = with_regions("fc_layer.py", {}, append="\n\n" + helper)
+    found = _loops(source, "fc_layer.py")
+    assert {piece for piece, hits in found.items() if hits} == charged

@@ -4,9 +4,11 @@ student wrote, which piece runs it, the loops in it and method 2's other ways to
 - The student's code is the file's difference from the blank handout (difflib, line by line,
   trailing blanks and line ends ignored): a construct is the student's when one of its lines is.
 - A piece runs its method and every function, method or class of the file whose name that
-  code mentions, and so on; code that no piece alone is known to run (module level, other
-  methods, helpers no piece mentions) counts for every piece of the file. Names are matched as
-  names, so this errs on the side of "runs".
+  code mentions (a class: all its methods), and so on. Code that runs without a piece naming
+  it (module level, class bodies, decorators, the methods of the layer classes that the kit
+  calls: dunders, CamelCase, the handout's) and what it names counts for every piece of the
+  file; a function nothing names never runs and counts for none. Names are
+  matched as names (a string naming one counts), so this errs on the side of "runs".
 - A loop is any Python-level iteration ("DO NOT write loops"): `for`, `while`, the
   comprehensions; what iterates for you (`map`, `filter`, `functools.reduce`, `itertools`,
   `zip`, `enumerate`, `iter(f, sentinel)`, `sum`/`min`/`max`/`any`/`all`/`sorted` over an
@@ -73,6 +75,8 @@ class Reading:
     def __init__(self, source, blank, pieces):
         self.tree = ast.parse(source)
         self.mine = student_lines(source, blank)
+        self.blank_methods = {n.name for n in ast.walk(ast.parse(blank))
+                              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         self.pieces = pieces
         self.aliases = self._aliases()
         self.functions = {}  # name: [FunctionDef or ClassDef] of the file
@@ -148,6 +152,10 @@ class Reading:
                     if id(target) not in reached:
                         reached.add(id(target))
                         todo.append(target)
+                        if isinstance(target, ast.ClassDef):  # its methods may be called unnamed (dunders)
+                            for item in target.body:
+                                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                                    reached.add(id(item))
         return reached
 
     def _owners(self):
@@ -158,37 +166,49 @@ class Reading:
             owners.setdefault(id(node), set()).add(piece)
             for reached in self._reach([node]):
                 owners.setdefault(reached, set()).add(piece)
-        # The rest: module-level code, class bodies, other methods, and what they reach.
+        # What runs without a piece naming it, and so may run in any: module-level code and
+        # class bodies (at import), decorators and default values, the other methods of the
+        # pieces' classes (the kit and the grader call them), decorated functions; and what
+        # they name. A function nothing names never runs.
         others = [n for n in self.tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                                    ast.ClassDef))]
         for top in ast.walk(self.tree):
             if isinstance(top, ast.ClassDef):
                 others += [n for n in top.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-                others += top.decorator_list + top.bases
-        for nodes in self.functions.values():  # functions and methods (a class: its body, above)
-            for node in nodes:
-                if id(node) not in owners and not isinstance(node, ast.ClassDef):
-                    others.append(node)
+                others += top.decorator_list + top.bases + [k.value for k in top.keywords]
+                if any(item in self.piece_nodes.values() for item in top.body):
+                    others += [item for item in top.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                               and item not in self.piece_nodes.values() and self._called_by_the_kit(item.name)]
+            elif isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                others += top.decorator_list + top.args.defaults + [d for d in top.args.kw_defaults if d]
+                if top.decorator_list:
+                    others.append(top)
         for node in others:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 owners[id(node)] = set(everyone)
         for reached in self._reach(others):
             owners[reached] = set(everyone)
         return owners
 
+    def _called_by_the_kit(self, name):
+        """Whether a method of a layer class may be called without the file naming it: a
+        dunder, the kit's CamelCase API (Initialize, Update ...) or a method of the handout's."""
+        return (name.startswith("__") and name.endswith("__")) or name[:1].isupper() or name in self.blank_methods
+
     def runs(self, node_owner):
-        """The pieces that may run code directly inside `node_owner` (a function node, or None
-        for module level)."""
-        if node_owner is None:
+        """The pieces that may run code directly inside `node_owner` (a function node; a class
+        or None for code that runs at import); none for a function nothing names."""
+        if node_owner is None or isinstance(node_owner, ast.ClassDef):
             return set(self.pieces)
-        return self.owners.get(id(node_owner), set(self.pieces))
+        return self.owners.get(id(node_owner), set())
 
     def walk(self):
         """(node, pieces that may run it) for every node the student wrote."""
         def visit(node, owner, parents):
             span = range(getattr(node, "lineno", 0), (getattr(node, "end_lineno", None) or 0) + 1)
             if hasattr(node, "lineno") and any(line in self.mine for line in span):
-                yield node, self.runs(owner), parents
+                here = node if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else owner
+                yield node, self.runs(here), parents
             for child in ast.iter_child_nodes(node):
                 inner = node if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else owner
                 yield from visit(child, inner, parents + [node])
