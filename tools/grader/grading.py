@@ -31,18 +31,21 @@ Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv meth
 
 - A quantity (outputs, or a derivative) scores when (1) it equals the reference's on every
   random case (relative error below 1e-7; several shapes; FC as hidden, output and input
-  layer; conv at stride 1 with every padding 0..k-1 for k = 1, 2, 3, 5) and (2) a
-  gradient check of a small network passes (grad_check.check_gradients, threshold 1e-4)
-  in which that quantity is the student's and everything else the reference's: the
-  student's forward pass with the reference backward pass, or the reference derivatives
-  with only the one student's derivative swapped in. So one wrong piece costs no other
-  piece's points. ComputeDown runs after the student's own ComputeUp when that scored.
-- "no loops": no for/while loop and no comprehension in the piece's region (ast). Its
-  points are paid in proportion to the piece's other points earned: a blank earns none.
+  layer; conv at stride 1 with every padding 0..k-1 for k = 1, 2, 3, 5), (2) a gradient check
+  of a small network passes (grad_check.check_gradients, threshold 1e-4) in which that
+  quantity is the student's and everything else the reference's, and (3) for method 2, it was
+  computed through convolutions.convolve (checks.method2_problems). Each quantity comes from a
+  call of its own (the weight and bias derivatives from the layer made as the input layer), and
+  ComputeDown runs after the student's own ComputeUp, whatever that scored; so one wrong piece
+  or line costs no other quantity's points.
+- "no loops": no Python-level iteration in the code the student wrote (the file against the
+  blank handout) that the piece runs, by reading it (tools/grader/source_rules.py) and by
+  counting its Python-level work at growing sizes (tools/grader/watch.py). Its points are paid
+  in proportion to the piece's other points earned: a blank earns none.
 - A piece whose process hangs, crashes, runs out of memory or CPU time, writes too much,
   or whose file raises at import, gets 0 for its checks, with the reason; the run goes on.
 Regions are the BEGIN/END SOLUTION markers, or tools/course/regions.py's ast rule when a
-student removed them. Loops in helpers outside the regions are not looked for.
+student removed them. docs/grading.md says what each rule means.
 """
 
 import functools

@@ -4,10 +4,10 @@ It runs in the sandbox, as the student's process. KIT is a copy of the student k
 solution regions blank) with the student's FILE (fc_layer.py or conv_layer.py) in it. The
 worker imports that file and then answers the grader's requests, one at a time: make a
 layer of the student's class, run its ComputeUp or ComputeDown on the arrays sent (each reply
-ends with watch.py's report on that call). It holds
-no reference solution and no expected answer, and decides nothing: the grader compares what
-comes back with answers it keeps to itself, so nothing here (or in the student's code,
-which can rewrite all of it) can raise a score.
+ends with watch.py's report on that call). It holds no reference solution and no expected
+answer, and decides nothing: the grader compares what comes back with answers it keeps to
+itself, so nothing here (or in the student's code, which can rewrite all of it) can raise a
+score; the report can only take points away.
 
 The wire format, both ways, is a frame: a 4-byte header length and an 8-byte body length
 (big-endian), a JSON header, then the body: the float64 arrays the header lists (its
