@@ -138,7 +138,7 @@ def test_a_correct_answer_with_loops_loses_the_loop_points_only(graded, student)
     lost = {key for key, c in checks.items() if c["points"] < c["max_points"]}
     assert lost == {("FCLayer.ComputeUp", "no loops"), ("ConvLayer.ComputeDown", "no loops")}
     assert all(checks[key]["points"] == 0 for key in lost)
-    assert "for at line" in checks[("FCLayer.ComputeUp", "no loops")]["reason"]
+    assert "for loop at line" in checks[("FCLayer.ComputeUp", "no loops")]["reason"]
     assert "generator expression at line" in checks[("ConvLayer.ComputeDown", "no loops")]["reason"]
     assert graded[0][student]["total"] == 15 - POINTS[("FCLayer.ComputeUp", "no loops")] \
         - POINTS[("ConvLayer.ComputeDown", "no loops")]

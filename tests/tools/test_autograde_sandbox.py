@@ -79,7 +79,7 @@ def test_the_machine_sees_the_students_process_as_the_unused_user_with_no_capabi
         assert piece.call({"op": "layer", "layer": "a", "role": "hidden", "in_shape": [1, 1, 3],
                            "proto": {"name": "a", "type": "FC", "num_channels": 2, "init_wt": 1.0,
                                      "epsilon": 0.1}}) == []
-        (out,) = piece.call({"op": "up", "layer": "a"}, [np.ones((2, 3)), np.zeros((1, 2)), np.eye(3)], replies=1)
+        out, _report = piece.call({"op": "up", "layer": "a"}, [np.ones((2, 3)), np.zeros((1, 2)), np.eye(3)], replies=2)
     assert np.array_equal(out, np.full((3, 2), 1.0))  # relu(x @ w.T + b), computed in there
 
 

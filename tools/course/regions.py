@@ -29,10 +29,6 @@ PIECES = {
 }
 ALL_PIECES = tuple(piece for pieces in PIECES.values() for piece in pieces)
 
-LOOP_NODES = {ast.For: "for", ast.AsyncFor: "async for", ast.While: "while", ast.ListComp: "list comprehension",
-              ast.SetComp: "set comprehension", ast.DictComp: "dict comprehension",
-              ast.GeneratorExp: "generator expression"}
-
 
 class RegionError(UserError):
     """Markers that do not pair up, or a piece that cannot be found; the message names the
@@ -167,16 +163,3 @@ def find_regions(source, path, pieces):
                 regions = []
         found[piece] = regions
     return found, notes
-
-
-def loops_in(source, regions):
-    """[(line, kind)] of every for/while loop and comprehension that starts inside `regions`.
-    `source` must parse."""
-    tree = ast.parse(source)
-    spans = [(r.first, r.last) for r in regions]
-    hits = []
-    for node in ast.walk(tree):
-        kind = LOOP_NODES.get(type(node))
-        if kind and any(first <= node.lineno <= last for first, last in spans):
-            hits.append((node.lineno, kind))
-    return sorted(hits)

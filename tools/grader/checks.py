@@ -147,10 +147,24 @@ def _layer_request(name, proto, role, in_shape):
     return {"op": "layer", "layer": name, "proto": proto, "role": role, "in_shape": [int(n) for n in in_shape]}
 
 
+def _as_input(role):
+    """The role of the same layer as the net's first: its input derivative is not asked for."""
+    return "input+output" if "output" in role else "input"
+
+
+def convolve_scale(seed):
+    """The factor convolve's results are scaled by in method 2's second run (watch.py)."""
+    import numpy as np
+
+    return float(np.random.default_rng([seed, 7]).uniform(1.5, 2.5))
+
+
 def _attach(child, net, cls, prefix, up, keep, forward_first):
     """Make the student's twin of every `cls` layer of the reference `net` in the child, and
     route that layer's ComputeUp (up) or one derivative of its ComputeDown (the one at index
-    `keep`) through it; everything else stays the reference's."""
+    `keep`) through it; everything else stays the reference's. A twin for a weight or bias
+    derivative is made as the input layer, so that the student's input derivative is not
+    computed at all; each ComputeDown runs after the student's own ComputeUp if `forward_first`."""
     import numpy as np
 
     channels, height, width = net.settings_.image_shape
@@ -166,15 +180,17 @@ def _attach(child, net, cls, prefix, up, keep, forward_first):
                     (state.shape[2], state.shape[3], state.shape[1]) if state.ndim == 4 else (1, 1, state.shape[1]))
         name = f"{prefix}/{layer.name_}"
         role = "input" if i == 0 else "output" if i == last else "hidden"
+        if not up and keep != 0:
+            role = _as_input(role)
         child.call(_layer_request(name, net.config_["network"][i], role, in_shape))
         if up:
             def compute_up(inputs, layer=layer, name=name):
-                return child.call({"op": "up", "layer": name}, [layer.w_, layer.b_, inputs], replies=1)[0]
+                return child.call({"op": "up", "layer": name}, [layer.w_, layer.b_, inputs], replies=2)[0]
             layer.ComputeUp = compute_up
         else:
             def compute_down(dC_by_doutputs, outputs, inputs, layer=layer, name=name, reference=layer.ComputeDown):
                 mine = child.call({"op": "down", "layer": name, "forward_first": forward_first},
-                                  [layer.w_, layer.b_, dC_by_doutputs, outputs, inputs], replies=3)
+                                  [layer.w_, layer.b_, dC_by_doutputs, outputs, inputs], replies=4)
                 ref = reference(dC_by_doutputs, outputs, inputs)
                 return tuple(mine[j] if j == keep else ref[j] for j in range(3))
             layer.ComputeDown = compute_down
@@ -208,18 +224,71 @@ def gradient_checks(child, kind, up, quantities, forward_first, seed):
     return checks
 
 
+# Shapes that grow in every dimension, for counting the Python-level work of one call:
+# FC (batch, fan_in, units); conv (batch, channels, size, filters), kernel 3, padding 1.
+GROWING = {"fc": ((2, 3, 2), (3, 4, 3), (5, 6, 4)), "conv": ((2, 1, 5, 1), (3, 2, 6, 2), (4, 3, 7, 3))}
+
+
+def _growing_cases(kind, seed):
+    """[(spec, w, b, x, d)] of GROWING's shapes, as hidden layers."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 11])
+    cases = []
+    for shape in GROWING[kind]:
+        if kind == "fc":
+            n, fan_in, units = shape
+            spec = {"kind": "fc", "in_shape": [1, 1, fan_in], "units": units, "role": "hidden"}
+            x, w = rng.standard_normal((n, fan_in)), rng.standard_normal((units, fan_in))
+            d = rng.standard_normal((n, units))
+        else:
+            n, c, size, units = shape
+            spec = {"kind": "conv", "in_shape": [size, size, c], "units": units, "k": 3, "p": 1, "role": "hidden"}
+            x, w = rng.standard_normal((n, c, size, size)), rng.standard_normal((units, c * 9))
+            d = rng.standard_normal((n, units, size, size))
+        cases.append((spec, w, rng.standard_normal((1, units)), x, d))
+    return cases
+
+
+def _call(child, name, spec, role, up, arrays, forward_first, **options):
+    """Make a layer of `spec` in `role` and run the student's method once: ([arrays], stats)."""
+    w, b, x, d, o = arrays
+    child.call(_layer_request(name, layer_proto(spec), role, spec["in_shape"]))
+    if up:
+        got = child.call(dict({"op": "up", "layer": name}, **options), [w, b, x], replies=2)
+    else:
+        got = child.call(dict({"op": "down", "layer": name, "forward_first": forward_first}, **options),
+                         [w, b, d, o, x], replies=4)
+    return got[:-1], [float(v) for v in got[-1]]
+
+
 def run_piece(runner, probe, filename, source, limits, seed, forward):
     """Grade one piece: (result dict or None, failure reason or None, seconds).
 
-    probe: "fc_up", "fc_down", "conv_up" or "conv_down"; forward: "student" when the
-    student's own ComputeUp scored (ComputeDown then runs after it, as in training)."""
+    probe: "fc_up", "fc_down", "conv_up" or "conv_down"; forward: "student" (ComputeDown runs
+    after the student's own ComputeUp, as in training) or "reference" (it does not: the
+    student's ComputeUp could not run at all). Each quantity is computed by a call of its own:
+    the input derivative on the case's layer, the weight and bias derivatives on the same
+    layer made as the input layer; method 2's once more with convolve's results scaled."""
+    from tools.grader.watch import CONV_PATHS
+
     kind, up = probe.split("_")[0], probe.endswith("_up")
     seed = probe_seed(probe, seed)
     specs, arrays = make_cases(kind, seed)
     answers = reference_answers(kind, specs, arrays)
     quantities = ["out"] if up else (["din", "dw", "db"] if kind == "fc" else ["din", "dw"])
-    result = {"errors": [], "grad_checks": {}, "arrays": {}, "answers": answers, "cases": specs}
+    scale = convolve_scale(seed) if kind == "conv" else None
+    result = {"errors": [], "grad_checks": {}, "arrays": {}, "answers": answers, "cases": specs, "scaled": {},
+              "case_arrays": arrays,
+              "used": {}, "convolve_scale": scale, "conv_paths": [label for label, _, _ in CONV_PATHS]}
     forward_first = forward == "student"
+
+    def record(key, stats):  # where a quantity's calls used other conv paths: {(index, line)}
+        pairs = stats[3:]
+        result["used"].setdefault(key, set()).update(
+            (int(pairs[j]), int(pairs[j + 1])) for j in range(0, len(pairs) - 1, 2)
+            if 0 <= pairs[j] < len(CONV_PATHS))
+
     child = None
     try:
         with runner.piece(filename, source, limits) as child:
@@ -229,24 +298,90 @@ def run_piece(runner, probe, filename, source, limits, seed, forward):
                 result["import_error"] = str(e)
                 return result, None, child.seconds
             for i, spec in enumerate(specs):
-                name = f"case{i}"
-                w, b, x = arrays[f"w{i}"], arrays[f"b{i}"], arrays[f"x{i}"]
-                try:
-                    child.call(_layer_request(name, layer_proto(spec), spec["role"], spec["in_shape"]))
-                    if up:
-                        result["arrays"][f"out{i}"] = child.call({"op": "up", "layer": name}, [w, b, x], replies=1)[0]
-                    else:
-                        request = {"op": "down", "layer": name, "forward_first": forward_first}
-                        returned = child.call(request, [w, b, arrays[f"d{i}"], answers[f"out{i}"], x], replies=3)
-                        for key, value in zip(QUANTITIES, returned):
-                            if value is not None:
-                                result["arrays"][f"{key}{i}"] = value
-                except StudentError as e:
-                    result["errors"].append({"case": i, "error": str(e)})
+                case = (arrays[f"w{i}"], arrays[f"b{i}"], arrays[f"x{i}"], arrays[f"d{i}"], answers.get(f"out{i}"))
+                # (quantities it answers, role, {options}) of each call of this case
+                calls = [(["out"], spec["role"], {})] if up else [
+                    (["din"], spec["role"], {}), (["dw", "db"], _as_input(spec["role"]), {})]
+                if "input" in spec["role"] and not up:
+                    calls = calls[1:]  # the input layer's input derivative: not asked for
+                if scale is not None:
+                    calls += [(keys, role, {"convolve_scale": scale}) for keys, role, _ in calls]
+                for n, (keys, role, options) in enumerate(calls):
+                    scaled = bool(options)
+                    try:
+                        got, stats = _call(child, f"case{i}-{n}", spec, role, up, case, forward_first, **options)
+                    except StudentError as e:
+                        result["errors"].extend({"case": i, "quantity": key, "scaled": scaled, "error": str(e)}
+                                                for key in keys)
+                        continue
+                    for key in keys:
+                        value = got[0] if up else got[QUANTITIES.index(key)]
+                        record(key, stats)
+                        if value is not None:
+                            (result["scaled"] if scaled else result["arrays"])[f"{key}{i}"] = value
             result["grad_checks"] = gradient_checks(child, kind, up, quantities, forward_first, seed)
+            result["events"] = []
+            for n, (spec, w, b, x, d) in enumerate(_growing_cases(kind, seed)):
+                try:
+                    _, stats = _call(child, f"count{n}", spec, "hidden", up, (w, b, x, d, d), forward_first, count=True)
+                    result["events"].append(stats[0])
+                except StudentError:
+                    result["events"] = []
+                    break
             return result, None, child.seconds
     except PieceFailed as e:
         return None, str(e), child.seconds if child else 0.0
+
+
+def _scaled_reference(result, quantity, i):
+    """What method 2 gives for case i with convolve's results scaled: din and dw are sums of
+    convolutions, so they scale; the outputs are those of the weights scaled (convolve is
+    linear in its kernel), before the bias and the activation."""
+    import numpy as np
+
+    scale = result["convolve_scale"]
+    if quantity != "out":
+        return scale * np.asarray(result["answers"][f"{quantity}{i}"])
+    spec = result["cases"][i]
+    arrays = result["case_arrays"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        layer = _reference_layer(spec, arrays, i)
+        layer.w_ = layer.w_ * scale
+        return layer.ComputeUp(arrays[f"x{i}"])
+
+
+def method2_problems(result, quantity):
+    """[reason] why method 2's `quantity` was not computed through convolve: the other conv
+    paths its calls used, what the reading of the source found (result["method2_static"]), and
+    the cases whose answer did not scale with convolve's results."""
+    import numpy as np
+
+    from plumbing.gradient_faults import relative_error
+
+    used = result["used"].get(quantity, set())
+    if quantity == "din":  # its calls computed dw too: what dw's own calls used is dw's
+        used = used - result["used"].get("dw", set())
+    problems = [f"uses {result['conv_paths'][index]} at line {line}" for index, line in sorted(used)]
+    problems += [f"uses {what} at line {line}" for line, what in result.get("method2_static", [])]
+    problems = list(dict.fromkeys(problems))
+    errors = {(e["case"], e["quantity"]) for e in result["errors"] if e["scaled"]}
+    unscaled, tried = 0, 0
+    for i in range(len(result["cases"])):
+        if result["answers"][f"{quantity}{i}"] is None:
+            continue
+        tried += 1
+        mine = result["scaled"].get(f"{quantity}{i}")
+        if (i, quantity) in errors or mine is None:
+            unscaled += 1
+            continue
+        expected = np.asarray(_scaled_reference(result, quantity, i), dtype=np.float64)
+        if mine.shape != expected.shape or not np.all(np.isfinite(mine)) or \
+                not relative_error(mine, expected) < TOLERANCE:
+            unscaled += 1
+    if unscaled:
+        problems.append(f"with convolve's results times {result['convolve_scale']:.3f}, it did not change as "
+                        f"convolve's results do in {unscaled} of {tried} cases")
+    return problems
 
 
 def compare(result, quantity, memory_mb):
@@ -268,7 +403,7 @@ def compare(result, quantity, memory_mb):
         if bad:
             failures.append("gradient check failed (" + ", ".join(f"{n} relative error {e:.1e}" for n, e in bad)
                             + ")")
-    errors = {e["case"]: e["error"] for e in result["errors"]}
+    errors = {e["case"]: e["error"] for e in result["errors"] if e["quantity"] == quantity and not e["scaled"]}
     wrong, compared = [], 0
     for i, spec in enumerate(result["cases"]):
         ref = result["answers"][f"{quantity}{i}"]
@@ -298,6 +433,11 @@ def compare(result, quantity, memory_mb):
     if grad and grad.get("error", "").startswith("NotImplementedError") \
             and all(": raised NotImplementedError" in w for w in wrong):
         return False, f"not implemented ({grad['error']})", details
+    if result["cases"][0]["kind"] == "conv" and quantity in ("out", "din", "dw") and not failures:
+        problems = method2_problems(result, quantity)
+        if problems:
+            details["method2"] = problems
+            failures.append("not method 2, which must compute through convolutions.convolve: " + "; ".join(problems))
     if failures:
         reason = "; ".join(failures)
         if "MemoryError" in reason:

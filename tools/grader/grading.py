@@ -32,20 +32,24 @@ Checks and points (the handout gives FC ComputeUp 2, FC ComputeDown 4, conv meth
 
 - A quantity (outputs, or a derivative) scores when (1) it equals the reference's on every
   random case (relative error below 1e-7; several shapes; FC as hidden, output and input
-  layer; conv at stride 1 with every padding 0..k-1 for k = 1, 2, 3, 5) and (2) a
-  gradient check of a small network passes (grad_check.check_gradients, threshold 1e-4)
-  in which that quantity is the student's and everything else the reference's: the
-  student's forward pass with the reference backward pass, or the reference derivatives
-  with only the one student's derivative swapped in. So one wrong piece costs no other
-  piece's points. ComputeDown runs after the student's own ComputeUp when that scored.
-- "no loops": no for/while loop and no comprehension in the piece's region (ast). Its
-  points are paid in proportion to the piece's other points earned: a blank earns none.
+  layer; conv at stride 1 with every padding 0..k-1 for k = 1, 2, 3, 5), (2) a gradient check
+  of a small network passes (grad_check.check_gradients, threshold 1e-4) in which that
+  quantity is the student's and everything else the reference's, and (3) for method 2, it was
+  computed through convolutions.convolve (checks.method2_problems). Each quantity comes from a
+  call of its own (the weight and bias derivatives from the layer made as the input layer), and
+  ComputeDown runs after the student's own ComputeUp, whatever that scored; so one wrong piece
+  or line costs no other quantity's points.
+- "no loops": no Python-level iteration in the code the student wrote (the file against the
+  blank handout) that the piece runs, by reading it (tools/grader/source_rules.py) and by
+  counting its Python-level work at growing sizes (tools/grader/watch.py). Its points are paid
+  in proportion to the piece's other points earned: a blank earns none.
 - A piece whose process hangs, crashes, runs out of memory or CPU time, writes too much,
   or whose file raises at import, gets 0 for its checks, with the reason; the run goes on.
 Regions are the BEGIN/END SOLUTION markers, or tools/course/regions.py's ast rule when a
-student removed them. Loops in helpers outside the regions are not looked for.
+student removed them. docs/grading.md says what each rule means.
 """
 
+import functools
 import os
 import sys
 from dataclasses import asdict
@@ -56,8 +60,9 @@ from plumbing import runtime
 # One process per submission: BLAS threads would only compete (and forking is safer without them).
 runtime.configure("single_example")
 
-from tools.course.regions import PIECES, find_regions, loops_in
-from tools.grader.checks import compare, run_piece
+from tools.course.regions import PIECES, find_regions
+from tools.grader import source_rules
+from tools.grader.checks import GROWING, compare, run_piece
 from tools.grader.points import MAX_POINTS, POINTS, Check
 from tools.grader.sandbox import (
     Limits,
@@ -79,6 +84,25 @@ UNSAFE_WARNING = ("grading WITHOUT a sandbox (--unsafe-no-sandbox): the students
 
 
 _RUNNERS = {}
+
+
+@functools.cache
+def blank(name):
+    """The blank handout's `name` (fc_layer.py or conv_layer.py): what the student started from."""
+    from tools import KIT
+    from tools.course.handout import blank_source
+
+    return blank_source((Path(KIT) / name).read_text(), name)[0]
+
+
+def runtime_loop(events, kind):
+    """The reason a piece's Python-level work shows a loop, or "": the calls and lines counted
+    in one call (watch.py) at GROWING's shapes, when they grow at each step."""
+    if len(events) < 3 or not all(a < b for a, b in zip(events, events[1:])):
+        return ""
+    batches = ", ".join(str(shape[0]) for shape in GROWING[kind])
+    return (f"its Python-level work grows with the sizes (a loop): {', '.join(f'{e:g}' for e in events)} calls "
+            f"and lines for batches of {batches}, other sizes growing too")
 
 
 def default_runner(sandbox=True):
@@ -135,40 +159,55 @@ def grade(submission, limits=None, seed=0, runner=None):
         usable[name] = source
         regions, region_notes = find_regions(source, name, pieces)
         notes.extend(region_notes)
+        try:
+            found = source_rules.loops(source, blank(name), pieces)
+        except (SyntaxError, ValueError, RecursionError) as e:  # compile() passed; ast may still refuse
+            found = {piece: [(0, f"source the loop check cannot read ({type(e).__name__})")] for piece in pieces}
         for piece in pieces:
             check = checks[(piece, "no loops")]
             if not regions[piece]:
                 check.reason = f"cannot find {piece} in {name}"
                 continue
-            loops = loops_in(source, regions[piece])
             check.details = {"regions": [[r.first, r.last, r.how] for r in regions[piece]],
-                             "loops": [[line, kind] for line, kind in loops]}
-            check.passed = not loops
-            spans = ", ".join(f"line {r.first}" if r.first == r.last else f"lines {r.first}-{r.last}"
-                              for r in regions[piece])
-            check.reason = ("; ".join(f"{kind} at line {line}" for line, kind in loops) if loops
-                            else f"no loops in {spans}")
+                             "loops": [[line, kind] for line, kind in found[piece]]}
+            check.passed = not found[piece]
+            check.reason = ("; ".join(f"{kind} at line {line}" for line, kind in found[piece][:8])
+                            + (f" (and {len(found[piece]) - 8} more)" if len(found[piece]) > 8 else "")
+                            if found[piece] else f"no loops in the code {piece} runs")
 
-    up_passed = {}
+    up_failed = {}
     for probe_name, filename, piece in PROBES:
         if filename not in usable:
             continue
-        forward = "student" if up_passed.get(filename.split("_")[0]) else "reference"
+        kind = filename.split("_")[0]
+        # ComputeDown runs after the student's own ComputeUp, whatever that scored, unless that
+        # could not run at all (its process hung, crashed or ran out of a limit).
+        forward = "reference" if up_failed.get(kind) else "student"
         result, failure, seconds = run_piece(runner, probe_name, filename, usable[filename], limits, seed, forward)
         piece_checks = [c for (p, name), c in checks.items() if p == piece and name != "no loops"]
         if failure is None and "import_error" in result:
             failure = f"{filename} raises at import: {result['import_error']}"
             if "MemoryError" in failure:
                 failure += f" (memory limit {limits.memory} MB)"
+        if probe_name.endswith("_up"):
+            up_failed[kind] = failure is not None
         if failure:
             for check in piece_checks:
                 check.reason = failure
             continue
+        if kind == "conv":
+            result["method2_static"] = source_rules.other_convolutions(usable[filename], blank(filename),
+                                                                       PIECES[filename])[piece]
         for check in piece_checks:
             check.passed, check.reason, check.details = compare(result, QUANTITY[check.check], limits.memory)
             check.details["seconds"] = round(seconds, 2)
-        if probe_name.endswith("_up"):
-            up_passed[probe_name.split("_")[0]] = all(c.passed for c in piece_checks)
+        loops = checks[(piece, "no loops")]
+        growth = runtime_loop(result.get("events", []), kind)
+        loops.details["events"] = result.get("events", [])
+        if growth and loops.passed:
+            loops.passed, loops.reason = False, growth
+        elif growth:
+            loops.reason += f"; {growth}"
 
     for piece in {p for p, _, _ in POINTS}:
         scored = [c for (p, name), c in checks.items() if p == piece and name != "no loops"]

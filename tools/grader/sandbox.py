@@ -322,7 +322,8 @@ class Runner:
             for path in extensions:
                 shutil.copy2(path, root / "kit" / path.name)
             (root / "grader").mkdir()
-            shutil.copy2(WORKER, root / "grader" / WORKER.name)
+            for path in (WORKER, WORKER.with_name("watch.py")):  # the worker and what it imports
+                shutil.copy2(path, root / "grader" / path.name)
             for folder, dirs, files in os.walk(root):
                 for name in dirs:
                     os.chmod(os.path.join(folder, name), 0o755)

@@ -3,17 +3,19 @@
 It runs in the sandbox, as the student's process. KIT is a copy of the student kit (its
 solution regions blank) with the student's FILE (fc_layer.py or conv_layer.py) in it. The
 worker imports that file and then answers the grader's requests, one at a time: make a
-layer of the student's class, run its ComputeUp or ComputeDown on the arrays sent. It holds
-no reference solution and no expected answer, and decides nothing: the grader compares what
-comes back with answers it keeps to itself, so nothing here (or in the student's code,
-which can rewrite all of it) can raise a score.
+layer of the student's class, run its ComputeUp or ComputeDown on the arrays sent (each reply
+ends with watch.py's report on that call). It holds no reference solution and no expected
+answer, and decides nothing: the grader compares what comes back with answers it keeps to
+itself, so nothing here (or in the student's code, which can rewrite all of it) can raise a
+score; the report can only take points away.
 
 The wire format, both ways, is a frame: a 4-byte header length and an 8-byte body length
 (big-endian), a JSON header, then the body: the float64 arrays the header lists (its
 "arrays", each a shape or null for None), little-endian and in C order, one after another.
 No pickle: the grader reads a frame as JSON and raw numbers only.
 
-Only the standard library and numpy are imported here, besides the student's file.
+Only the standard library and numpy are imported here, besides the student's file and watch.py
+(beside this file: what the student's code does while its methods run).
 """
 
 import json
@@ -135,6 +137,17 @@ def student_error(exc, path):
     return (text[:300] + "...") if len(text) > 300 else text + where
 
 
+def _load_watch():
+    """tools/grader/watch.py, from beside this file (in the sandbox: /grader)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watch.py")
+    spec = importlib.util.spec_from_file_location("grader_watch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class Server:
     """The student's layers, by the names the grader gives them."""
 
@@ -143,6 +156,7 @@ class Server:
         self.path = os.path.join(kit, filename)
         self.cls = None
         self.layers = {}
+        self.watch = _load_watch().Watch(self.path)
 
     def handle(self, header, arrays):
         """(reply header, reply arrays) of one request; raises whatever the student's code raises."""
@@ -150,6 +164,8 @@ class Server:
         if op == "import":
             import importlib
 
+            if header["class"] == "ConvLayer":  # before the student's file can import what it wraps
+                self.watch.watch_convolutions()
             module = importlib.import_module(self.filename[:-3])
             self.cls = getattr(module, header["class"])
             return {}, []
@@ -157,9 +173,10 @@ class Server:
             import numpy as np
 
             layer = self.cls(dict(header["proto"]))
-            if header["role"] == "input":
+            roles = header["role"].split("+")  # "hidden", "input", "output" or "input+output"
+            if "input" in roles:
                 layer.SetAsInput()
-            elif header["role"] == "output":
+            if "output" in roles:
                 layer.SetAsOutput()
             layer.Initialize(*header["in_shape"], rng=np.random.default_rng(0))
             self.layers[header["layer"]] = layer
@@ -168,18 +185,36 @@ class Server:
         if op == "up":
             w, b, x = arrays
             layer.w_, layer.b_ = w, b
-            return {}, [self._array(layer.ComputeUp(x), "ComputeUp")]
+            outputs = self._watched(header, lambda: layer.ComputeUp(x))
+            return {}, [self._array(outputs, "ComputeUp"), self.watch.report()]
         if op == "down":
             w, b, d, o, x = arrays
             layer.w_, layer.b_ = w, b
             if header.get("forward_first"):
-                layer.ComputeUp(x.copy())  # as in training: a forward pass before each backward one
-            returned = layer.ComputeDown(d, o, x)
+                # As in training: the student's own forward pass first, whatever it computes
+                # (what it keeps for the backward pass must be there); if it raises, the
+                # backward pass is still tried.
+                try:
+                    layer.ComputeUp(x.copy())
+                except Exception:
+                    pass
+            returned = self._watched(header, lambda: layer.ComputeDown(d, o, x))
             if not isinstance(returned, tuple) or len(returned) != 3:
                 raise TypeError(f"ComputeDown returned {type(returned).__name__}, not a tuple "
                                 "(dC_by_dinputs, dw, db)")
-            return {}, [None if v is None else self._array(v, "ComputeDown") for v in returned]
+            return {}, [None if v is None else self._array(v, "ComputeDown") for v in returned] + [
+                self.watch.report()]
         raise ValueError(f"unknown request {op!r}")
+
+    def _watched(self, header, call):
+        """call() under the watch: convolve scaled by header["convolve_scale"] if given, the
+        Python-level work counted if header["count"]."""
+        self.watch.reset()
+        self.watch.scale = header.get("convolve_scale")
+        try:
+            return self.watch.counting(call) if header.get("count") else call()
+        finally:
+            self.watch.scale = None
 
     @staticmethod
     def _array(value, method):
