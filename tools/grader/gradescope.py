@@ -37,6 +37,7 @@ import zipfile
 from pathlib import Path
 
 from plumbing.errors import UserError
+from plumbing.writing import write_atomically
 from tools import KIT
 from tools.course.handout import EXCLUDED_DIRS, EXCLUDED_FILES
 from tools.grader import grading, results
@@ -124,16 +125,18 @@ def write_bundle(zip_path, limits, unsafe=False, visibility="visible", kit=KIT):
                                            pip=" ".join(shlex.quote(p) for p in PIP_PACKAGES), flags=flags),
                "run_autograder": RUN_AUTOGRADER.format(flags=flags, not_graded=NOT_GRADED)}
     files = bundle_files(kit)
-    part = Path(str(zip_path) + ".part")
-    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in scripts.items():
-            info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-            info.external_attr = 0o100755 << 16  # executable, as Gradescope runs them
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, text)
-        for rel in files:
-            archive.write(Path(kit) / rel, rel)
-    os.replace(part, zip_path)
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, text in scripts.items():
+                info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+                info.external_attr = 0o100755 << 16  # executable, as Gradescope runs them
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, text)
+            for rel in files:
+                archive.write(Path(kit) / rel, rel)
+
+    write_atomically(zip_path, write)
     return len(files) + len(scripts)
 
 
@@ -172,10 +175,8 @@ def failure_json(reason, seconds, visibility="visible"):
 
 
 def _write_json(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=1))
-    os.replace(part, path)
+    text = json.dumps(data, indent=1)
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def run_main(root, limits, unsafe, visibility, check_only=False):
