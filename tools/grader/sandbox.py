@@ -245,7 +245,7 @@ def _processes_of(uid):
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/status") as f:
+                with open(f"/proc/{entry}/status", encoding="utf-8") as f:
                     for line in f:
                         if line.startswith("Uid:"):
                             if int(line.split()[1]) == uid:
