@@ -103,3 +103,17 @@ def test_a_function_nothing_names_never_runs_and_a_named_or_decorated_one_may_ru
     source = with_regions("fc_layer.py", {}, append="\n\n" + helper)
     found = _loops(source, "fc_layer.py")
     assert {piece for piece, hits in found.items() if hits} == charged
+
+
+@pytest.mark.parametrize("name", ["fc_layer.py", "conv_layer.py"])
+@pytest.mark.parametrize("indent", ["\t", "  ", "        "])
+def test_the_reference_reindented_is_nobodys_code_either(name, indent):
+    """An editor that saves indentation as tabs (or other widths) makes no handout line the
+    student's: no loop is charged for the kit's own code (its `min(size[:2])`), and
+    `super().__init__` in `__init__` is not recursion."""
+    def reindent(line):
+        stripped = line.lstrip(" ")
+        return indent * ((len(line) - len(stripped)) // 4) + stripped
+    source = "\n".join(reindent(line) for line in reference(name).splitlines())
+    compile(source, name, "exec")  # still Python
+    assert all(found == [] for found in _loops(source, name).values()), _loops(source, name)

@@ -59,8 +59,10 @@ HAND_MADE_IM2COL = ("as_strided", "sliding_window_view")
 
 def student_lines(source, blank):
     """The 1-based numbers of the lines of `source` that are not the blank handout's."""
-    theirs = [line.rstrip() for line in source.splitlines()]
-    ours = [line.rstrip() for line in blank.splitlines()]
+    # Whitespace aside: a handout line reindented (tabs for spaces, as some editors save) or
+    # respaced is still the handout's.
+    theirs = [" ".join(line.split()) for line in source.splitlines()]
+    ours = [" ".join(line.split()) for line in blank.splitlines()]
     lines = set()
     matcher = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
     for tag, _, _, first, last in matcher.get_opcodes():
@@ -134,8 +136,8 @@ class Reading:
         for node in ast.walk(root):
             if isinstance(node, ast.Name):
                 names.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                names.add(node.attr)
+            elif isinstance(node, ast.Attribute) and not _of_super(node):
+                names.add(node.attr)  # super().__init__ is the parent's, not this method again
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
                 names.add(node.value)  # getattr(self, "helper")
         return names
@@ -214,6 +216,12 @@ class Reading:
                 yield from visit(child, inner, parents + [node])
         for top in self.tree.body:
             yield from visit(top, None, [])
+
+
+def _of_super(node):
+    """Whether attribute `node` is looked up on super(): `super().name`."""
+    value = node.value
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super"
 
 
 def _is_builtin(reading, name):
