@@ -121,6 +121,12 @@ def test_an_impulse_of_noise_becomes_a_gaussian_of_std_sigma_times_alpha(sigma):
     np.testing.assert_allclose(dy, dy.T, rtol=1e-12)
 
 
+def test_alpha_6_sigma_2_moves_16x16_pixels_by_about_0_6_pixel_as_the_docs_say():
+    fields = elastic_displacements(np.random.default_rng(0).uniform(-1, 1, (500, 2, 16, 16)), 6.0, 2.0)
+    assert 0.55 < fields.std() < 0.65  # docs/configuration.md
+    assert abs(fields.mean()) < 0.01
+
+
 def test_fields_of_different_images_and_directions_do_not_mix():
     noise = np.zeros((3, 2, 16, 16))
     noise[1, 1, 8, 8] = 1.0
