@@ -24,6 +24,7 @@ from plumbing.errors import ConfigError, TrainingDiverged
 from plumbing.lr_schedule import lr_multiplier
 from plumbing.settings import check_seed
 from plumbing.shapes import check_layer_fits
+from plumbing.weight_average import WeightAverage
 from plumbing.writing import write_atomically
 
 LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
@@ -37,6 +38,8 @@ class NeuralNet:
             masks; the same seed gives the same run, bit for bit.
     """
 
+    average_ = None  # a WeightAverage while Train runs with weight_average
+
     def __init__(self, config, seed=0):
         if not isinstance(config, dict):
             config = load_config(config)
@@ -45,7 +48,8 @@ class NeuralNet:
         # The settings (max_epochs, batch_size, ...: one frozen object) and the layers' entries, checked.
         self.settings_, protos = read_config(config, LAYER_TYPES, self.source_)
         settings = self.settings_
-        self.augment_ = AugmentSettings(settings.augment_translate, settings.augment_rotate, settings.augment_scale)
+        self.augment_ = AugmentSettings(settings.augment_translate, settings.augment_rotate, settings.augment_scale,
+                                        settings.augment_elastic_alpha, settings.augment_elastic_sigma)
         self.seed_ = check_seed(seed)
         init_seq, shuffle_seq, display_seq, augment_seq, dropout_seq = np.random.SeedSequence(seed).spawn(5)
         self.shuffle_rng_ = np.random.default_rng(shuffle_seq)
@@ -153,6 +157,8 @@ class NeuralNet:
             # says only what is true of its files.
             self.on_disk_ = {"stats": 0, "checkpoint": 0, "last_state": 0}
             self.run_ = checkpoints.run_fingerprint(self)
+            decay = self.settings_.weight_average
+            self.average_ = WeightAverage(self.GetParameters(), decay) if decay else None
             if resume:
                 self._resume(max_epochs, log)
             self._epochs(max_epochs, display, log)
@@ -190,13 +196,16 @@ class NeuralNet:
                     ce_sum, correct = ce_sum + ce, correct + c
                     self.Update(self.Bprop(self.ComputeDeriv(states[-1], t), states))
                     self._check_parameters(epoch, step)
+                    if self.average_:
+                        self.average_.update(self.GetParameters())
                     if interactive:
                         print(f"\rEpoch {epoch} step {step + 1}/{num_steps}  CE {ce / len(batch):.4f}",
                               end="", file=log, flush=True)
                     if viewer:
                         viewer.after_step(step + 1, x, states)
                 self._set_training(False)
-                val_ce, val_acc = self.Validate(self.validation_)
+                with self._evaluation_weights():
+                    val_ce, val_acc = self.Validate(self.validation_)
                 row = [ce_sum / num_train, correct / num_train, val_ce, val_acc, lr_factor]
                 elapsed = time.perf_counter() - start_time
                 self._end_epoch(epoch, row)  # saved first: an epoch line on screen is on disk
@@ -216,12 +225,14 @@ class NeuralNet:
         val_ce, val_acc = row[2:4]
         improved = val_acc > self.best_acc_ if self.settings_.checkpoint_on == "accuracy" else val_ce < self.best_ce_
         if improved:
-            self.Save()  # the best so far only once it is on disk
+            with self._evaluation_weights():
+                self.Save()  # the best so far only once it is on disk
             self.best_acc_, self.best_ce_, self.best_epoch_ = val_acc, val_ce, epoch
             self.on_disk_["checkpoint"] = epoch
         self.epoch_ = epoch
         checkpoints.save_last_state(self.LastStatePath(), self.layer_, self.stats_, self.epoch_, self.best_epoch_,
-                                    self.seed_, self.best_acc_, self._rngs(), self.run_)
+                                    self.seed_, self.best_acc_, self._rngs(), self.run_,
+                                    self.average_.arrays() if self.average_ else None)
         self.on_disk_["last_state"] = epoch
 
     def epoch_lr_multiplier(self, epoch, num_epochs):
@@ -248,6 +259,22 @@ class NeuralNet:
         finally:
             self._set_training(False)
             self._set_learning_rates(1.0)
+
+    @contextlib.contextmanager
+    def _evaluation_weights(self):
+        """The weights validation and the checkpoint see: with weight_average, the averaged
+        ones for the time of the block (training goes on with its own); else unchanged."""
+        if not self.average_:
+            yield
+            return
+        trained = {name: value.copy() for name, value in self.GetParameters().items()}
+        for layer in self.layer_:
+            layer.SetParameters(self.average_.averages_)
+        try:
+            yield
+        finally:
+            for layer in self.layer_:
+                layer.SetParameters(trained)
 
     def _check_finite(self, epoch, step, ce, states):
         if not np.isfinite(ce):
@@ -283,6 +310,11 @@ class NeuralNet:
                                         self.run_, lambda epoch: self.epoch_lr_multiplier(epoch, max_epochs))
         self.stats_, self.epoch_, self.best_epoch_ = state["stats"], state["epoch"], state["best_epoch"]
         self.best_acc_, self.best_ce_ = state["best_acc"], state["best_ce"]
+        if self.average_:
+            names = self.average_.arrays()
+            saved = checkpoints.read_extra(self.LastStatePath(), self.source_,
+                                           {name: array.shape for name, array in names.items()})
+            self.average_.restore(saved)
         self.on_disk_ = {"stats": self.epoch_, "checkpoint": self.best_epoch_, "last_state": self.epoch_}
         print(f"Resuming after epoch {self.epoch_} (best validation accuracy so far "
               f"{self.best_acc_:.4f}, epoch {self.best_epoch_})", file=log, flush=True)

@@ -1,13 +1,20 @@
-"""Data augmentation of training images: random small shifts, rotations and zooms.
+"""Data augmentation of training images: random small shifts, rotations, zooms and elastic
+distortions.
 
 Each image of a batch gets its own random affine transform about its centre: zoomed by a
 factor s in [1 - scale, 1 + scale], rotated by an angle in [-rotate, rotate] degrees
 (counter-clockwise as displayed, rows going down), then shifted by (dy, dx), each in
-[-translate, translate] pixels. Pixels are resampled bilinearly (order 1); what comes in
-from beyond the border is 0, the USPS background. All channels of an image move together.
+[-translate, translate] pixels. With elastic_alpha > 0 each image also gets its own elastic
+distortion (Simard, Steinkraus and Platt, 2003): a random displacement field, uniform in
+[-1, 1] for each pixel and direction, smoothed by a Gaussian of standard deviation
+elastic_sigma pixels and multiplied by elastic_alpha, is added to where each output pixel
+reads from. Pixels are resampled bilinearly (order 1), affine and elastic in one pass; what
+comes in from beyond the border is 0, the USPS background. All channels of an image move
+together.
 
 Only the training loop calls this (net.py, when a config sets augment_translate,
-augment_rotate or augment_scale); validation and test images are never augmented.
+augment_rotate, augment_scale or augment_elastic_alpha); validation and test images are
+never augmented.
 """
 
 from dataclasses import dataclass
@@ -17,16 +24,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """The net-level config keys augment_translate (pixels), augment_rotate (degrees) and
-    augment_scale (fraction); all 0 means off."""
+    """The net-level config keys augment_translate (pixels), augment_rotate (degrees),
+    augment_scale (fraction), augment_elastic_alpha (pixels) and augment_elastic_sigma
+    (pixels); translate, rotate, scale and elastic_alpha all 0 means off."""
 
     translate: float = 0.0
     rotate: float = 0.0
     scale: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
 
     @property
     def active(self):
-        return bool(self.translate or self.rotate or self.scale)
+        return bool(self.translate or self.rotate or self.scale or self.elastic_alpha)
 
 
 def augment(images, rng, settings, image_shape):
@@ -34,7 +44,8 @@ def augment(images, rng, settings, image_shape):
 
     images:      (N, C*H*W), each row an image laid out as (C, H, W), as the layers read it
     rng:         np.random.Generator; each call draws 4N numbers (N shift pairs, N angles,
-                 N zooms), so the same generator state gives the same batch
+                 N zooms), then, with elastic_alpha > 0, 2N*H*W more (the displacement
+                 fields), so the same generator state gives the same batch
     settings:    AugmentSettings
     image_shape: (C, H, W)
     returns:     (N, C*H*W), the dtype of images; a plain copy when settings are all 0
@@ -46,16 +57,43 @@ def augment(images, rng, settings, image_shape):
     shifts = rng.uniform(-settings.translate, settings.translate, (n, 2))
     angles = rng.uniform(-settings.rotate, settings.rotate, n)
     scales = 1.0 + rng.uniform(-settings.scale, settings.scale, n)
-    return transform_images(images, image_shape, shifts, angles, scales)
+    displacements = None
+    if settings.elastic_alpha:
+        _, h, w = image_shape
+        displacements = elastic_displacements(rng.uniform(-1.0, 1.0, (n, 2, h, w)), settings.elastic_alpha,
+                                              settings.elastic_sigma)
+    return transform_images(images, image_shape, shifts, angles, scales, displacements)
 
 
-def transform_images(images, image_shape, shifts, angles, scales):
-    """Apply one given affine transform per image (the deterministic half of augment).
+def elastic_displacements(noise, alpha, sigma):
+    """Simard et al.'s displacement fields from given noise: each field smoothed by a Gaussian.
+
+    noise:   (N, 2, H, W), one (dy, dx) field per image, e.g. uniform in [-1, 1]
+    alpha:   the fields' scale, in pixels; sigma: the Gaussian's standard deviation, in pixels
+    returns: (N, 2, H, W) float64, alpha * (Gaussian of std sigma) * noise over the last two
+             axes only (each field on its own; beyond the border the field is mirrored)
+    """
+    from scipy import ndimage
+
+    noise = np.asarray(noise, dtype=np.float64)
+    if noise.ndim != 4 or noise.shape[1] != 2:
+        raise ValueError(f"noise of shape {noise.shape} is not (N, 2, H, W)")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be above 0, got {sigma!r}")
+    return alpha * ndimage.gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect")
+
+
+def transform_images(images, image_shape, shifts, angles, scales, displacements=None):
+    """Apply one given affine transform (and displacement field) per image: the deterministic
+    half of augment.
 
     images: (N, C*H*W) as (C, H, W); shifts: (N, 2) pixels (dy, dx), positive moving the
-    content down and right; angles: (N,) degrees; scales: (N,) zoom factors > 0.
-    returns: (N, C*H*W), the dtype of images. An integer shift with angle 0 and scale 1 moves
-    the pixels exactly (bilinear weights are then 1 and 0).
+    content down and right; angles: (N,) degrees; scales: (N,) zoom factors > 0;
+    displacements: None, or (N, 2, H, W) pixels (dy, dx) added to where each output pixel
+    reads from after the affine transform (output pixel (y, x) reads the input at the
+    affine's source of (y, x) plus displacements[:, :, y, x]).
+    returns: (N, C*H*W), the dtype of images. An integer shift with angle 0, scale 1 and no
+    displacement moves the pixels exactly (bilinear weights are then 1 and 0).
     """
     # Imported here: scipy.ndimage takes longer to load than the rest of the kit, and only
     # training with augmentation needs it.
@@ -77,6 +115,12 @@ def transform_images(images, image_shape, shifts, angles, scales):
     dx = out_x - centre_x - shifts[:, 1, None, None]
     in_y = centre_y + inverse_scale * (cos * dy + sin * dx)
     in_x = centre_x + inverse_scale * (cos * dx - sin * dy)
+    if displacements is not None:
+        displacements = np.asarray(displacements, dtype=np.float64)
+        if displacements.shape != (n, 2, h, w):
+            raise ValueError(f"displacements of shape {displacements.shape} are not ({n}, 2, {h}, {w})")
+        in_y = in_y + displacements[:, 0]
+        in_x = in_x + displacements[:, 1]
     # One call for the whole batch: the maps are stacked (N*C, H, W) and the first
     # coordinate is each map's own (integer) index, so no map reads from its neighbours.
     maps = images.reshape(n * c, h, w)

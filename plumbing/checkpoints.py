@@ -150,11 +150,12 @@ def run_differences(saved, run):
     return differences
 
 
-def save_last_state(path, layers, stats, epoch, best_epoch, seed, best_acc, rngs, run):
+def save_last_state(path, layers, stats, epoch, best_epoch, seed, best_acc, rngs, run, extra=None):
     """Write the last state: the layers' parameters and momentum velocities, the (epochs, 5)
-    statistics, the progress, the states of the generators `rngs` and the run's fingerprint
-    `run` (run_fingerprint), atomically."""
-    arrays = {}
+    statistics, the progress, the states of the generators `rngs`, the run's fingerprint
+    `run` (run_fingerprint) and the arrays of the dict `extra` (e.g. a weight average's;
+    read back by read_extra), atomically."""
+    arrays = dict(extra or {})
     for layer in layers:
         arrays.update(layer.GetParameters())
         if layer.has_params_:
@@ -243,6 +244,22 @@ def resume_from(path, source, layers, seed, rngs, run, lr_factor):
     best_ce = float(stats[best_epoch - 1][2]) if 1 <= best_epoch <= epoch else np.inf
     return dict(epoch=epoch, best_epoch=best_epoch, best_acc=float(state["best_acc"]), best_ce=best_ce,
                 stats=[list(row) for row in stats])
+
+
+def read_extra(path, source, shapes):
+    """The arrays that save_last_state's `extra` wrote to the last state at `path`, {name:
+    array} for the names of `shapes` ({name: shape}), each read only once its header matches;
+    ConfigError naming the file and the array otherwise."""
+    def accept(name, shape, dtype):
+        if not numbers(dtype) or shape != shapes[name]:
+            raise ConfigError(f"{source}: cannot resume from {path}: '{name}' is {shape} {dtype}, "
+                              f"this run's is {shapes[name]}")
+
+    arrays = _read(path, shapes, accept, "last-state file", source)
+    for name in shapes:
+        if name not in arrays:
+            raise ConfigError(f"{source}: cannot resume from {path}: no '{name}' in it")
+    return arrays
 
 
 def _restore_layers(path, source, layers):

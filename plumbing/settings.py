@@ -37,6 +37,10 @@ SETTINGS = {
     "augment_translate": (float, 0.0),
     "augment_rotate": (float, 0.0),
     "augment_scale": (float, 0.0),
+    "augment_elastic_alpha": (float, 0.0),
+    "augment_elastic_sigma": (float, 4.0),
+    # An exponential moving average of the weights, used for validation and the checkpoint.
+    "weight_average": (float, 0.0),
     "lr_schedule": (str, "constant"),
     "lr_step_epochs": (int, None),
     "lr_step_factor": (float, 0.1),
@@ -53,6 +57,9 @@ LIMITS = {
     "augment_translate": (lambda v: v >= 0, ">= 0"),
     "augment_rotate": (lambda v: 0 <= v <= 180, "between 0 and 180"),
     "augment_scale": (lambda v: 0 <= v < 1, ">= 0 and below 1"),
+    "augment_elastic_alpha": (lambda v: v >= 0, ">= 0"),
+    "augment_elastic_sigma": (lambda v: v > 0, "above 0"),
+    "weight_average": (lambda v: 0 <= v < 1, ">= 0 and below 1"),
     "lr_schedule": (lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
     "lr_step_epochs": (lambda v: v >= 1, ">= 1"),
     "lr_step_factor": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
@@ -90,6 +97,9 @@ class Settings:
     augment_translate: float
     augment_rotate: float
     augment_scale: float
+    augment_elastic_alpha: float
+    augment_elastic_sigma: float
+    weight_average: float
     lr_schedule: str
     lr_step_epochs: int | None
     lr_step_factor: float
@@ -125,6 +135,9 @@ def read_settings(config, source):
         if key in config and key not in SCHEDULE_KEYS[schedule]:
             raise ConfigError(f"{source}: key '{key}' has no effect with lr_schedule {schedule} "
                               f"(it belongs to {'step' if key.startswith('lr_step') else 'cosine'})")
+    if "augment_elastic_sigma" in config and not settings["augment_elastic_alpha"]:
+        raise ConfigError(f"{source}: key 'augment_elastic_sigma' has no effect without augment_elastic_alpha "
+                          "above 0 (the size of the elastic distortions)")
     if schedule == "step" and settings["lr_step_epochs"] is None:
         raise ConfigError(f"{source}: key 'lr_step_epochs' is needed with lr_schedule step "
                           "(decay every that many epochs)")

@@ -1,5 +1,6 @@
-"""data/augment.py and the augment_* keys: exact shifts, rotation and zoom directions, the same
-seed the same batch, and validation data never augmented."""
+"""data/augment.py and the augment_* keys: exact shifts, rotation and zoom directions, elastic
+displacement fields (smoothing, direction, size), the same seed the same batch, and validation
+data never augmented."""
 
 import io
 
@@ -8,7 +9,7 @@ import pytest
 from conftest import LOGREG, small_config
 
 import net as net_module
-from data.augment import AugmentSettings, augment, transform_images
+from data.augment import AugmentSettings, augment, elastic_displacements, transform_images
 from net import NeuralNet
 from plumbing.errors import ConfigError
 
@@ -101,6 +102,88 @@ def test_random_shifts_stay_within_the_translate_range():
     assert np.abs(moves).max() > 1.5  # and it does use the range
 
 
+# --- elastic distortions -------------------------------------------------------------------
+
+@pytest.mark.parametrize("sigma", [1.5, 2.5])
+def test_an_impulse_of_noise_becomes_a_gaussian_of_std_sigma_times_alpha(sigma):
+    noise = np.zeros((1, 2, 41, 41))
+    noise[0, 0, 20, 20] = 1.0  # one pixel's dy; dx nothing
+    field = elastic_displacements(noise, alpha=3.0, sigma=sigma)
+    dy = field[0, 0]
+    np.testing.assert_array_equal(field[0, 1], 0.0)
+    assert dy.sum() == pytest.approx(3.0, rel=1e-6)  # alpha times a kernel that sums to 1
+    ys, xs = np.mgrid[:41, :41]
+    for offsets in (ys - 20, xs - 20):
+        assert np.sum(offsets ** 2 * dy) / dy.sum() == pytest.approx(sigma ** 2, rel=0.01)
+    # Separable and symmetric: the shape of exp(-r^2 / (2 sigma^2)) along both axes.
+    profile = dy[20, 20:24] / dy[20, 20]
+    np.testing.assert_allclose(profile, np.exp(-np.arange(4) ** 2 / (2 * sigma ** 2)), rtol=0.02)
+    np.testing.assert_allclose(dy, dy.T, rtol=1e-12)
+
+
+def test_alpha_6_sigma_2_moves_16x16_pixels_by_about_0_6_pixel_as_the_docs_say():
+    fields = elastic_displacements(np.random.default_rng(0).uniform(-1, 1, (500, 2, 16, 16)), 6.0, 2.0)
+    assert 0.55 < fields.std() < 0.65  # docs/configuration.md
+    assert abs(fields.mean()) < 0.01
+
+
+def test_fields_of_different_images_and_directions_do_not_mix():
+    noise = np.zeros((3, 2, 16, 16))
+    noise[1, 1, 8, 8] = 1.0
+    field = elastic_displacements(noise, alpha=2.0, sigma=2.0)
+    assert np.count_nonzero(field[0]) == 0 and np.count_nonzero(field[2]) == 0
+    assert np.count_nonzero(field[1, 0]) == 0 and field[1, 1].sum() == pytest.approx(2.0)
+
+
+def test_a_constant_displacement_reads_from_that_far_away():
+    images = bordered_images(3)
+    fields = np.zeros((3, 2, 16, 16))
+    fields[:, 0], fields[:, 1] = 2.0, -1.0  # every output pixel reads 2 below and 1 left
+    out = transform_images(images, SHAPE, np.zeros((3, 2)), np.zeros(3), np.ones(3), fields)
+    # Reading from (y + 2, x - 1) moves the content up 2 and right 1: a shift of (-2, 1).
+    expected = transform_images(images, SHAPE, np.tile([-2.0, 1.0], (3, 1)), np.zeros(3), np.ones(3))
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out[0].reshape(16, 16), np.roll(images[0].reshape(16, 16), (-2, 1), (0, 1)))
+
+
+def test_elastic_distortion_moves_pixels_by_about_its_size_and_keeps_the_range():
+    images = bordered_images(200, border=4).astype(np.float32)
+    settings = AugmentSettings(elastic_alpha=6.0, elastic_sigma=2.0)
+    out = augment(images, np.random.default_rng(7), settings, SHAPE)
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= images.max() + 1e-6
+    moves = np.array([centre_of_mass(o) - centre_of_mass(i) for o, i in zip(out, images)])
+    # Each image drifts a little (the smoothed field barely averages out over 8x8 pixels), less
+    # than the field's own range.
+    assert 0.05 < np.abs(moves).mean() < 1.5
+    assert not np.array_equal(out, images)
+
+
+def test_elastic_fields_are_drawn_after_the_affine_ones_and_reproducibly():
+    images = bordered_images(10)
+    affine = AugmentSettings(translate=2.0, rotate=10.0, scale=0.1)
+    tiny = AugmentSettings(translate=2.0, rotate=10.0, scale=0.1, elastic_alpha=1e-9, elastic_sigma=2.0)
+    # The same 4N affine draws come first, so an all but zero field gives the affine batch.
+    np.testing.assert_allclose(augment(images, np.random.default_rng(3), tiny, SHAPE),
+                               augment(images, np.random.default_rng(3), affine, SHAPE), atol=1e-7)
+    elastic = AugmentSettings(elastic_alpha=6.0, elastic_sigma=2.0)
+    a, b = (augment(images, np.random.default_rng(4), elastic, SHAPE) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, augment(images, np.random.default_rng(5), elastic, SHAPE))
+    assert elastic.active and not AugmentSettings(elastic_sigma=2.0).active
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda: elastic_displacements(np.zeros((2, 3, 4, 4)), 1.0, 1.0), "not \\(N, 2, H, W\\)"),
+    (lambda: elastic_displacements(np.zeros((2, 2, 4, 4)), 1.0, 0.0), "sigma must be above 0"),
+    (lambda: transform_images(np.zeros((2, 256)), SHAPE, np.zeros((2, 2)), np.zeros(2), np.ones(2),
+                              np.zeros((2, 2, 8, 8))), "displacements of shape"),
+])
+def test_elastic_functions_refuse_bad_arguments(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()
+
+
 # --- in the network -----------------------------------------------------------------------
 
 def synthetic_npz(path, seed=0):
@@ -174,6 +257,8 @@ def test_augmented_training_is_reproducible_and_differs_from_plain(tmp_path):
     ("augment_scale", 1.0, "must be >= 0 and below 1"),
     ("augment_scale", True, "must be a finite number"),
     ("augment_translate", float("nan"), "must be a finite number"),
+    ("augment_elastic_alpha", -1, "must be >= 0"),
+    ("augment_elastic_sigma", 0, "must be above 0"),
 ])
 def test_bad_augmentation_keys_are_config_errors_naming_the_key(tmp_path, key, value, words):
     with pytest.raises(ConfigError, match=f"'{key}' {words}"):
@@ -183,3 +268,24 @@ def test_bad_augmentation_keys_are_config_errors_naming_the_key(tmp_path, key, v
 def test_augmentation_numbers_written_as_text_are_read_as_floats(tmp_path):
     net = NeuralNet(config(tmp_path, augment_scale="1e-1", augment_translate=1))
     assert net.augment_ == AugmentSettings(translate=1.0, rotate=0.0, scale=0.1)
+
+
+def test_elastic_sigma_without_alpha_is_refused_as_having_no_effect(tmp_path):
+    with pytest.raises(ConfigError, match="'augment_elastic_sigma' has no effect without augment_elastic_alpha"):
+        NeuralNet(config(tmp_path, augment_elastic_sigma=2.0))
+    net = NeuralNet(config(tmp_path, augment_elastic_alpha=6, augment_elastic_sigma="2"))
+    assert net.augment_ == AugmentSettings(elastic_alpha=6.0, elastic_sigma=2.0)
+
+
+def test_elastic_training_is_reproducible_and_differs_from_affine_only(tmp_path):
+    runs = []
+    elastic = dict(AUGMENT, augment_elastic_alpha=6.0, augment_elastic_sigma=2.0)
+    for folder, keys in (("a", elastic), ("b", elastic), ("c", AUGMENT)):
+        (tmp_path / folder).mkdir()
+        net = NeuralNet(config(tmp_path / folder, **keys), seed=1)
+        net.Train(log=io.StringIO())
+        runs.append((net.GetParameters(), np.load(tmp_path / folder / "s.npy")))
+    for key in runs[0][0]:
+        np.testing.assert_array_equal(runs[0][0][key], runs[1][0][key])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert not np.array_equal(runs[0][0]["hidden_w"], runs[2][0]["hidden_w"])

@@ -91,7 +91,8 @@ def test_every_new_key_at_its_off_value_leaves_a_real_run_bit_identical(tmp_path
                  performance_stats=str(tmp_path / folder / "s.npy"), display=False, **keys)
         return c
 
-    off = {"augment_translate": 0, "augment_rotate": 0.0, "augment_scale": 0, "lr_schedule": "constant"}
+    off = {"augment_translate": 0, "augment_rotate": 0.0, "augment_scale": 0, "augment_elastic_alpha": 0,
+           "weight_average": 0, "lr_schedule": "constant"}
     runs = [_train(shipped("absent"), epochs=2), _train(shipped("off", **off), epochs=2)]
     with monkeypatch.context() as m:
         m.setattr(NeuralNet, "_set_learning_rates", lambda self, factor: None)
