@@ -32,9 +32,10 @@ if __package__ in (None, ""):  # run as python data/usps.py: the kit's helpers a
 
 import numpy as np
 
+from data import fetch
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
-from plumbing.files import atomic_write, check_regular_or_absent, current_umask, open_regular, same_file
+from plumbing.files import atomic_write, current_umask, open_regular
 
 BASE_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
 FILES = {
@@ -122,11 +123,6 @@ def _fetch_one(name, dest, mirror=None, base_url=BASE_URL):
     print(f"usps: {name} from {source}: verified")
 
 
-def one_hot(labels):
-    """(N,) labels 0..9 -> (N, 10) rows with a single 1."""
-    return np.eye(10)[labels]
-
-
 def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None):
     """Fetch and verify both files (kept in `downloads`: default $USPS_DOWNLOADS, else
     data/downloads/), then write npz_path. Returns npz_path."""
@@ -153,9 +149,9 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
     val, train = order[:NUM_VALIDATION], np.sort(order[NUM_VALIDATION:])
     val = np.sort(val)
     test_labels, test_pixels = data["zip.test.gz"]
-    arrays = dict(train=pixels[train], train_labels=one_hot(labels[train]),
-                  validation=pixels[val], validation_labels=one_hot(labels[val]),
-                  test=test_pixels, test_labels=one_hot(test_labels))
+    arrays = dict(train=pixels[train], train_labels=fetch.one_hot(labels[train], 10),
+                  validation=pixels[val], validation_labels=fetch.one_hot(labels[val], 10),
+                  test=test_pixels, test_labels=fetch.one_hot(test_labels, 10))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     try:
@@ -169,18 +165,8 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
 def check_npz_path(npz_path, mirror, downloads):
     """The npz can be written at npz_path (its folder made if need be), and writing it destroys
     no file it is made from: the copies kept in `downloads`, the mirror's."""
-    folder = os.path.dirname(os.path.abspath(npz_path))
     sources = [os.path.join(downloads, name) for name in FILES]
-    sources += [os.path.join(mirror, name) for name in FILES] if mirror else []
-    if any(same_file(npz_path, source) for source in sources):
-        raise DataError(f"{npz_path}: is one of the USPS files it is made from; give the npz another name")
-    try:
-        check_regular_or_absent(npz_path)
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        reason = "a part of it is a file, not a folder" if isinstance(e, (FileExistsError, NotADirectoryError)) \
-            else e.strerror
-        raise DataError(f"cannot write {npz_path} ({reason})") from None
+    fetch.check_npz_path(npz_path, sources + ([os.path.join(mirror, name) for name in FILES] if mirror else []))
 
 
 def ensure(npz_path=DEFAULT_NPZ, mirror=None):
