@@ -66,9 +66,10 @@ def load_sets(path, names, pixels, dtype, source):
         one_hot = t.ndim == 2 and t.shape[1] == classes >= 2 and np.all((t == 0) | (t == 1)) and \
             np.all(t.sum(axis=1) == 1)
         if t.shape[0] != x.shape[0] or not one_hot:
-            raise ConfigError(f"{source}: key 'data_path': '{name}_labels' in {path} must be one-hot rows of "
-                              f"{max(classes, 2) if classes else 'at least 2'} (one column per class, as many as "
-                              f"'{names[0]}_labels' has), one per image; got shape {t.shape} for {x.shape[0]} images")
+            width = (f"of {classes}, as '{names[0]}_labels' has" if name != names[0] else
+                     "of one column per class (at least 2)")
+            raise ConfigError(f"{source}: key 'data_path': '{name}_labels' in {path} must be one-hot rows "
+                              f"{width}, one per image; got shape {t.shape} for {x.shape[0]} images")
         if not np.all(np.isfinite(x)):
             raise ConfigError(f"{source}: key 'data_path': '{name}' in {path} holds NaN or infinity")
     dtype = np.dtype(dtype)
@@ -84,6 +85,6 @@ def maker(path):
     """How to make the data file `path`, in words."""
     fetcher = FETCHERS.get(os.path.basename(path))
     if fetcher is None:
-        return f"a data/<name>.py fetcher writes one: python data/mnist.py --out {path}, for example"
+        return f"python data/usps.py --out {path} makes the USPS file, data/<name>.py --out {path} another data set's"
     script, *flags = fetcher.split()
     return f"python data/{script}.py {' '.join(flags + ['--out', path])} makes it"

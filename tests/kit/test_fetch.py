@@ -86,9 +86,10 @@ def test_each_fetcher_writes_the_kit_npz_from_its_published_files(tmp_path, mirr
     assert len(arrays["validation"]) == fetch.validation_size(len(labels), dataset.num_validation)
     both = np.concatenate([arrays["train"], arrays["validation"]])
     both_labels = np.concatenate([arrays["train_labels"], arrays["validation_labels"]]).argmax(1)
-    rows = np.column_stack([both_labels, np.round(both * 255)])
-    expected = np.column_stack([labels, images.reshape(len(images), -1)])
-    np.testing.assert_array_equal(rows[np.lexsort(rows.T)], expected[np.lexsort(expected.T)].astype(rows.dtype))
+    weights = np.random.default_rng(0).integers(1, 1000, pixels + 1)  # a row's key: exact in int64
+    rows = np.column_stack([both_labels, np.round(both * 255)]).astype(np.int64) @ weights
+    expected = np.column_stack([labels, images.reshape(len(images), -1)]).astype(np.int64) @ weights
+    np.testing.assert_array_equal(np.sort(rows), np.sort(expected))
 
 
 def test_the_validation_split_is_fixed(tmp_path, mirrors):
