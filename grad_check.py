@@ -35,10 +35,14 @@ EXAMPLES = 3  # a batch, with different targets: a mean where the kit wants a su
 
 
 def random_batch(net, rng, examples=EXAMPLES):
-    """(inputs (examples, pixels) uniform in [0, 1), one-hot targets, all different)."""
+    """(inputs (examples, pixels) uniform in [0, 1), one-hot targets: all different, or every
+    class if there are fewer classes than examples)."""
     size = net.settings_.input_image_size_y * net.settings_.input_image_size_x * net.settings_.input_num_channels
     inputs = rng.uniform(0.0, 1.0, (examples, size))
-    return inputs, np.eye(10)[rng.choice(10, size=examples, replace=False)]
+    classes = net.layer_[-1].num_channels_  # as many as the data set has (10 for USPS)
+    labels = (rng.choice(classes, size=examples, replace=False) if classes >= examples else
+              np.resize(rng.permutation(classes), examples))  # fewer classes than examples: each of them
+    return inputs, np.eye(classes)[labels]
 
 
 def check_gradients(net, rng, log=None, batch=None):

@@ -70,9 +70,9 @@ class NeuralNet:
                 raise ConfigError(f"{self.source_}: {e}") from None
         layers[0].SetAsInput()
         layers[-1].SetAsOutput()
-        if not isinstance(layers[-1], FCLayer) or layers[-1].num_channels_ != 10:
+        if not isinstance(layers[-1], FCLayer):
             raise ConfigError(f"{self.source_}: the last layer ('{layers[-1].name_}') must be an FC "
-                              "layer with num_channels 10, one unit per digit")
+                              "layer, one unit per class (its num_channels: the data set's number of classes)")
         channels, height, width = self.settings_.image_shape
         size = (height, width, channels)
         for layer in layers:
@@ -124,13 +124,18 @@ class NeuralNet:
     # --- data -----------------------------------------------------------------------------
     def LoadData(self, test=False):
         """Load the training and validation sets (and the test set if `test`), preparing
-        the USPS file on first use."""
+        the USPS file on first use; the last layer must have one unit per class of the file."""
         names = ["train", "validation"] + (["test"] if test else [])
         sets = load_sets(self.settings_.data_path, names, self.settings_.pixels, self.settings_.dtype, self.source_)
+        classes, output = sets["train"][1].shape[1], self.layer_[-1]
+        if output.num_channels_ != classes:
+            raise ConfigError(f"{self.source_}: layer '{output.name_}': key 'num_channels' is {output.num_channels_}, "
+                              f"but {self.settings_.data_path} has {classes} classes (one-hot labels of {classes}): "
+                              f"the last layer needs one unit per class")
         self.train_, self.validation_, self.test_ = sets["train"], sets["validation"], sets.get("test")
 
     def Validate(self, dataset):
-        """dataset: (data (N, pixels), one-hot labels (N, 10)) -> (mean cross entropy, accuracy)."""
+        """dataset: (data (N, pixels), one-hot labels (N, classes)) -> (mean cross entropy, accuracy)."""
         data, labels = dataset
         cross_entropy, correct = 0.0, 0
         for start in range(0, data.shape[0], self.settings_.batch_size):

@@ -34,15 +34,13 @@ start_script(__name__, "usps")  # first: Ctrl-C, a closed output: one line
 
 import numpy as np
 
+from data import fetch
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
 from plumbing.files import (
-    check_folder_can_be_made,
-    check_regular_or_absent,
     make_folders,
     open_regular,
     remove_empty_folders,
-    same_file,
 )
 from plumbing.writing import write_atomically
 
@@ -128,11 +126,6 @@ def _unreadable(source, mirror, error):
                      "use --mirror DIR or USPS_MIRROR=DIR for a local copy")
 
 
-def one_hot(labels):
-    """(N,) labels 0..9 -> (N, 10) rows with a single 1."""
-    return np.eye(10)[labels]
-
-
 def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None):
     """Fetch and verify both files (kept in `downloads`: default $USPS_DOWNLOADS, else
     data/downloads/), then write npz_path. Returns npz_path."""
@@ -163,9 +156,9 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
     val, train = order[:NUM_VALIDATION], np.sort(order[NUM_VALIDATION:])
     val = np.sort(val)
     test_labels, test_pixels = data["zip.test.gz"]
-    arrays = dict(train=pixels[train], train_labels=one_hot(labels[train]),
-                  validation=pixels[val], validation_labels=one_hot(labels[val]),
-                  test=test_pixels, test_labels=one_hot(test_labels))
+    arrays = dict(train=pixels[train], train_labels=fetch.one_hot(labels[train], 10),
+                  validation=pixels[val], validation_labels=fetch.one_hot(labels[val], 10),
+                  test=test_pixels, test_labels=fetch.one_hot(test_labels, 10))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_atomically(npz_path, lambda f: f.write(buffer.getvalue()))
@@ -174,20 +167,10 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
 
 
 def check_npz_path(npz_path, mirror, downloads):
-    """The npz can be written at npz_path (its folder made by the write if need be), and writing it destroys
-    no file it is made from: the copies kept in `downloads`, the mirror's."""
-    folder = os.path.dirname(os.path.abspath(npz_path))
+    """The npz can be written at npz_path (its folder made by the write if need be), and writing
+    it destroys no file it is made from: the copies kept in `downloads`, the mirror's."""
     sources = [os.path.join(downloads, name) for name in FILES]
-    sources += [os.path.join(mirror, name) for name in FILES] if mirror else []
-    if any(same_file(npz_path, source) for source in sources):
-        raise DataError(f"{npz_path}: is one of the USPS files it is made from; give the npz another name")
-    try:
-        check_regular_or_absent(npz_path)
-        check_folder_can_be_made(folder)
-    except OSError as e:
-        reason = "a part of it is a file, not a folder" if isinstance(e, (FileExistsError, NotADirectoryError)) \
-            else e.strerror
-        raise DataError(f"cannot write {npz_path} ({reason})") from None
+    fetch.check_npz_path(npz_path, sources + ([os.path.join(mirror, name) for name in FILES] if mirror else []))
 
 
 def ensure(npz_path=DEFAULT_NPZ, mirror=None):

@@ -1,4 +1,5 @@
-"""Showing what a network computes: a training image and each layer's activations for it.
+"""Showing what a network computes: a training image and each layer's activations for it,
+and its output for each class.
 
 Shown in a window every display_after steps when matplotlib has a screen to draw on. On a
 machine without one (`is_headless`) the figure is written to a PNG instead, and only between
@@ -67,6 +68,16 @@ def tile(activation):
     return mosaic
 
 
+def input_picture(image):
+    """An input image (C, H, W) as drawn: gray for 1 channel, in colour for 3 (red, green, blue,
+    clipped to [0, 1]), otherwise its channels side by side (a stereo pair: 2)."""
+    if image.shape[0] == 1:
+        return np.asarray(image[0], dtype=float)
+    if image.shape[0] == 3:
+        return np.clip(np.asarray(image, dtype=float).transpose(1, 2, 0), 0, 1)
+    return tile(image)
+
+
 class ActivationDisplay:
     """One row of panels: an input image and each layer's activations for it.
 
@@ -112,7 +123,7 @@ class ActivationDisplay:
         i = self._pick(batch) if i is None else i
         settings = net.settings_
         image = batch[i].reshape(settings.input_num_channels, settings.input_image_size_y, settings.input_image_size_x)
-        panels = [("input", tile(image[0] if image.shape[0] == 1 else image))]
+        panels = [("input", input_picture(image))]
         for layer, state in zip(net.layer_[:-1], states[1:-1]):
             panels.append((layer.name_, tile(state[i])))
         if self.figure_ is None:
@@ -124,10 +135,10 @@ class ActivationDisplay:
         for ax, (title, img) in zip(self.axes_, panels):
             ax.imshow(img, cmap="gray", interpolation="nearest")
             ax.set_title(title, fontsize=9)
-        probs = states[-1][i]
-        self.axes_[-1].bar(range(10), probs)
+        probs = states[-1][i]  # one per class
+        self.axes_[-1].bar(range(len(probs)), probs)
         self.axes_[-1].set_ylim(0, 1)
-        self.axes_[-1].set_xticks(range(10))
+        self.axes_[-1].set_xticks(range(0, len(probs), -(-len(probs) // 10)))  # at most 10 labels
         self.axes_[-1].set_title(f"output: {int(np.argmax(probs))}", fontsize=9)
         if self.headless_:
             write_atomically(self.png_, lambda f: self.figure_.savefig(f, format="png", dpi=72))

@@ -133,6 +133,16 @@ def _submission(inputs, outputs, data):
         (inputs / "alice" / name).write_bytes((REPO / name).read_bytes())
 
 
+def _synthetic_mirror(name):
+    """A mirror of data set `name`'s published files, synthetic, at a thousandth of their counts
+    (tests/published_formats.py), among the inputs."""
+    def prepare(inputs, outputs, data):
+        sys.path.insert(0, str(REPO / "tests"))
+        import published_formats
+        published_formats.write_mirror(inputs / "mirror", name, 0.001, np.random.default_rng(0))
+    return prepare
+
+
 def _kit(name):
     return str(REPO / name)
 
@@ -148,6 +158,9 @@ SCENARIOS = [
              lambda i, o: [_kit("play_with_convolutions.py"), "--out", str(o / "figures" / "p.png")]),
     Scenario("usps", "usps", lambda i, o: [_kit("data/usps.py"), "--mirror", str(i / "mirror"), "--out",
                                            str(o / "data" / "u.npz")], _mirror_copy),
+    *[Scenario(name, name, lambda i, o, name=name: [_kit(f"data/{name}.py"), "--mirror", str(i / "mirror"),
+                                                    "--no-checksum", "--out", str(o / "data" / f"{name}.npz")],
+               _synthetic_mirror(name)) for name in ("mnist", "norb", "cifar10", "cifar100", "svhn")],
     Scenario("report", "report.py", lambda i, o: [_kit("tools/report.py"), str(i / "l.yaml"), "--plot",
                                                   str(o / "plots" / "curves.png")], _trained),
     Scenario("analyze", "analyze.py", lambda i, o: [_kit("tools/analyze.py"), str(REPO / "configs" / "convnet2.yaml")],

@@ -82,3 +82,46 @@ def test_the_png_goes_beside_the_stats_file(tmp_path, stats, png):
         settings_ = types.SimpleNamespace(performance_stats=str(tmp_path / stats))
 
     assert display.ActivationDisplay(Net(), io.StringIO()).png_ == str(tmp_path / png)
+
+
+def test_input_pictures_gray_colour_and_stereo():
+    rng = np.random.default_rng(0)
+    gray, colour, stereo = rng.uniform(0, 1, (1, 4, 5)), rng.uniform(-0.1, 1.1, (3, 4, 5)), rng.uniform(0, 1, (2, 4, 5))
+    np.testing.assert_array_equal(display.input_picture(gray), gray[0])
+    picture = display.input_picture(colour)
+    assert picture.shape == (4, 5, 3)  # rows, columns, red green blue
+    np.testing.assert_array_equal(picture[2, 3], np.clip(colour[:, 2, 3], 0, 1))
+    picture = display.input_picture(stereo)  # the two cameras side by side, a column of NaN between
+    assert picture.shape == (4, 11)
+    np.testing.assert_array_equal(picture[:, :5], stereo[0])
+    np.testing.assert_array_equal(picture[:, 6:], stereo[1])
+
+
+@pytest.mark.parametrize("classes,channels", [(100, 3), (5, 2)])
+def test_the_figure_shows_any_number_of_channels_and_one_bar_per_class(tmp_path, monkeypatch, classes, channels):
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for name in ("train", "validation", "test"):
+        arrays[name] = rng.uniform(0, 1, (50, channels * 36))
+        arrays[name + "_labels"] = np.eye(classes)[np.arange(50) % classes]
+    np.savez(tmp_path / "d.npz", **arrays)
+    network = [{"name": "conv1", "type": "CONVOLUTIONAL", "num_channels": 2, "kernel_size": 3, "padding": 1,
+                "init_wt": 0.1, "epsilon": 0.01},
+               {"name": "output", "type": "FC", "num_channels": classes, "init_wt": 0.1, "epsilon": 0.01}]
+    config = small_config(tmp_path, tmp_path / "d.npz", network=network, max_epochs=1, batch_size=50, display=True,
+                          input_image_size_y=6, input_image_size_x=6, input_num_channels=channels)
+    monkeypatch.setattr(display, "is_headless", lambda: True)
+    shown = {}
+    original = display.ActivationDisplay.show
+
+    def kept(self, batch, states, i=None):
+        original(self, batch, states, i)
+        shown["axes"] = self.axes_
+
+    monkeypatch.setattr(display.ActivationDisplay, "show", kept)
+    NeuralNet(config, seed=2).Train(log=io.StringIO())
+    assert (tmp_path / "stats_display.png").read_bytes()[:4] == b"\x89PNG"
+    axes = shown["axes"]
+    assert axes[0].get_images()[0].get_array().shape == ((6, 6, 3) if channels == 3 else (6, 13))
+    assert len(axes[-1].patches) == classes
+    assert len(axes[-1].get_xticks()) <= 10

@@ -132,9 +132,12 @@ def test_an_error_outside_the_layers_is_not_hidden(monkeypatch, capsys):
         grad_check.main([str(CONFIG_DIR / "logreg.yaml")])
 
 
-def test_the_check_uses_a_batch_with_different_targets():
+@pytest.mark.parametrize("classes", [10, 100, 2])
+def test_the_check_uses_a_batch_with_different_targets(classes):
     class Net:
-        settings_ = types.SimpleNamespace(input_image_size_y=16, input_image_size_x=16, input_num_channels=1)
+        settings_ = types.SimpleNamespace(input_image_size_y=16, input_image_size_x=16, input_num_channels=3)
+        layer_ = [types.SimpleNamespace(num_channels_=classes)]  # the output layer: one unit per class
     inputs, targets = grad_check.random_batch(Net(), np.random.default_rng(0))
-    assert inputs.shape == (grad_check.EXAMPLES, 256) and grad_check.EXAMPLES >= 2
-    assert len(set(targets.argmax(axis=1))) == grad_check.EXAMPLES
+    assert inputs.shape == (grad_check.EXAMPLES, 768) and grad_check.EXAMPLES >= 2
+    assert targets.shape == (grad_check.EXAMPLES, classes)
+    assert len(set(targets.argmax(axis=1))) == min(classes, grad_check.EXAMPLES)

@@ -26,7 +26,6 @@ def test_unknown_layer_type_is_a_config_error_naming_the_layer(tmp_path):
 
 @pytest.mark.parametrize("network,words", [
     ([dict(LOGREG), dict(LOGREG)], "layer 'output': key 'name' is used by two layers"),
-    ([dict(LOGREG, num_channels=5)], "num_channels 10"),
     ([{"name": "p", "type": "MAXPOOL", "kernel_size": 2}], "must be an FC"),
     ([], "network"),
     ([dict(LOGREG, name=None)], "missing key 'name'"),
@@ -335,6 +334,62 @@ def test_load_data_rejects_a_missing_file_and_arrays_of_the_wrong_size(tmp_path)
         NeuralNet(small_config(tmp_path, incomplete)).LoadData()
 
 
+def class_data(path, classes, channels=1, size=8, n=40, seed=0):
+    """A small npz of `classes` classes of channels x size x size images, each class bright in its own rows."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name in ("train", "validation", "test"):
+        labels = np.arange(n) % classes
+        x = rng.uniform(0, 0.2, (n, channels, size, size))
+        for i, label in enumerate(labels):
+            x[i, label % channels, label % size, (label // size) % size] += 3.0
+        arrays[name], arrays[name + "_labels"] = x.reshape(n, -1), np.eye(classes)[labels]
+    np.savez(path, **arrays)
+    return path
+
+
+CONV_NET = [{"name": "conv1", "type": "CONVOLUTIONAL", "num_channels": 4, "kernel_size": 3, "padding": 1,
+             "init_wt": 0.1, "epsilon": 0.05, "momentum": 0.9},
+            {"name": "pool1", "type": "MAXPOOL", "kernel_size": 2, "stride": 2},
+            {"name": "output", "type": "FC", "num_channels": None, "init_wt": 0.05, "epsilon": 0.05, "momentum": 0.9}]
+
+
+@pytest.mark.parametrize("classes,channels", [(5, 2), (100, 3), (20, 1), (2, 3)])
+def test_any_number_of_classes_and_channels_trains_and_evaluates(tmp_path, classes, channels):
+    data = class_data(tmp_path / "d.npz", classes, channels, n=max(40, 4 * classes))
+    network = [dict(layer) for layer in CONV_NET]
+    network[-1]["num_channels"] = classes
+    net = NeuralNet(small_config(tmp_path, data, network=network, input_image_size_y=8, input_image_size_x=8,
+                                 input_num_channels=channels, max_epochs=8, batch_size=20))
+    net.LoadData(test=True)
+    assert net.train_[1].shape[1] == classes
+    states = net.Fprop(net.train_[0][:3])
+    assert [s.shape for s in states] == [(3, channels * 64), (3, 4, 8, 8), (3, 4, 4, 4), (3, classes)]
+    net.Train(log=io.StringIO())
+    _, accuracy = net.Validate(net.test_)
+    assert net.stats_[-1][0] < net.stats_[0][0] and accuracy > min(0.9, 3 / classes)  # chance: 1 / classes
+
+
+@pytest.mark.parametrize("layer_units,classes", [(10, 5), (5, 100), (100, 10)])
+def test_a_last_layer_of_another_size_than_the_classes_names_both(tmp_path, layer_units, classes):
+    data = class_data(tmp_path / "d.npz", classes)
+    config = small_config(tmp_path, data, network=[dict(LOGREG, num_channels=layer_units)], input_image_size_y=8,
+                          input_image_size_x=8)
+    with pytest.raises(ConfigError, match=f"layer 'output': key 'num_channels' is {layer_units}, but .*d.npz has "
+                                          f"{classes} classes"):
+        NeuralNet(config).LoadData()
+
+
+def test_labels_of_different_widths_in_two_sets_are_refused(tmp_path):
+    data = class_data(tmp_path / "d.npz", 5)
+    arrays = dict(np.load(data))
+    arrays["validation_labels"] = np.eye(6)[np.arange(40) % 6]
+    np.savez(data, **arrays)
+    with pytest.raises(ConfigError, match="'validation_labels' in .*must be one-hot rows of 5, as 'train_labels' has"):
+        NeuralNet(small_config(tmp_path, data, network=[dict(LOGREG, num_channels=5)], input_image_size_y=8,
+                               input_image_size_x=8)).LoadData()
+
+
 @pytest.mark.parametrize("empty", ["train", "validation", "test"])
 def test_load_data_refuses_an_empty_set_naming_it(tmp_path, empty):
     one_hot = np.eye(10)[np.arange(5) % 10]
@@ -378,3 +433,13 @@ def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
     config["checkpoint_on"] = "loss"
     with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy or cross_entropy"):
         NeuralNet(config)
+
+
+@pytest.mark.parametrize("name,command", [("mnist.npz", "python data/mnist.py --out"),
+                                          ("mnist_t10k.npz", "python data/mnist.py --test-images-only --out"),
+                                          ("cifar100.npz", "python data/cifar100.py --out"),
+                                          ("mine.npz", "python data/usps.py --out .*mine.npz makes the USPS file, "
+                                                       "data/.name..py --out .*mine.npz another data set's")])
+def test_a_missing_data_file_says_which_fetcher_makes_it(tmp_path, name, command):
+    with pytest.raises(ConfigError, match=f"{name} does not exist \\({command}"):
+        NeuralNet(small_config(tmp_path, tmp_path / name)).LoadData()

@@ -56,6 +56,9 @@ HANDED_OUT = (
     "configs/convnet_gradcheck.yaml", "configs/convnet_gradcheck_deep.yaml",
     "configs/convnet_gradcheck_deep_method1.yaml", "configs/convnet_gradcheck_pad0.yaml",
     "configs/convnet_gradcheck_stride2.yaml",
+    # The other data sets' configs (Part 2: "If you are looking for more challenging datasets ...").
+    "configs/mnist_convnet.yaml", "configs/mnist_t10k_convnet.yaml", "configs/norb_convnet.yaml",
+    "configs/cifar10_convnet.yaml", "configs/cifar100_convnet.yaml", "configs/svhn_convnet.yaml",
     # The documents students read (their staff-only parts removed: STAFF_STRIPPED).
     "docs/architecture.md", "docs/changes.md", "docs/configuration.md", "docs/course-tools.md", "docs/data.md",
     "docs/reliability.md", "docs/tests.md",
@@ -72,6 +75,7 @@ HANDED_OUT = (
     "tests/kit/test_grad_check.py", "tests/kit/test_layer.py", "tests/kit/test_lr_schedule.py",
     "tests/kit/test_maxpool_layer.py", "tests/kit/test_net.py", "tests/kit/test_play_with_convolutions.py",
     "tests/kit/test_run_files.py", "tests/kit/test_runtime.py", "tests/kit/test_scripts.py", "tests/kit/test_usps.py",
+    "tests/published_formats.py", "tests/kit/test_formats.py", "tests/kit/test_fetch.py", "tests/kit/test_mnist.py",
 )
 # Handed out as students read them (fnmatch patterns of kit-relative paths).
 STAFF_STRIPPED = ("README.md", "docs/*.md")

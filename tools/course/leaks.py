@@ -46,6 +46,7 @@ CODE_SUFFIXES = {".py", ".pyx", ".h", ".yaml", ".yml"}  # where a number is the 
 # Numbers of the answer key that a student file holds for another reason: {file: {number}}.
 COINCIDENCES = {
     "docs/usps_best.md": {"0.9933"},  # usps_best's validation accuracy after 30 epochs
+    "docs/data.md": {"0.9850"},  # a convnet's validation accuracy on MNIST's test images
 }
 
 FIVE_AXES = re.compile(r"\(\s*[\w']+(?:\s*,\s*[\w']+){4}\s*\)")
