@@ -85,7 +85,8 @@ def _signal_test(name, signal_name, fraction, tmp_path, small_npz, clean_outputs
     delay = fraction * seconds  # a moment within the script's own run time
     run = stopped_run(scenario, tmp_path, signum, delay)
     problems = check(scenario, tmp_path, run, inputs, before, status, outputs)
-    assert not problems, f"{signal_name} after {delay:.3f} s (FAULT_SEED={SEED}):\n" + "\n".join(problems)
+    assert not problems, (f"{name}: {signal_name} after {delay:.3f} s (FAULT_SEED={SEED}):\n" + "\n".join(problems)
+                          + f"\nstderr: {run.stderr[-1500:]}")
 
 
 @pytest.mark.parametrize("name, signal_name, fraction", _signal_cases(1))
