@@ -15,15 +15,16 @@ import errno
 import glob
 import math
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 import zipfile
 
 import numpy.lib.format as npy
 
 KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 NUMBERS = "biuf"  # dtype kinds of numbers: bool, signed, unsigned, float
 
 
@@ -139,22 +140,27 @@ def read_npz(path, wanted, accept=lambda name, shape, dtype: True, limit=None):
 
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside `path` (file.name is its path, for a write
-    that checks what it wrote), then rename it into place, so `path`
-    always holds a whole file: the old one or the new one, never half of one, even if the
-    process is killed or the machine loses power in between. The temporary file is named
-    '<name>.<random>.part'; it never outlives a failure (a kill can leave one: see
-    run_files.remove_stale_parts), nor do the folders made for `path`. OSError (the first
-    one met) if the folder cannot be made or the file written."""
-    made = make_folders(os.path.dirname(os.path.abspath(path)))
+    that checks what it wrote), then rename it into place, so `path` always holds a whole file:
+    the old one or the new one, never half of one, even if the process is killed or the machine
+    loses power in between. The temporary file is named '<name>.<random>.part'; it never
+    outlives a failure or a signal (a kill can leave one: see run_files.remove_stale_parts), nor
+    do the folders made for `path`. OSError (the first one met) if the folder cannot be made or
+    the file written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    made = make_folders(folder)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                   prefix=os.path.basename(path) + ".", suffix=".part")
+        while True:
+            # The name is known before the file exists: a signal as os.open returns still
+            # leaves the name to remove. 0o666 makes the file as open() makes one, as the
+            # umask allows (a TA, or a course's shared folder, reads it).
+            tmp = _part_name(folder, os.path.basename(path))
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o666)
+                break
+            except FileExistsError:
+                tmp = None  # somebody else's: never removed
         with open(tmp, "wb", opener=lambda *_: fd) as f:  # f.name is the temporary file's path
-            if hasattr(os, "fchmod"):
-                # mkstemp makes the file 0600; an output is made as open() makes one, as the
-                # umask allows (a TA, or a course's shared folder, reads it).
-                os.fchmod(f.fileno(), 0o666 & ~current_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
@@ -171,13 +177,19 @@ def atomic_write(path, write):
 def atomic_folder(path, fill):
     """Call fill(folder) on a temporary folder beside `path`, then rename it into place: `path`
     (absent, or an empty folder) is the whole folder or stays as it was. The temporary folder,
-    '<name>.<random>.part', never outlives a failure, nor do the folders made for `path`."""
+    '<name>.<random>.part', never outlives a failure or a signal, nor do the folders made for
+    `path`."""
     parent = os.path.dirname(os.path.abspath(path))
     made = make_folders(parent)
     tmp = None
     try:
-        tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(os.path.abspath(path)) + ".", suffix=".part")
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700
+        while True:
+            tmp = _part_name(parent, os.path.basename(os.path.abspath(path)))  # known before it exists
+            try:
+                os.mkdir(tmp, 0o777)  # as the umask allows
+                break
+            except FileExistsError:
+                tmp = None
         fill(tmp)
         os.replace(tmp, path)  # over an empty folder too
         tmp = None
@@ -186,6 +198,11 @@ def atomic_folder(path, fill):
             shutil.rmtree(tmp, ignore_errors=True)
         remove_empty_folders(made)
         raise
+
+
+def _part_name(folder, name):
+    """A new temporary name beside an output: '<name>.<8 random hex digits>.part'."""
+    return os.path.join(folder, f"{name}.{secrets.token_hex(4)}.part")
 
 
 def make_folders(folder):
