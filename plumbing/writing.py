@@ -18,21 +18,21 @@ def write_atomically(path, write):
     OutputError naming `path`, the reason and what `path` holds now if it cannot be written:
     whatever went wrong (no space, a quota, a name too long, a folder that cannot be made,
     ...), the old file is unchanged and nothing else is left behind."""
-    existed = os.path.lexists(path)
-    try:
-        atomic_write(path, write)
-    except OSError as e:
-        now = "what was there is unchanged" if existed else "no file was made"
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); {now}") from None
+    _saying_what_is_there(atomic_write, path, write, "", "file")
 
 
 def write_folder_atomically(path, fill):
     """Call fill(folder) on a temporary folder, renamed to `path` at the end (files.atomic_folder):
     `path` is the whole folder or stays as it was. OutputError naming `path`, the reason and
     what is there now if it cannot be written."""
+    _saying_what_is_there(atomic_folder, path, fill, "the folder ", "folder")
+
+
+def _saying_what_is_there(atomic, path, content, what, kind):
+    """atomic(path, content), its OSError turned into one OutputError true to the disk."""
     existed = os.path.lexists(path)
     try:
-        atomic_folder(path, fill)
+        atomic(path, content)
     except OSError as e:
-        now = "what was there is unchanged" if existed else "no folder was made"
-        raise OutputError(f"cannot write the folder {path} ({e.strerror or e}); {now}") from None
+        now = "what was there is unchanged" if existed else f"no {kind} was made"
+        raise OutputError(f"cannot write {what}{path} ({e.strerror or e}); {now}") from None
