@@ -49,6 +49,7 @@ def check_gradients(net, rng, log=None, batch=None):
     """Compare net's analytic and numeric derivatives on `batch` (inputs, targets), random
     if not given; return [(param name, relative error)]."""
     log = sys.stdout if log is None else log
+    set_checked_modes(net)
     inputs, targets = random_batch(net, rng) if batch is None else batch
 
     states = net.Fprop(inputs)
@@ -73,9 +74,17 @@ def check_gradients(net, rng, log=None, batch=None):
     return results
 
 
+def set_checked_modes(net):
+    """Each layer in the mode whose derivatives are checked: training for a batch norm (its
+    batch statistics), evaluation for the rest (dropout's training mode is random)."""
+    for layer in net.layer_:
+        layer.training_ = layer.checked_in_training_
+
+
 def check_network(net, rng):
     """The whole check: what the pieces return, the derivatives, the forward passes.
     Returns the lines naming the pieces at fault (none when all is well)."""
+    set_checked_modes(net)
     for layer in net.layer_:
         if layer.has_params_:  # random biases: a forgotten bias would not show with zeros
             layer.b_ = rng.normal(0.0, 0.1, layer.b_.shape).astype(layer.dtype_)

@@ -32,6 +32,8 @@ class Layer:
     """
 
     has_params_ = True
+    sized_by_config_ = True  # num_channels and init_wt from the config (a batch-norm layer takes its input's)
+    checked_in_training_ = False  # grad_check.py checks the evaluation mode (dropout's is random)
     extra_keys_ = ()  # config keys of a subclass, beyond those every layer has
     dtype_ = np.dtype(np.float64)  # of parameters and activations; the net sets it from its config
 
@@ -39,16 +41,18 @@ class Layer:
         self.name_ = str(proto["name"])
         known = ("name", "type") + self.extra_keys_
         if self.has_params_:
-            known += ("num_channels", "init_wt", "epsilon", "momentum", "l2_decay")
+            known += ("num_channels", "init_wt") if self.sized_by_config_ else ()
+            known += ("epsilon", "momentum", "l2_decay")
         check_keys(proto, known, f"layer '{self.name_}'")
         self.type_ = str(proto["type"])
         self.is_input_ = False
         self.is_output_ = False
         self.w_ = None
         self.b_ = None
-        if self.has_params_:
+        if self.has_params_ and self.sized_by_config_:
             self.num_channels_ = layer_setting(proto, "num_channels", int, minimum=1)
             self.init_wt_ = layer_setting(proto, "init_wt", float, minimum=0.0)
+        if self.has_params_:
             self.epsilon_ = layer_setting(proto, "epsilon", float, minimum=0.0)
             self.momentum_ = layer_setting(proto, "momentum", float, default=0.0, minimum=0.0, below=1.0)
             self.l2_decay_ = layer_setting(proto, "l2_decay", float, default=0.0, minimum=0.0)

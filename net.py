@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from batchnorm_layer import BatchNormLayer
 from conv_layer import ConvLayer
 from data.augment import AugmentSettings, augment
 from data.dataset import load_sets
@@ -27,7 +28,8 @@ from plumbing.shapes import check_layer_fits
 from plumbing.weight_average import WeightAverage
 from plumbing.writing import write_atomically
 
-LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer}
+LAYER_TYPES = {"FC": FCLayer, "CONVOLUTIONAL": ConvLayer, "MAXPOOL": MaxPoolLayer, "DROPOUT": DropoutLayer,
+               "BATCHNORM": BatchNormLayer}
 
 
 class NeuralNet:
@@ -57,6 +59,11 @@ class NeuralNet:
         self.augment_rng_ = np.random.default_rng(augment_seq)
         self.dropout_rng_ = np.random.default_rng(dropout_seq)
         self.layer_ = self._build_layers(protos, np.random.default_rng(init_seq))
+        normed = [layer.name_ for layer in self.layer_ if isinstance(layer, BatchNormLayer)]
+        if settings.weight_average and normed:
+            # An average of weights does not match the running statistics of the trained ones.
+            raise ConfigError(f"{self.source_}: key 'weight_average' cannot be used with a BATCHNORM layer "
+                              f"('{normed[0]}'): set it to 0")
         for layer in self.layer_:
             if isinstance(layer, DropoutLayer):
                 layer.rng_ = self.dropout_rng_  # one stream for all of them, in layer order

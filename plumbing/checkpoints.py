@@ -45,11 +45,11 @@ def expected_parameters(layers, velocities=False):
     """{array name: (layer, shape)} of the parameters (and momentum velocities) of `layers`."""
     expected = {}
     for layer in layers:
-        if layer.has_params_:
+        for name, array in layer.GetParameters().items():  # w and b, and e.g. a batch norm's statistics
+            expected[name] = (layer, array.shape)
+        if layer.has_params_ and velocities:
             for suffix, array in (("_w", layer.w_), ("_b", layer.b_)):
-                expected[layer.name_ + suffix] = (layer, array.shape)
-                if velocities:
-                    expected[layer.name_ + suffix + "_velocity"] = (layer, array.shape)
+                expected[layer.name_ + suffix + "_velocity"] = (layer, array.shape)
     return expected
 
 

@@ -30,7 +30,9 @@ def check_layer_fits(layer, size, batch_size, dtype, source):
         out_y, out_x, channels = layer.output_shape(size)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    if hasattr(layer, "kernel_size_"):
+    if not layer.sized_by_config_:
+        fan_in = 1  # one weight per channel (batch normalisation)
+    elif hasattr(layer, "kernel_size_"):
         fan_in = in_c * layer.kernel_size_ ** 2 if layer.has_params_ else 0
     else:
         fan_in = in_y * in_x * in_c if layer.has_params_ else 0

@@ -229,3 +229,16 @@ def test_a_dropout_unit_is_counted_as_connected_to_its_own_input(tmp_path):
     drop1 = next(c for c in counts if c.name == "drop1")
     assert (drop1.type, drop1.units, drop1.connections, drop1.parameters) == ("dropout 0.25", 192, 192, 0)
     assert [c.units for c in counts] == [768, 192, 192, 16, 16, 10]
+
+
+def test_a_batch_norm_unit_is_counted_with_its_channel_s_gamma_and_beta(tmp_path):
+    network = [
+        {"name": "conv1", "type": "CONVOLUTIONAL", "num_channels": 3, "kernel_size": 3, "padding": 1,
+         "init_wt": 0.1, "epsilon": 0.05, "momentum": 0.9},
+        {"name": "bn1", "type": "BATCHNORM", "epsilon": 0.05},
+        {"name": "output", "type": "FC", "num_channels": 10, "init_wt": 0.1, "epsilon": 0.1},
+    ]
+    _, counts = analyze.analyze({"display": False, "network": network})
+    bn1 = next(c for c in counts if c.name == "bn1")
+    # Its running mean and variance are statistics, not trained parameters.
+    assert (bn1.type, bn1.units, bn1.connections, bn1.parameters) == ("batch norm", 768, 768, 6)

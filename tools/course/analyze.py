@@ -29,6 +29,7 @@ runtime.configure("batches")  # threads and memory, before numpy loads
 
 import numpy as np
 
+from batchnorm_layer import BatchNormLayer
 from conv_layer import ConvLayer
 from dropout_layer import DropoutLayer
 from fc_layer import FCLayer
@@ -109,6 +110,10 @@ def count_layer(layer, in_shape, out_shape):
         kind = f"{base} {k}x{k}, stride {s}, pad {p}"
         window = f"a {k}x{k}x{ic} window" if isinstance(layer, ConvLayer) else f"a {k}x{k} window of its own map"
         how = _window_how(layer, in_shape, out_shape, maps, window)
+    elif isinstance(layer, BatchNormLayer):
+        kind = "batch norm"
+        connections = oy * ox * oc
+        how = f"each of the {fmt(connections)} units sees its own input, scaled and shifted per channel"
     elif isinstance(layer, DropoutLayer):
         kind = f"dropout {layer.dropout_rate_:g}"
         connections = oy * ox * oc

@@ -47,7 +47,8 @@ EXCLUDED_FILES = ["*.pyc", "*.so", "*.pyd", "*.o", "*.c", "*.npz", "*.npy", "*.g
 HANDED_OUT = (
     # The kit: its scripts, layers, kernels, build files and the answers template.
     "README.md", "answers.md", ".gitignore", "MANIFEST.in", "pyproject.toml", "setup.py", "convolutions.pyx",
-    "convolutions.py", "layer.py", "fc_layer.py", "conv_layer.py", "maxpool_layer.py", "dropout_layer.py", "net.py",
+    "convolutions.py", "layer.py", "fc_layer.py", "conv_layer.py", "maxpool_layer.py", "dropout_layer.py",
+    "batchnorm_layer.py", "net.py",
     "train.py",
     "evaluate.py", "grad_check.py", "play_with_convolutions.py", "kernels/*.h", "plumbing/*.py", "data/*.py",
     # The assignment's configs (not usps_best.yaml nor lenet.yaml).
