@@ -2,7 +2,8 @@
 python evaluate.py configs/<model>.yaml
 
 Loads the config's checkpoint_file (the best model by validation accuracy, or by validation
-cross entropy when the config sets checkpoint_on: cross_entropy) and prints
+cross entropy when the config sets checkpoint_on: cross_entropy, or the last epoch's with
+checkpoint_on: last) and prints
     CE      : Train x Val y Test z
     Accuracy: Train x Val y Test z
 

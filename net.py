@@ -174,8 +174,11 @@ class NeuralNet:
             if resume:
                 self._resume(max_epochs, log)
             self._epochs(max_epochs, display, log)
-        best = (f"Best validation accuracy {self.best_acc_:.4f}" if self.settings_.checkpoint_on == "accuracy" else
-                f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
+        rule = self.settings_.checkpoint_on
+        best = (f"Best validation accuracy {self.best_acc_:.4f}" if rule == "accuracy" else
+                f"Best validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})"
+                if rule == "cross_entropy" else
+                f"Last validation cross entropy {self.best_ce_:.4f} (accuracy {self.best_acc_:.4f})")
         print(f"{best} (epoch {self.best_epoch_}); model saved in {self.settings_.checkpoint_file}", file=log,
               flush=True)
         return self.best_acc_
@@ -235,7 +238,9 @@ class NeuralNet:
         write_atomically(self.settings_.performance_stats, lambda f: np.save(f, np.array(self.stats_)))
         self.on_disk_["stats"] = epoch
         val_ce, val_acc = row[2:4]
-        improved = val_acc > self.best_acc_ if self.settings_.checkpoint_on == "accuracy" else val_ce < self.best_ce_
+        rule = self.settings_.checkpoint_on
+        improved = (val_acc > self.best_acc_ if rule == "accuracy" else val_ce < self.best_ce_ if rule == "cross_entropy"
+                    else True)  # "last": every epoch's model replaces the one before
         if improved:
             with self._evaluation_weights():
                 self.Save()  # the best so far only once it is on disk

@@ -53,7 +53,7 @@ COUNTS = ("max_epochs", "batch_size", "input_image_size_y", "input_image_size_x"
 # Allowed values beyond the type: (test, what the error says the value must be).
 LIMITS = {
     "dtype": (lambda v: v in ("float64", "float32"), "float64 or float32"),
-    "checkpoint_on": (lambda v: v in ("accuracy", "cross_entropy"), "accuracy or cross_entropy"),
+    "checkpoint_on": (lambda v: v in ("accuracy", "cross_entropy", "last"), "accuracy, cross_entropy or last"),
     "augment_translate": (lambda v: v >= 0, ">= 0"),
     "augment_rotate": (lambda v: 0 <= v <= 180, "between 0 and 180"),
     "augment_scale": (lambda v: 0 <= v < 1, ">= 0 and below 1"),

@@ -405,7 +405,7 @@ def test_load_data_refuses_an_empty_set_naming_it(tmp_path, empty):
 # which epoch the checkpoint keeps
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rule", ["accuracy", "cross_entropy"])
+@pytest.mark.parametrize("rule", ["accuracy", "cross_entropy", "last"])
 def test_checkpoint_on_keeps_the_epoch_its_rule_names(tmp_path, subset_npz, rule):
     config = load_shipped_config("convnet1_method1.yaml")
     config.update(data_path=str(subset_npz), checkpoint_file=str(tmp_path / "c.npz"),
@@ -417,9 +417,12 @@ def test_checkpoint_on_keeps_the_epoch_its_rule_names(tmp_path, subset_npz, rule
     if rule == "accuracy":  # the first epoch with the highest accuracy
         best = int(np.argmax(stats[:, 3]))
         assert "Best validation accuracy" in log.getvalue()
-    else:
+    elif rule == "cross_entropy":
         best = int(np.argmin(stats[:, 2]))
         assert f"Best validation cross entropy {stats[best, 2]:.4f}" in log.getvalue()
+    else:  # the last epoch, whatever its figures
+        best = len(stats) - 1
+        assert f"Last validation cross entropy {stats[best, 2]:.4f}" in log.getvalue()
     assert net.best_epoch_ == best + 1
     # The checkpoint holds that epoch's model: it validates to that epoch's numbers.
     net.Load()
@@ -431,7 +434,7 @@ def test_checkpoint_on_keeps_the_epoch_its_rule_names(tmp_path, subset_npz, rule
 def test_a_bad_checkpoint_on_is_a_config_error_naming_the_key():
     config = load_shipped_config("logreg.yaml")
     config["checkpoint_on"] = "loss"
-    with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy or cross_entropy"):
+    with pytest.raises(ConfigError, match="'checkpoint_on'.*accuracy, cross_entropy or last"):
         NeuralNet(config)
 
 
