@@ -239,8 +239,9 @@ class NeuralNet:
         self.on_disk_["stats"] = epoch
         val_ce, val_acc = row[2:4]
         rule = self.settings_.checkpoint_on
-        improved = (val_acc > self.best_acc_ if rule == "accuracy" else val_ce < self.best_ce_ if rule == "cross_entropy"
-                    else True)  # "last": every epoch's model replaces the one before
+        # "last": every epoch's model replaces the one before.
+        improved = (val_acc > self.best_acc_ if rule == "accuracy" else
+                    val_ce < self.best_ce_ if rule == "cross_entropy" else True)
         if improved:
             with self._evaluation_weights():
                 self.Save()  # the best so far only once it is on disk

@@ -167,6 +167,8 @@ SCENARIOS = [
              writes=False),
     Scenario("pool_ties", "pool_ties.py", lambda i, o: [_kit("tools/pool_ties.py"), str(i / "l.yaml")], _trained,
              writes=False),
+    Scenario("robustness", "robustness.py", lambda i, o: [_kit("tools/robustness.py"), str(i / "l.yaml"),
+                                                          "--copies", "2"], _trained, writes=False),
     Scenario("handout", "handout.py", lambda i, o: [_kit("tools/handout.py"), str(o / "kit")], slow=True),
     Scenario("leaks", "leaks.py", lambda i, o: [_kit("tools/leaks.py"), str(i / "kit")], _handed_out,
              writes=False, slow=True),
