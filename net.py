@@ -58,12 +58,12 @@ class NeuralNet:
         self.display_rng_ = np.random.default_rng(display_seq)
         self.augment_rng_ = np.random.default_rng(augment_seq)
         self.dropout_rng_ = np.random.default_rng(dropout_seq)
-        self.layer_ = self._build_layers(protos, np.random.default_rng(init_seq))
-        normed = [layer.name_ for layer in self.layer_ if isinstance(layer, BatchNormLayer)]
+        normed = [str(proto.get("name")) for proto in protos if proto.get("type") == "BATCHNORM"]
         if settings.weight_average and normed:
             # An average of weights does not match the running statistics of the trained ones.
             raise ConfigError(f"{self.source_}: key 'weight_average' cannot be used with a BATCHNORM layer "
                               f"('{normed[0]}'): set it to 0")
+        self.layer_ = self._build_layers(protos, np.random.default_rng(init_seq))
         for layer in self.layer_:
             if isinstance(layer, DropoutLayer):
                 layer.rng_ = self.dropout_rng_  # one stream for all of them, in layer order

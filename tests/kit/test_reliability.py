@@ -49,6 +49,13 @@ def with_layer(config, index, **changes):
     return config
 
 
+def with_layer_inserted(config, index, **layer):
+    """A copy of config with `layer` inserted at `index`."""
+    network = [dict(entry) for entry in config["network"]]
+    network.insert(index, layer)
+    return dict(config, network=network)
+
+
 def with_dropout(config, index, **keys):
     """A copy of config with a dropout layer 'drop1' inserted at `index`."""
     network = [dict(layer) for layer in config["network"]]
@@ -240,6 +247,13 @@ BAD_INPUTS = [
      ["bad.yaml", "drop1", "'dropout_rate'", "below 1"]),
     ("dropout as the last layer", config_row(lambda c: with_dropout(c, -1, dropout_rate=0.5)),
      ["bad.yaml", "drop1", "must be an FC"]),
+    ("batch norm given num_channels",
+     config_row(lambda c: with_layer_inserted(c, 1, name="bn1", type="BATCHNORM", epsilon=0.1, num_channels=16)),
+     ["bad.yaml", "bn1", "'num_channels'"]),
+    ("batch norm with weight_average",
+     config_row(lambda c: dict(with_layer_inserted(c, 1, name="bn1", type="BATCHNORM", epsilon=0.1),
+                               weight_average=0.99)),
+     ["bad.yaml", "bn1", "'weight_average'", "BATCHNORM"]),
     ("missing data file", config_row(lambda c: dict(c, data_path="/nonexistent/digits.npz")),
      ["bad.yaml", "'data_path'", "/nonexistent/digits.npz", "data/usps.py"]),
     ("data not an npz",
