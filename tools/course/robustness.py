@@ -2,7 +2,7 @@
 models without the test set:
 python tools/robustness.py CONFIG... [--copies 10] [--seed 12345] [--checkpoint NPZ]
 
-A strong USPS model misreads 3 to 5 of the 1000 validation digits, so the clean validation
+A strong USPS model misreads 1 to 5 of the 1000 validation digits, so the clean validation
 error cannot rank two such models, and the validation cross entropy mostly ranks how confident
 they are. This tool makes `--copies` distorted copies of every validation image, the same
 images for every model (drawn from `--seed`), in two sets:
