@@ -37,7 +37,15 @@ import numpy as np
 
 from plumbing.command_line import OneLineParser, entry_point
 from plumbing.errors import DataError
-from plumbing.files import check_folder_can_be_made, check_regular_or_absent, human_bytes, open_regular, same_file
+from plumbing.files import (
+    check_folder_can_be_made,
+    check_regular_or_absent,
+    human_bytes,
+    make_folders,
+    open_regular,
+    remove_empty_folders,
+    same_file,
+)
 from plumbing.writing import write_atomically
 
 SPLIT_SEED = 321  # as usps.py's
@@ -185,16 +193,21 @@ def obtain(source, folder, mirror, base_url, check, prog):
             return path
         except DataError:
             os.remove(path)  # damaged: fetch it again
+    made = []
     try:
-        os.makedirs(folder, exist_ok=True)
-        check_regular_or_absent(path)
-    except OSError as e:
-        raise DataError(f"cannot write {path} ({e.strerror})") from None
-    url = base_url.rstrip("/") + "/" + source.name
-    try:
-        download(url, path, prog)
-    except OSError as e:
-        raise DataError(f"cannot write {path} ({e.strerror})") from None
+        try:
+            make_folders(folder, made)
+            check_regular_or_absent(path)
+        except OSError as e:
+            raise DataError(f"cannot write {path} ({e.strerror})") from None
+        url = base_url.rstrip("/") + "/" + source.name
+        try:
+            download(url, path, prog)
+        except OSError as e:
+            raise DataError(f"cannot write {path} ({e.strerror})") from None
+    except BaseException:
+        remove_empty_folders(made)  # a folder made for a download that left nothing in it goes again
+        raise
     if check:
         try:
             check_published(path, source, url)

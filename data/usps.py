@@ -132,12 +132,12 @@ def prepare(npz_path=DEFAULT_NPZ, mirror=None, base_url=BASE_URL, downloads=None
     mirror = mirror if mirror is not None else os.environ.get("USPS_MIRROR") or None
     downloads = downloads or os.environ.get("USPS_DOWNLOADS") or DOWNLOADS
     check_npz_path(npz_path, mirror, downloads)
+    made, data = [], {}
     try:
-        made = make_folders(downloads)
-    except OSError as e:
-        raise DataError(f"cannot write {downloads} ({e.strerror})") from None
-    data = {}
-    try:
+        try:
+            make_folders(downloads, made)
+        except OSError as e:
+            raise DataError(f"cannot write {downloads} ({e.strerror})") from None
         for name in FILES:
             local = os.path.join(downloads, name)
             try:

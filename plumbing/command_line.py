@@ -160,8 +160,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a `kill`, a job scheduler's time limit, a shutdown), handled as Ctrl-C is."""
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+# Set once a Ctrl-C or SIGTERM has been raised, or main() is over: from then on the handler
+# below does nothing, so no second signal can raise inside the lines that end a script.
+_ending = False
+
+
+def _on_signal(signum, frame):
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, once: later ones are let go."""
+    global _ending
+    if _ending:
+        return
+    _ending = True
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def entry_point(prog):
@@ -181,42 +191,51 @@ def entry_point(prog):
     def wrap(main):
         @functools.wraps(main)
         def run(argv=None):
+            global _ending
             # Only the main thread may handle signals (main() can be called from others).
             handling = threading.current_thread() is threading.main_thread()
             if handling:
                 previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                signal.signal(signal.SIGTERM, _terminate)
+                _ending = False
+                signal.signal(signal.SIGINT, _on_signal)
+                signal.signal(signal.SIGTERM, _on_signal)
             try:
                 status = main(argv)
+                _ending = True  # before any call: a signal from here on changes nothing
                 sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
                 return status
-            except UserError as e:
-                _hold_signals(handling)
-                _say(f"{prog}: error: {e}{_stopped(e, '; stopped ')}")
-                return e.exit_status
-            except NotImplementedError as e:
-                _hold_signals(handling)
-                _say(f"{prog}: error: not written yet: {e}")
-                return 1
-            except UnicodeEncodeError as e:
-                # A path from a UTF-8 config or command line that this locale cannot name
-                # (LANG=C with Python's UTF-8 mode off): the environment, not the kit.
-                _hold_signals(handling)
-                _say(f"{prog}: error: {e.object[e.start:e.end + 20]!r}... cannot be written in this locale's "
-                     f"encoding ({e.encoding}); use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONUTF8=1")
-                return 2
-            except KeyboardInterrupt as e:
-                _hold_signals(handling)
-                how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-                # In a terminal a progress line may still lack its newline.
-                newline = "\n" if _isatty(sys.stdout) else ""
-                _say(f"{newline}{prog}: {how}{_stopped(e, ' ')}")
-                return 143 if isinstance(e, Terminated) else 130
-            except BrokenPipeError:
-                _hold_signals(handling)
-                _quiet_stdout()
-                return 141
+            except BaseException:
+                # The first statement of every way out (no call before it, where a signal's
+                # handler could run): a signal while the script says how it ended changes nothing.
+                _ending = True
+                try:
+                    raise
+                except UserError as e:
+                    _hold_signals(handling)
+                    _say(f"{prog}: error: {e}{_stopped(e, '; stopped ')}")
+                    return e.exit_status
+                except NotImplementedError as e:
+                    _hold_signals(handling)
+                    _say(f"{prog}: error: not written yet: {e}")
+                    return 1
+                except UnicodeEncodeError as e:
+                    # A path from a UTF-8 config or command line that this locale cannot name
+                    # (LANG=C with Python's UTF-8 mode off): the environment, not the kit.
+                    _hold_signals(handling)
+                    _say(f"{prog}: error: {e.object[e.start:e.end + 20]!r}... cannot be written in this locale's "
+                         f"encoding ({e.encoding}); use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONUTF8=1")
+                    return 2
+                except KeyboardInterrupt as e:
+                    _hold_signals(handling)
+                    how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+                    # In a terminal a progress line may still lack its newline.
+                    newline = "\n" if _isatty(sys.stdout) else ""
+                    _say(f"{newline}{prog}: {how}{_stopped(e, ' ')}")
+                    return 143 if isinstance(e, Terminated) else 130
+                except BrokenPipeError:
+                    _hold_signals(handling)
+                    _quiet_stdout()
+                    return 141
             finally:
                 if handling and _script is not None:
                     _hold_signals(True)  # main() is over: what is left is the exit itself
@@ -228,10 +247,18 @@ def entry_point(prog):
 
 
 def _hold_signals(handling):
-    """Once a script is ending, a second Ctrl-C or SIGTERM cannot cut its last line short."""
-    if handling:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
+    """Once a script is ending, a second Ctrl-C or SIGTERM cannot cut its last line short.
+
+    A signal that comes while the handlers are being changed (its handler runs between two
+    of these calls) is taken as one that came after: caught here, and the change made again.
+    """
+    while handling:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            return
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated) as they were being set
+            continue
 
 
 def _stopped(error, joint):

@@ -147,9 +147,9 @@ def atomic_write(path, write):
     do the folders made for `path`. OSError (the first one met) if the folder cannot be made or
     the file written."""
     folder = os.path.dirname(os.path.abspath(path))
-    made = make_folders(folder)
-    tmp = None
+    made, tmp = [], None
     try:
+        make_folders(folder, made)
         while True:
             # The name is known before the file exists: a signal as os.open returns still
             # leaves the name to remove. 0o666 makes the file as open() makes one, as the
@@ -180,9 +180,9 @@ def atomic_folder(path, fill):
     '<name>.<random>.part', never outlives a failure or a signal, nor do the folders made for
     `path`."""
     parent = os.path.dirname(os.path.abspath(path))
-    made = make_folders(parent)
-    tmp = None
+    made, tmp = [], None
     try:
+        make_folders(parent, made)
         while True:
             tmp = _part_name(parent, os.path.basename(os.path.abspath(path)))  # known before it exists
             try:
@@ -205,9 +205,14 @@ def _part_name(folder, name):
     return os.path.join(folder, f"{name}.{secrets.token_hex(4)}.part")
 
 
-def make_folders(folder):
-    """Make `folder` and its missing parents; the list of those made, deepest last. OSError
-    if one cannot be made (those made until then are removed again)."""
+def make_folders(folder, made=None):
+    """Make `folder` and its missing parents; the list of those made, deepest last: `made`
+    itself when given, so that a caller holds every folder from the moment it is made. Each is
+    named in the list before it is made, so a signal as os.mkdir returns still leaves it to
+    remove_empty_folders. OSError if one cannot be made (those made until then are removed
+    again)."""
+    made = [] if made is None else made
+    start = len(made)
     missing_parts = []
     while not os.path.lexists(folder):
         missing_parts.append(folder)
@@ -215,13 +220,17 @@ def make_folders(folder):
         if parent == folder:
             break
         folder = parent
-    made = []
     try:
         for part in reversed(missing_parts):
-            os.mkdir(part)
             made.append(part)
+            try:
+                os.mkdir(part)
+            except OSError:
+                made.pop()  # not made here: there already, or it cannot be
+                raise
     except BaseException:
-        remove_empty_folders(made)
+        remove_empty_folders(made[start:])
+        del made[start:]
         raise
     return made
 

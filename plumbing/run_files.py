@@ -127,7 +127,7 @@ class OutputLock:
     def __enter__(self):
         try:
             for path in self.paths_:
-                self.made_ += self._folder(path)
+                self._folder(path)
                 self.held_.append((path, self._take(path)))
         except BaseException:
             self.__exit__()
@@ -144,9 +144,9 @@ class OutputLock:
                               f"({e.strerror or e}); nothing was trained or written") from None
 
     def _folder(self, path):
-        """Make the lock's folder (the outputs' own) if need be: [folders made]."""
+        """Make the lock's folder (the outputs' own) if need be, into self.made_."""
         try:
-            return make_folders(os.path.dirname(path))
+            make_folders(os.path.dirname(path), self.made_)
         except OSError as e:
             raise OutputError(f"{self.source_}: cannot start: the folder {os.path.dirname(path)} cannot be made "
                               f"({e.strerror or e}); nothing was trained or written") from None

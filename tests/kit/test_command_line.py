@@ -103,3 +103,80 @@ def test_one_line_parser_says_where_to_look(capsys):
     with pytest.raises(SystemExit):
         OneLineParser(prog="x.py").parse_args(["--nope"])
     assert capsys.readouterr().err == "x.py: error: unrecognized arguments: --nope (see --help)\n"
+
+
+# --- a signal while a script ends ---------------------------------------------------------
+
+def _ending_script(monkeypatch, ending, sends):
+    """An entry_point main that ends by `ending` ('return' or 'error'), with SIGTERM sent to
+    this process from inside `sends` (a name in plumbing.command_line: the moment it comes)."""
+    import os
+    import signal
+
+    from plumbing import command_line
+    from plumbing.errors import ConfigError
+
+    original = getattr(command_line, sends) if sends != "flush" else sys.stdout.flush
+    calls = []
+
+    def sending(*args, **kwargs):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    if sends == "flush":
+        monkeypatch.setattr(sys.stdout, "flush", sending)
+    else:
+        monkeypatch.setattr(command_line, sends, sending)
+
+    @command_line.entry_point("ending.py")
+    def main(argv=None):
+        if ending == "error":
+            raise ConfigError("bad.yaml: a bad key")
+        return 0
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return main([]), calls
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("ending,sends,status", [
+    ("return", "flush", 0),            # main() is over: the signal changes nothing
+    ("error", "_hold_signals", 2),     # as the handlers are being let go
+    ("error", "_say", 2),              # as the error's line is written
+])
+def test_a_signal_while_a_script_ends_changes_nothing(monkeypatch, capsys, ending, sends, status):
+    code, calls = _ending_script(monkeypatch, ending, sends)
+    assert calls and code == status
+    err = capsys.readouterr().err
+    assert "terminated" not in err and (err == "" if status == 0 else err.count("\n") == 1)
+
+
+def test_only_the_first_signal_raises(monkeypatch):
+    import os
+    import signal
+
+    from plumbing import command_line
+
+    @command_line.entry_point("twice.py")
+    def main(argv=None):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs within these steps
+                pass
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal while the first is handled
+            for _ in range(1000):
+                pass
+            raise
+        return 0
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main([]) == 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

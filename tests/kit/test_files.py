@@ -167,3 +167,30 @@ def test_every_output_of_a_training_run_is_made_as_the_umask_allows(tmp_path, sm
     outputs = [p for p in (tmp_path / "runs").iterdir() if p.is_file()]
     assert outputs and all(p.stat().st_mode & 0o777 == 0o644 for p in outputs), \
         {p.name: oct(p.stat().st_mode & 0o777) for p in outputs}
+
+
+@pytest.mark.parametrize("make", ["make_folders", "atomic_write", "atomic_folder"])
+def test_a_signal_as_a_folder_is_made_leaves_no_folder(tmp_path, monkeypatch, make):
+    """Ctrl-C right as os.mkdir returns (the folder is there, the call has not yet returned
+    to the code that made it): the folder is still removed."""
+    import os as os_module
+
+    from plumbing import files
+
+    real_mkdir = os_module.mkdir
+
+    def mkdir_then_signal(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if not str(path).endswith(".part"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "mkdir", mkdir_then_signal)
+    target = tmp_path / "a" / "b"
+    with pytest.raises(KeyboardInterrupt):
+        if make == "make_folders":
+            files.make_folders(str(target))
+        elif make == "atomic_write":
+            files.atomic_write(str(target / "f.npy"), lambda f: f.write(b"x"))
+        else:
+            files.atomic_folder(str(target / "kit"), lambda folder: None)
+    assert list(tmp_path.iterdir()) == []
