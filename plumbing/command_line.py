@@ -247,18 +247,11 @@ def entry_point(prog):
 
 
 def _hold_signals(handling):
-    """Once a script is ending, a second Ctrl-C or SIGTERM cannot cut its last line short.
-
-    A signal that comes while the handlers are being changed (its handler runs between two
-    of these calls) is taken as one that came after: caught here, and the change made again.
-    """
-    while handling:
-        try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_IGN)
-            return
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated) as they were being set
-            continue
+    """Once a script is ending, a second Ctrl-C or SIGTERM cannot cut its last line short (a
+    signal while these are set raises nothing: `_ending` is set before any call here)."""
+    if handling:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _stopped(error, joint):
